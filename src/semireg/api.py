@@ -1,0 +1,53 @@
+"""The Python API: `fit` and `evaluate`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .config import from_kwargs
+from .data.arrays import as_images, as_labels
+from .engine import Result, TrainData, train
+from .errors import ConfigError
+from .evaluate import evaluate
+
+Array = np.ndarray | torch.Tensor
+
+
+def fit(model: nn.Module | str, labeled: tuple[Array, Array], unlabeled: Array | None = None, *,
+        method: str = "supervised", steps: int = 1000, seed: int = 0, num_classes: int | None = None,
+        eval_data: tuple[Array, Array] | None = None, run_dir: str | Path | None = None,
+        overwrite: bool = False, **options: Any) -> Result:
+    """Train `model` on `labeled` = (x, y) and, for semi-supervised methods, `unlabeled` = x_u.
+
+    x and x_u are arrays or tensors shaped (N, C, H, W) or (N, D); uint8 is scaled to [0, 1].
+    `options` are any config keys, short or dotted: method options (`eps=2.0`, `xi=1.0`),
+    training options (`lr=1e-3`, `batch_size=64`) or `model.dropout=0.5`. `model` is an
+    `nn.Module` mapping a batch to logits, or the name of a registered model.
+    Returns a Result with `.model` (the trained module, the EMA copy when `ema_decay > 0`) and
+    `.metrics` (steps, train time and, with `eval_data`, test metrics).
+    """
+    x, y = as_images(labeled[0], "labeled x"), as_labels(labeled[1], "labeled y")
+    if len(x) != len(y):
+        raise ConfigError(f"labeled: {len(x)} inputs but {len(y)} labels")
+    x_u = as_images(unlabeled, "unlabeled") if unlabeled is not None else None
+    if x_u is not None and x_u.shape[1:] != x.shape[1:]:
+        raise ConfigError(f"unlabeled inputs have shape {tuple(x_u.shape[1:])}, labelled ones {tuple(x.shape[1:])}")
+    k = num_classes or int(y.max()) + 1
+    eval_sets = {}
+    if eval_data is not None:
+        eval_sets["test"] = (as_images(eval_data[0], "eval x"), as_labels(eval_data[1], "eval y"))
+    base: dict[str, Any] = {"name": "api", "method": {"name": method}, "train": {"steps": steps, "seed": seed, "progress": False}}
+    if isinstance(model, str):
+        base["model"] = {"name": model}
+    cfg = from_kwargs(options, base=base)
+    data = TrainData(x_l=x, y_l=y, x_u=x_u, num_classes=k, eval_sets=eval_sets)
+    module = None if isinstance(model, str) else model
+    return train(cfg, Path(run_dir) if run_dir is not None else None, model=module, data=data, overwrite=overwrite)
+
+
+__all__ = ["fit", "evaluate"]

@@ -1,0 +1,218 @@
+"""`semireg` command line: train, eval, recipes, demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from . import rundir
+from .config import RunConfig, config_for, load_recipe, parse_override, recipe_names, resolve
+from .errors import ConfigError, SemiregError
+
+
+def _overrides(items: list[str], args: argparse.Namespace) -> dict[str, Any]:
+    out = dict(parse_override(item) for item in items)
+    if getattr(args, "data_dir", None):
+        out["data.data_dir"] = args.data_dir
+    if getattr(args, "download", False):
+        out["data.download"] = True
+    return out
+
+
+def _run_dir_for(root: Path, recipe: str, variant: str, seed: int, n_seeds: int) -> Path:
+    path = root / recipe
+    if variant:
+        path = path / variant
+    return path / f"seed{seed}" if n_seeds > 1 or variant else path
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .engine import train
+
+    if args.resume:
+        run_dir = Path(args.resume)
+        if not (run_dir / "config.json").exists():
+            raise ConfigError(f"{run_dir}: no config.json; not a semireg run directory")
+        cfg = resolve(json.loads((run_dir / "config.json").read_text()))
+        result = train(cfg, run_dir, resume=True, split=None, data=_data_for_run(cfg, run_dir))
+        _print_table([(cfg.name, cfg.train.seed, result.metrics)])
+        return 0
+    if not args.recipe:
+        raise ConfigError("train needs a RECIPE (see `semireg recipes`) or --resume RUN_DIR")
+    recipe = load_recipe(args.recipe)
+    overrides = _overrides(args.overrides, args)
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else recipe.seeds
+    variants = [v for v, _ in recipe.variants]
+    if args.variant:
+        unknown = [v for v in args.variant if v not in variants]
+        if unknown:
+            raise ConfigError(f"unknown variant(s) {', '.join(unknown)} of {recipe.name} (known: {', '.join(variants)})")
+        variants = [v for v in variants if v in args.variant]
+    plan = [(v, s, config_for(recipe, v, s, overrides)) for v in variants for s in seeds]
+    root = Path(args.runs_root)
+    dirs = [Path(args.run_dir) if args.run_dir and len(plan) == 1 else _run_dir_for(root, recipe.name, v, s, len(seeds)) for v, s, _ in plan]
+    if not args.overwrite:  # refuse before anything runs, so nothing is half-done
+        for d in dirs:
+            if d.exists() and any(d.iterdir()):
+                raise ConfigError(f"{d} already exists; pass --overwrite to replace it or --resume {d} to continue it")
+    rows = []
+    for (variant, seed, cfg), run_dir in zip(plan, dirs):
+        print(f"== {cfg.name} seed={seed} -> {run_dir}", file=sys.stderr)
+        result = train(cfg, run_dir, overwrite=args.overwrite)
+        rows.append((variant or cfg.name, seed, result.metrics))
+    table = _print_table(rows)
+    if len(plan) > 1:
+        summary_dir = root / recipe.name
+        (summary_dir / "summary.md").write_text(table + "\n")
+        rundir.write_json(summary_dir / "summary.json", [{"variant": v, "seed": s, **_row(m)} for v, s, m in rows])
+    return 0
+
+
+def _data_for_run(cfg: RunConfig, run_dir: Path):
+    """Rebuild the run's data from its saved split indices (exactly the images it trained on)."""
+    from .data import Split
+    from .engine import data_from_config
+
+    data, split = data_from_config(cfg)
+    saved = run_dir / "split.npz"
+    if saved.exists():
+        stored = Split.load(saved)
+        if not (len(stored.labeled) == len(split.labeled) and (stored.labeled == split.labeled).all()):
+            raise ConfigError(f"{run_dir}: the data no longer matches the saved split")
+    return data
+
+
+def _row(metrics: dict[str, Any]) -> dict[str, Any]:
+    test = metrics.get("test", {})
+    return {"accuracy": test.get("accuracy"), "macro_f1": test.get("macro_f1"),
+            "train_time_s": metrics.get("train_time_s"), "time_per_epoch_s": metrics.get("time_per_epoch_s"),
+            "steps": metrics.get("steps")}
+
+
+def _print_table(rows: list[tuple[str, int, dict[str, Any]]]) -> str:
+    lines = ["| variant | seed | test accuracy | macro-F1 | train time (s) | s/epoch |", "|---|---|---|---|---|---|"]
+    for variant, seed, m in rows:
+        r = _row(m)
+        lines.append(f"| {variant} | {seed} | {r['accuracy']:.4f} | {r['macro_f1']:.4f} | {r['train_time_s']:.1f} | {r['time_per_epoch_s']} |")
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for variant, _, m in rows:
+        groups.setdefault(variant, []).append(_row(m))
+    if any(len(g) > 1 for g in groups.values()):
+        lines += ["", "| variant | runs | test accuracy (mean ± std) | macro-F1 (mean ± std) | train time (s, mean) |", "|---|---|---|---|---|"]
+        for variant, g in groups.items():
+            acc, f1 = [r["accuracy"] for r in g], [r["macro_f1"] for r in g]
+            sd = lambda v: statistics.stdev(v) if len(v) > 1 else 0.0
+            lines.append(f"| {variant} | {len(g)} | {statistics.mean(acc):.4f} ± {sd(acc):.4f} | "
+                         f"{statistics.mean(f1):.4f} ± {sd(f1):.4f} | {statistics.mean(r['train_time_s'] for r in g):.1f} |")
+    table = "\n".join(lines)
+    print(table)
+    return table
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    import torch
+
+    from .engine import data_from_config
+    from .evaluate import classification_metrics, predict_logits
+    from .models import build_model
+
+    run_dir = Path(args.run_dir)
+    for name in ("config.json", rundir.CHECKPOINT):
+        if not (run_dir / name).exists():
+            raise ConfigError(f"{run_dir}: no {name}; not a finished semireg run directory")
+    cfg = resolve(json.loads((run_dir / "config.json").read_text()))
+    data = _data_for_run(cfg, run_dir)
+    state = rundir.load_checkpoint(run_dir / rundir.CHECKPOINT)
+    model = build_model(cfg.model.name, data.in_shape, data.num_classes, dropout=cfg.model.dropout, hidden=cfg.model.hidden)
+    weights = state["ema"] if state.get("ema") is not None else state["model"]
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as exc:
+        raise ConfigError(f"{run_dir}: checkpoint does not match the configured model ({str(exc).splitlines()[0]})") from None
+    out = {}
+    for split, (x, y) in data.eval_sets.items():
+        pred = predict_logits(model, x).argmax(1).numpy()
+        m = classification_metrics(y.numpy(), pred, data.num_classes)
+        out[split] = m
+        print(f"{split}: accuracy {m['accuracy']:.4f}  macro-F1 {m['macro_f1']:.4f}  (step {state['step']}, "
+              f"{'EMA' if state.get('ema') is not None else 'model'} weights)")
+    rundir.write_json(run_dir / "eval.json", {"step": state["step"], **out})
+    del torch
+    return 0
+
+
+def cmd_recipes(args: argparse.Namespace) -> int:
+    for name in recipe_names():
+        recipe = load_recipe(name)
+        variants = ", ".join(v for v, _ in recipe.variants if v)
+        extra = f"  [variants: {variants}]" if variants else ""
+        print(f"{name:24s} {recipe.description}{extra}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Offline demo on scikit-learn's digits: a few labels alone vs the same labels + VAT."""
+    args.recipe = "demo"
+    args.seeds = None
+    args.variant = None
+    args.run_dir = None
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    args.runs_root = str(Path(args.runs_root) / f"demo-{stamp}")
+    args.overwrite = False
+    args.resume = None
+    start = time.perf_counter()
+    cmd_train(args)
+    print(f"\nrun directories and plots: {args.runs_root}/demo  ({time.perf_counter() - start:.0f} s)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="semireg", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a recipe (all its variants and seeds) or resume a run")
+    p.add_argument("recipe", nargs="?", help="recipe name (see `semireg recipes`) or path to a .toml file")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.steps=500 method.eps=2.0")
+    p.add_argument("--runs-root", default="runs", help="where run directories are created (default: runs)")
+    p.add_argument("--run-dir", help="run directory (single variant and seed only)")
+    p.add_argument("--variant", action="append", help="run only this variant (repeatable)")
+    p.add_argument("--seeds", help="comma-separated seeds, replacing the recipe's")
+    p.add_argument("--overwrite", action="store_true", help="replace existing run directories")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its checkpoint")
+    p.add_argument("--data-dir", help="where data files are looked up first")
+    p.add_argument("--download", action="store_true", help="download MNIST from the canonical mirrors if missing")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate a run directory's checkpoint on its test split")
+    p.add_argument("run_dir")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("recipes", help="list the bundled recipes, one line each")
+    p.set_defaults(func=cmd_recipes)
+
+    p = sub.add_parser("demo", help="offline demo on digits (labels alone vs labels + VAT), under 2 minutes")
+    p.add_argument("--runs-root", default="runs")
+    p.add_argument("overrides", nargs="*", help="key=value overrides")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except SemiregError as exc:
+        print(f"semireg: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("semireg: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,345 @@
+"""Typed configuration: dataclasses, TOML recipes and `key=value` overrides.
+
+Precedence: command-line overrides > recipe > code defaults. Unknown keys and wrong types are
+errors (`ConfigError`), never silently ignored. Method options are validated against the options
+dataclass that the method registered, so `method.eps=2` is checked like any other key.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+CONFIG_VERSION = 1
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "digits"  # mnist | digits | npz:PATH | folder:PATH
+    protocol: str = "standard"  # standard (official test set) | holdout (seed 001: test held out of train)
+    n_labeled: int = 100
+    n_unlabeled: int = -1  # -1: every remaining training image
+    n_val: int = 0  # validation images taken from the training pool
+    n_test: int = 10000  # test images held out by protocol=holdout
+    balanced: bool = False  # class-balanced labelled draw (n_labeled must be a multiple of classes)
+    split_seed: int = -1  # -1: use train.seed
+    data_dir: str = ""  # '' = $SEMIREG_DATA, then the user cache directory
+    download: bool = False  # MNIST only: fetch from the canonical mirrors when missing
+
+
+@dataclass
+class ModelConfig:
+    name: str = "mlp"
+    dropout: float = 0.0
+    hidden: list[int] = field(default_factory=list)  # mlp only; [] = the model's default
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 1000
+    epochs: float = 0.0  # > 0: steps = ceil(epochs * n_labeled / batch_size) (epochs are a view of steps)
+    batch_size: int = 64
+    unlabeled_batch_size: int = 256
+    optimizer: str = "adam"  # adam | adamw | sgd | adadelta
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    nesterov: bool = False
+    schedule: str = "constant"  # constant | cosine | linear | step
+    warmup_steps: int = 0
+    step_gamma: float = 0.1  # schedule=step: multiply lr by this at each milestone
+    step_milestones: list[float] = field(default_factory=lambda: [0.5, 0.75])  # fractions of steps
+    ema_decay: float = 0.0  # > 0: keep an EMA of the weights and evaluate it
+    eval_every: int = 0  # 0: evaluate only at the end
+    log_every: int = 50
+    checkpoint_every: int = 0  # 0: only at the end (and at each evaluation)
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | mps
+    precision: str = "32-true"  # any Lightning Fabric precision: 32-true, bf16-mixed, 16-mixed
+    deterministic: bool = False
+    threads: int = 0  # > 0: torch.set_num_threads
+    progress: bool = True
+
+
+@dataclass
+class RunConfig:
+    name: str = "run"
+    description: str = ""
+    version: int = CONFIG_VERSION
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    method: dict[str, Any] = field(default_factory=lambda: {"name": "supervised"})
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class Recipe:
+    """A base config plus named variants (override dicts) and the seeds to run each with."""
+
+    name: str
+    base: dict[str, Any]
+    variants: list[tuple[str, dict[str, Any]]]
+    seeds: list[int]
+    description: str = ""
+
+
+# ----------------------------------------------------------------------------- type checking
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Return `value` as type `tp`, or raise ConfigError. ints are accepted where floats are."""
+    origin = typing.get_origin(tp)
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return [_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        return _coerce(value, args[0], key)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    elif tp is Any:
+        return value
+    raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+
+
+def build_dataclass(cls: type, values: dict[str, Any], prefix: str) -> Any:
+    """Instantiate dataclass `cls` from a dict, rejecting unknown keys and wrong types."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        if key not in names:
+            known = ", ".join(sorted(names))
+            raise ConfigError(f"unknown key '{prefix}{key}' (known: {known})")
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{prefix}{key}: expected a table, got {value!r}")
+            kwargs[key] = build_dataclass(tp, value, f"{prefix}{key}.")
+        else:
+            kwargs[key] = _coerce(value, tp, prefix + key)
+    return cls(**kwargs)
+
+
+# ----------------------------------------------------------------------------- overrides
+
+
+def parse_value(text: str) -> Any:
+    """Parse the right-hand side of `key=value` as a TOML value; bare words are strings."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    if "=" not in item:
+        raise ConfigError(f"expected key=value, got {item!r}")
+    key, _, text = item.partition("=")
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"bad key in {item!r}")
+    return key, parse_value(text.strip())
+
+
+def set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = tree
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{key}: '{part}' is not a table")
+        node = child
+    node[parts[-1]] = value
+
+
+def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge nested dicts; values in `overrides` win. Dotted keys are expanded."""
+    out = copy.deepcopy(base)
+    for key, value in overrides.items():
+        if "." in key:
+            expanded: dict[str, Any] = {}
+            set_dotted(expanded, key, value)
+            out = merge(out, expanded)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _fill_short_keys(tree: dict[str, Any]) -> dict[str, Any]:
+    """Let `steps=500` mean `train.steps=500` when the short key names exactly one field."""
+    out: dict[str, Any] = {}
+    sections = {
+        "data": DataConfig,
+        "model": ModelConfig,
+        "train": TrainConfig,
+    }
+    top = {f.name for f in dataclasses.fields(RunConfig)}
+    for key, value in tree.items():
+        head = key.split(".")[0]
+        if head in top:
+            out = merge(out, {key: value})
+            continue
+        owners = [s for s, cls in sections.items() if key in {f.name for f in dataclasses.fields(cls)}]
+        if len(owners) == 1:
+            out = merge(out, {f"{owners[0]}.{key}": value})
+        else:
+            # Not a config field: a method option (validated by the method's options dataclass).
+            out = merge(out, {f"method.{key}": value})
+    return out
+
+
+# ----------------------------------------------------------------------------- resolution
+
+
+def resolve(tree: dict[str, Any]) -> RunConfig:
+    """Build a validated RunConfig from a nested dict (recipe + variant + overrides)."""
+    from .methods import get_method  # late import: methods register themselves on import
+
+    tree = copy.deepcopy(tree)
+    if tree.get("version", CONFIG_VERSION) > CONFIG_VERSION:
+        raise ConfigError(
+            f"config version {tree['version']} was written by a newer semireg "
+            f"(this one reads version {CONFIG_VERSION}); upgrade semireg"
+        )
+    method = tree.pop("method", {"name": "supervised"})
+    if not isinstance(method, dict):
+        raise ConfigError(f"method: expected a table, got {method!r}")
+    cfg = build_dataclass(RunConfig, tree, "")
+    name = method.get("name", "supervised")
+    spec = get_method(name)
+    options = {k: v for k, v in method.items() if k != "name"}
+    opts = build_dataclass(spec.options, options, "method.")
+    cfg.method = {"name": name, **dataclasses.asdict(opts)}
+    validate(cfg)
+    return cfg
+
+
+def method_options(cfg: RunConfig) -> Any:
+    from .methods import get_method
+
+    spec = get_method(cfg.method["name"])
+    return build_dataclass(spec.options, {k: v for k, v in cfg.method.items() if k != "name"}, "method.")
+
+
+def validate(cfg: RunConfig) -> None:
+    from .models import MODELS
+
+    t, d = cfg.train, cfg.data
+    choices = {
+        "train.optimizer": (t.optimizer, {"adam", "adamw", "sgd", "adadelta"}),
+        "train.schedule": (t.schedule, {"constant", "cosine", "linear", "step"}),
+        "data.protocol": (d.protocol, {"standard", "holdout"}),
+    }
+    for key, (value, allowed) in choices.items():
+        if value not in allowed:
+            raise ConfigError(f"{key}: '{value}' is not one of {', '.join(sorted(allowed))}")
+    if cfg.model.name not in MODELS:
+        raise ConfigError(f"model.name: unknown model '{cfg.model.name}' (known: {', '.join(sorted(MODELS))})")
+    positive = {"train.steps": t.steps, "train.batch_size": t.batch_size,
+                "train.unlabeled_batch_size": t.unlabeled_batch_size, "data.n_labeled": d.n_labeled}
+    for key, value in positive.items():
+        if value <= 0:
+            raise ConfigError(f"{key} must be > 0, got {value}")
+    if t.lr <= 0:
+        raise ConfigError(f"train.lr must be > 0, got {t.lr}")
+    if not 0.0 <= t.ema_decay < 1.0:
+        raise ConfigError(f"train.ema_decay must be in [0, 1), got {t.ema_decay}")
+    if not 0.0 <= cfg.model.dropout < 1.0:
+        raise ConfigError(f"model.dropout must be in [0, 1), got {cfg.model.dropout}")
+
+
+# ----------------------------------------------------------------------------- recipes
+
+
+def recipe_names() -> list[str]:
+    files = resources.files("semireg").joinpath("recipes").iterdir()
+    return sorted(p.name[:-5] for p in files if p.name.endswith(".toml"))
+
+
+def load_recipe(name_or_path: str) -> Recipe:
+    path = Path(name_or_path)
+    if path.suffix == ".toml" and path.exists():
+        text, name = path.read_text(), path.stem
+    else:
+        if name_or_path not in recipe_names():
+            raise ConfigError(
+                f"unknown recipe '{name_or_path}' (known: {', '.join(recipe_names())}; or a path to a .toml file)"
+            )
+        text = resources.files("semireg").joinpath("recipes", f"{name_or_path}.toml").read_text()
+        name = name_or_path
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"recipe {name_or_path}: {exc}") from None
+    return parse_recipe(raw, name)
+
+
+def parse_recipe(raw: dict[str, Any], name: str) -> Recipe:
+    raw = copy.deepcopy(raw)
+    variants_raw = raw.pop("variants", [])
+    seeds = raw.pop("seeds", None)
+    description = raw.get("description", "")
+    raw.setdefault("name", name)
+    variants: list[tuple[str, dict[str, Any]]] = []
+    for i, v in enumerate(variants_raw):
+        if not isinstance(v, dict) or "name" not in v:
+            raise ConfigError(f"recipe {name}: variants[{i}] needs a name")
+        v = dict(v)
+        vname = v.pop("name")
+        variants.append((str(vname), v))
+    if seeds is None:
+        seeds = [raw.get("train", {}).get("seed", 0)]
+    if not isinstance(seeds, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        raise ConfigError(f"recipe {name}: seeds must be a list of integers")
+    recipe = Recipe(name=name, base=raw, variants=variants or [("", {})], seeds=seeds, description=description)
+    for vname, over in recipe.variants:  # fail early on a bad variant
+        resolve(merge(recipe.base, _fill_short_keys(over)))
+    return recipe
+
+
+def config_for(recipe: Recipe, variant: str, seed: int, overrides: dict[str, Any]) -> RunConfig:
+    tree = dict(recipe.variants)[variant]
+    merged = merge(recipe.base, _fill_short_keys(tree))
+    merged = merge(merged, {"train.seed": seed})
+    merged = merge(merged, _fill_short_keys(overrides))
+    if variant:
+        merged["name"] = f"{recipe.name}/{variant}"
+    return resolve(merged)
+
+
+def from_kwargs(options: dict[str, Any], base: dict[str, Any] | None = None) -> RunConfig:
+    """The Python API: flat keyword options routed to their sections."""
+    return resolve(merge(base or {}, _fill_short_keys(options)))

@@ -1,0 +1,136 @@
+"""A user's own data: `.npz` arrays and class-folder images (a directory or a .tar.gz of one).
+
+Class folders: `<root>/<class>/<image>` or `<root>/{train,test}/<class>/<image>` (PNG/JPEG). Images
+are decoded once with Pillow and cached as `.npz` in the cache directory, keyed by the source's
+path, size and modification time, so later runs load arrays instead of decoding again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from ..errors import DataError
+from .arrays import ArrayDataset, as_images, as_labels
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+
+
+def load_npz(path: Path) -> ArrayDataset:
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except (OSError, ValueError, EOFError) as exc:
+        raise DataError(f"{path}: not a readable .npz file ({exc})") from None
+    for key in ("x", "y"):
+        if key not in arrays:
+            raise DataError(f"{path}: missing array '{key}' (found: {', '.join(arrays) or 'none'})")
+    x, y = as_images(arrays["x"], f"{path}:x"), as_labels(arrays["y"], f"{path}:y")
+    has_test = "x_test" in arrays and "y_test" in arrays
+    x_test = as_images(arrays["x_test"], f"{path}:x_test") if has_test else None
+    y_test = as_labels(arrays["y_test"], f"{path}:y_test") if has_test else None
+    labels = [y] + ([y_test] if y_test is not None else [])
+    num_classes = int(max(int(t.max()) for t in labels if t.numel()) + 1) if y.numel() else 0
+    if "num_classes" in arrays:
+        num_classes = int(arrays["num_classes"])
+    return ArrayDataset(x, y, x_test, y_test, num_classes=num_classes, name=path.stem)
+
+
+def _iter_images(source: Path):
+    """Yield (relative parts, bytes) of every image file in a directory or tar archive."""
+    if source.is_dir():
+        for path in sorted(source.rglob("*")):
+            if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
+                yield path.relative_to(source).parts, path.read_bytes()
+        return
+    try:
+        with tarfile.open(source, "r:*") as tar:
+            members = sorted((m for m in tar.getmembers() if m.isfile()), key=lambda m: m.name)
+            for m in members:
+                parts = Path(m.name).parts
+                if Path(m.name).suffix.lower() not in IMAGE_SUFFIXES:
+                    continue
+                # Read in memory, never extract: a member named '../x' cannot escape anywhere.
+                if m.name.startswith("/") or ".." in parts:
+                    raise DataError(f"{source}: archive member {m.name!r} points outside the archive")
+                handle = tar.extractfile(m)
+                if handle is not None:
+                    yield parts, handle.read()
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise DataError(f"{source}: cannot read archive ({exc})") from None
+
+
+def _decode(data: bytes, name: str) -> np.ndarray:
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img = img.convert("L") if img.mode in ("L", "1", "I;16", "I") else img.convert("RGB")
+            return np.asarray(img, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise DataError(f"{name}: cannot decode image ({exc})") from None
+
+
+def decode_folder(source: Path) -> dict[str, np.ndarray]:
+    """Decode every image once; return uint8 arrays (N, C, H, W) and labels per split."""
+    records: dict[str, list[tuple[str, np.ndarray]]] = {}
+    for parts, data in _iter_images(source):
+        if len(parts) < 2:
+            continue  # an image at the top level has no class folder
+        cls = parts[-2]
+        split = parts[-3] if len(parts) >= 3 and parts[-3] in ("train", "test") else "train"
+        records.setdefault(split, []).append((cls, _decode(data, "/".join(parts))))
+    if not records.get("train"):
+        raise DataError(f"{source}: no images in class folders (<root>/<class>/<image> or <root>/train/<class>/...)")
+    classes = sorted({c for recs in records.values() for c, _ in recs})
+    index = {c: i for i, c in enumerate(classes)}
+    out: dict[str, np.ndarray] = {"classes": np.array(classes)}
+    for split, recs in records.items():
+        shapes = {img.shape for _, img in recs}
+        if len(shapes) != 1:
+            raise DataError(f"{source}: images of different sizes {sorted(shapes)[:3]}; resize them to one size first")
+        x = np.stack([img for _, img in recs])
+        x = x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)  # (N, C, H, W)
+        out[f"x_{split}"] = np.ascontiguousarray(x)
+        out[f"y_{split}"] = np.array([index[c] for c, _ in recs], dtype=np.int64)
+    return out
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "semireg"
+
+
+def load_folder(source: Path, cache: Path | None = None) -> ArrayDataset:
+    if not source.exists():
+        raise DataError(f"{source}: no such file or directory")
+    st = source.stat()
+    key = hashlib.sha1(f"{source.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
+    cached = (cache or cache_dir()) / "folders" / f"{source.name}-{key}.npz"
+    arrays = None
+    if cached.exists():
+        try:
+            with np.load(cached, allow_pickle=False) as f:
+                arrays = {k: f[k] for k in f.files}
+        except (OSError, ValueError, EOFError):
+            arrays = None  # a damaged cache is rebuilt, not trusted
+    if arrays is None:
+        arrays = decode_folder(source)
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(".tmp.npz")
+        np.savez(tmp, **arrays)
+        tmp.replace(cached)
+    classes = [str(c) for c in arrays["classes"]]
+    to_x = lambda a: torch.from_numpy(a).float().div_(255.0)
+    has_test = "x_test" in arrays
+    return ArrayDataset(
+        to_x(arrays["x_train"]), torch.from_numpy(arrays["y_train"]),
+        to_x(arrays["x_test"]) if has_test else None,
+        torch.from_numpy(arrays["y_test"]) if has_test else None,
+        num_classes=len(classes), name=source.name.split(".")[0], class_names=classes,
+    )

@@ -1,0 +1,372 @@
+"""The training engine: one step-based loop in which every optimizer step is visible.
+
+Epochs are a derived view (`epoch = step * batch_size / n_labeled`). Lightning Fabric picks the
+device and the precision; batches are drawn by index from tensors already on that device.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import rundir
+from .config import RunConfig, method_options
+from .data import IndexSampler, Split, load_dataset, make_split
+from .errors import ConfigError, DivergedError, RunDirError
+from .evaluate import classification_metrics, plot_confusion, plot_curves, predict_logits, summary
+from .methods import Batch, get_method
+from .models import build_model
+
+
+# ----------------------------------------------------------------------------- data
+
+
+@dataclass
+class TrainData:
+    """Everything the loop draws from, as tensors. x: (N, C, H, W) or (N, D) float32."""
+
+    x_l: torch.Tensor
+    y_l: torch.Tensor
+    x_u: torch.Tensor | None
+    num_classes: int
+    eval_sets: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    class_names: list[str] | None = None
+
+    @property
+    def in_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_l.shape[1:])
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "in_shape": list(self.in_shape), "num_classes": self.num_classes, "labeled": len(self.x_l),
+            "unlabeled": 0 if self.x_u is None else len(self.x_u),
+            **{f"eval_{k}": len(v[1]) for k, v in self.eval_sets.items()},
+        }
+
+
+def data_from_config(cfg: RunConfig) -> tuple[TrainData, Split]:
+    d = cfg.data
+    ds = load_dataset(d.dataset, d.data_dir, d.download)
+    split = make_split(
+        ds.y_train.numpy(), ds.num_classes, protocol=d.protocol, n_labeled=d.n_labeled,
+        n_unlabeled=d.n_unlabeled, n_val=d.n_val, n_test=d.n_test, balanced=d.balanced,
+        has_test_set=ds.x_test is not None, seed=cfg.train.seed if d.split_seed < 0 else d.split_seed,
+    )
+    take = lambda idx: torch.from_numpy(idx)
+    eval_sets = {}
+    if split.test is not None:
+        eval_sets["test"] = (ds.x_train[take(split.test)], ds.y_train[take(split.test)])
+    else:
+        eval_sets["test"] = (ds.x_test, ds.y_test)
+    if len(split.val):
+        eval_sets["val"] = (ds.x_train[take(split.val)], ds.y_train[take(split.val)])
+    data = TrainData(
+        x_l=ds.x_train[take(split.labeled)], y_l=ds.y_train[take(split.labeled)],
+        x_u=ds.x_train[take(split.unlabeled)] if len(split.unlabeled) else None,
+        num_classes=ds.num_classes, eval_sets=eval_sets, class_names=ds.class_names,
+    )
+    return data, split
+
+
+# ----------------------------------------------------------------------------- optimisation
+
+
+def build_optimizer(params, cfg: RunConfig) -> torch.optim.Optimizer:
+    t = cfg.train
+    if t.optimizer == "adam":
+        return torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay)
+    if t.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
+    if t.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, nesterov=t.nesterov, weight_decay=t.weight_decay)
+    if t.optimizer == "adadelta":
+        # Keras' Adadelta defaults (seed 000): lr 1.0, rho 0.95, epsilon 1e-7.
+        return torch.optim.Adadelta(params, lr=t.lr, rho=0.95, eps=1e-7, weight_decay=t.weight_decay)
+    raise ConfigError(f"train.optimizer: unknown optimizer '{t.optimizer}'")
+
+
+def lr_factor(step: int, cfg: RunConfig, total: int) -> float:
+    """Multiplier of the base learning rate at `step` (linear warm-up, then the schedule)."""
+    t = cfg.train
+    if t.warmup_steps and step < t.warmup_steps:
+        return (step + 1) / t.warmup_steps
+    progress = (step - t.warmup_steps) / max(1, total - t.warmup_steps)
+    if t.schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    if t.schedule == "linear":
+        return 1.0 - progress
+    if t.schedule == "step":
+        return t.step_gamma ** sum(progress >= m for m in t.step_milestones)
+    return 1.0
+
+
+class EMA:
+    """An exponential moving average of a model's weights; buffers are copied. Never trained."""
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.module = copy.deepcopy(model).eval()
+        for p in self.module.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        ema_params = [p for p in self.module.parameters()]
+        params = [p.detach() for p in model.parameters()]
+        torch._foreach_lerp_(ema_params, params, 1.0 - self.decay)
+        for b_ema, b in zip(self.module.buffers(), model.buffers()):
+            b_ema.copy_(b)
+
+
+class Meter:
+    """Sums of the step's scalar terms, kept on the device; one host sync per flush."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.count = 0
+
+    def add(self, terms: dict[str, torch.Tensor]) -> None:
+        for key, value in terms.items():
+            value = value.detach().float()
+            self.sums[key] = self.sums[key] + value if key in self.sums else value
+        self.count += 1
+
+    def flush(self) -> dict[str, float]:
+        if not self.count:
+            return {}
+        keys = list(self.sums)
+        values = torch.stack([self.sums[k] for k in keys]).div(self.count).tolist()
+        self.sums, self.count = {}, 0
+        return dict(zip(keys, values))
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+@dataclass
+class Result:
+    model: nn.Module
+    metrics: dict[str, Any]
+    run_dir: Path | None
+    config: RunConfig
+
+
+def _check_model(model: nn.Module, data: TrainData, device: torch.device) -> None:
+    """A forward on two samples, so that a shape mismatch is one clear error, not a deep traceback."""
+    probe = data.x_l[:2].to(device)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(probe)
+    except Exception as exc:  # any failure here is the user's model rejecting the input shape
+        raise ConfigError(f"the model does not take inputs of shape {tuple(probe.shape[1:])}: {str(exc).splitlines()[0]}") from None
+    finally:
+        model.train(was_training)
+    if not isinstance(out, torch.Tensor) or out.shape != (len(probe), data.num_classes):
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ConfigError(f"the model must map a batch to logits ({len(probe)}, {data.num_classes}); it returned {shape}")
+
+
+def _seed_everything(seed: int, deterministic: bool) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.use_deterministic_algorithms(deterministic, warn_only=False)
+
+
+def _total_steps(cfg: RunConfig, n_labeled: int) -> int:
+    t = cfg.train
+    if t.epochs > 0:
+        return math.ceil(t.epochs * n_labeled / t.batch_size)
+    return t.steps
+
+
+def train(cfg: RunConfig, run_dir: Path | None = None, *, model: nn.Module | None = None,
+          data: TrainData | None = None, split: Split | None = None, resume: bool = False,
+          overwrite: bool = False) -> Result:
+    """Train `cfg` and return the trained model with its final metrics.
+
+    With `run_dir`, the run directory receives config.json, meta.json, split.npz, metrics.jsonl,
+    checkpoint.pt, results.json and the plots; `resume=True` continues from its checkpoint.
+    """
+    from lightning_fabric import Fabric
+
+    t = cfg.train
+    spec = get_method(cfg.method["name"])
+    opts = method_options(cfg)
+    if t.threads > 0:
+        torch.set_num_threads(t.threads)
+    if run_dir is not None:
+        rundir.prepare(run_dir, overwrite=overwrite, resume=resume)
+    if data is None:
+        data, split = data_from_config(cfg)
+    if spec.uses_unlabeled(opts) and (data.x_u is None or len(data.x_u) == 0):
+        raise ConfigError(f"method '{spec.name}' needs unlabelled images, but the unlabelled set is empty")
+    if len(data.y_l) and (int(data.y_l.min()) < 0 or int(data.y_l.max()) >= data.num_classes):
+        raise ConfigError(f"labels must lie in [0, {data.num_classes})")
+    _seed_everything(t.seed, t.deterministic)
+
+    fabric = Fabric(accelerator=t.device, devices=1, precision=t.precision)
+    device = fabric.device
+    if model is None:
+        model = build_model(cfg.model.name, data.in_shape, data.num_classes,
+                            dropout=cfg.model.dropout, hidden=cfg.model.hidden)
+    model = model.to(device)
+    _check_model(model, data, device)
+    optimizer = fabric.setup_optimizers(build_optimizer(model.parameters(), cfg))
+    total = _total_steps(cfg, len(data.y_l))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg, total))
+    ema = EMA(model, t.ema_decay) if t.ema_decay > 0 else None
+
+    # Data on the training device once; batches are index lookups from here on.
+    x_l, y_l = data.x_l.to(device), data.y_l.to(device)
+    x_u = data.x_u.to(device) if spec.uses_unlabeled(opts) else None
+    lab_sampler = IndexSampler(len(y_l), t.batch_size, seed=t.seed * 2 + 1, device=device)
+    unl_sampler = IndexSampler(len(x_u), t.unlabeled_batch_size, seed=t.seed * 2 + 2, device=device) if x_u is not None else None
+
+    start, elapsed = 0, 0.0
+    if run_dir is not None:
+        metrics_path = run_dir / "metrics.jsonl"
+        if resume:
+            start, elapsed = _restore(run_dir / rundir.CHECKPOINT, model, optimizer, scheduler, ema,
+                                      lab_sampler, unl_sampler, cfg)
+            rundir.truncate_jsonl(metrics_path, start)
+        else:
+            rundir.write_json(run_dir / "config.json", cfg.to_dict())
+            rundir.write_json(run_dir / "meta.json", {
+                "code": rundir.code_version(), "seed": t.seed, "hardware": rundir.hardware(),
+                "device": str(device), "precision": t.precision, "data": data.summary(),
+                "total_steps": total, "evaluated_weights": "ema" if ema else "model",
+            })
+            if split is not None:
+                split.save(run_dir / "split.npz")
+
+    def checkpoint(step: int) -> None:
+        if run_dir is None:
+            return
+        if not all(bool(p.isfinite().all()) for p in model.parameters()):
+            raise DivergedError(f"weights are not finite at step {step}; last good checkpoint kept in {run_dir}")
+        rundir.save_checkpoint(run_dir / rundir.CHECKPOINT, {
+            "step": step, "elapsed": elapsed, "config": cfg.to_dict(),
+            "model": model.state_dict(), "ema": ema.module.state_dict() if ema else None,
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "labeled_sampler": lab_sampler.state_dict(),
+            "unlabeled_sampler": unl_sampler.state_dict() if unl_sampler else None,
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        })
+
+    eval_model = ema.module if ema else model
+    meter = Meter()
+    bar = _progress(total, start, t.progress)
+    model.train()
+    tick = time.perf_counter()
+    for step in range(start, total):
+        batch = Batch(
+            x_l=x_l[idx := lab_sampler.next()], y_l=y_l[idx],
+            x_u=x_u[unl_sampler.next()] if unl_sampler is not None else None,
+        )
+        with fabric.autocast():
+            terms = spec.step(model, batch, opts)
+        optimizer.zero_grad(set_to_none=True)
+        fabric.backward(terms["loss"])
+        optimizer.step()
+        scheduler.step()
+        if ema is not None:
+            ema.update(model)
+        meter.add(terms)
+
+        done = step + 1
+        is_last = done == total
+        do_eval = is_last or (t.eval_every and done % t.eval_every == 0)
+        do_ckpt = is_last or do_eval or (t.checkpoint_every and done % t.checkpoint_every == 0)
+        if done % t.log_every == 0 or do_ckpt:
+            elapsed += time.perf_counter() - tick
+            logged = meter.flush()
+            if not all(math.isfinite(v) for v in logged.values()):
+                bar.close()
+                where = f"; the last good checkpoint is kept in {run_dir / rundir.CHECKPOINT}" if run_dir else ""
+                raise DivergedError(f"loss became non-finite ({_fmt(logged)}) between steps {done - t.log_every + 1} and {done}{where}; lower train.lr or check the inputs")
+            record = {"kind": "train", "step": done, "epoch": round(done * t.batch_size / len(y_l), 4),
+                      "lr": scheduler.get_last_lr()[0], "time": round(elapsed, 3), **logged}
+            if run_dir is not None:
+                rundir.append_jsonl(metrics_path, record)
+            bar.set_postfix(loss=f"{logged.get('loss', float('nan')):.4f}", acc=f"{logged.get('train_acc', float('nan')):.3f}", refresh=False)
+            if do_eval:
+                for name, (x, y) in data.eval_sets.items():
+                    m = summary(classification_metrics(y.numpy(), predict_logits(eval_model, x).argmax(1).cpu().numpy(), data.num_classes))
+                    rec = {"kind": "eval", "step": done, "split": name, "time": round(elapsed, 3), **m}
+                    if run_dir is not None:
+                        rundir.append_jsonl(metrics_path, rec)
+                    bar.set_postfix(loss=f"{logged.get('loss', 0):.4f}", **{f"{name}_acc": f"{m['accuracy']:.4f}"}, refresh=False)
+            if do_ckpt:
+                checkpoint(done)
+            tick = time.perf_counter()
+        bar.update(1)
+    bar.close()
+
+    final = _final_metrics(eval_model, data, cfg, total, elapsed, ema is not None)
+    if run_dir is not None:
+        _write_outputs(run_dir, final, data)
+    return Result(model=eval_model, metrics=final, run_dir=run_dir, config=cfg)
+
+
+def _fmt(values: dict[str, float]) -> str:
+    return ", ".join(f"{k}={v:.4g}" for k, v in values.items())
+
+
+def _progress(total: int, start: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=start, disable=not enabled, dynamic_ncols=True, mininterval=1.0, leave=False)
+
+
+def _restore(path: Path, model, optimizer, scheduler, ema, lab_sampler, unl_sampler, cfg: RunConfig) -> tuple[int, float]:
+    state = rundir.load_checkpoint(path)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        raise RunDirError(f"{path}: checkpoint is of another model ({str(exc).splitlines()[0]})") from None
+    if ema is not None:
+        if state.get("ema") is None:
+            raise RunDirError(f"{path}: checkpoint has no EMA weights but train.ema_decay > 0")
+        ema.module.load_state_dict(state["ema"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    lab_sampler.load_state_dict(state["labeled_sampler"])
+    if unl_sampler is not None:
+        unl_sampler.load_state_dict(state["unlabeled_sampler"])
+    torch.set_rng_state(state["torch_rng"])
+    if state.get("cuda_rng"):
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    return int(state["step"]), float(state["elapsed"])
+
+
+def _final_metrics(eval_model: nn.Module, data: TrainData, cfg: RunConfig, total: int, elapsed: float,
+                   used_ema: bool) -> dict[str, Any]:
+    epochs = total * cfg.train.batch_size / max(1, len(data.y_l))
+    out: dict[str, Any] = {
+        "steps": total, "epochs": epochs, "train_time_s": round(elapsed, 2),
+        "time_per_epoch_s": round(elapsed / epochs, 3) if epochs else None,
+        "evaluated_weights": "ema" if used_ema else "model",
+    }
+    for name, (x, y) in data.eval_sets.items():
+        pred = predict_logits(eval_model, x).argmax(1).cpu().numpy()
+        out[name] = classification_metrics(y.numpy(), pred, data.num_classes)
+    return out
+
+
+def _write_outputs(run_dir: Path, final: dict[str, Any], data: TrainData) -> None:
+    rundir.write_json(run_dir / "results.json", final)
+    if "test" in final:
+        plot_confusion(final["test"]["confusion"], run_dir / "confusion.png", data.class_names,
+                       title=f"test confusion (accuracy {final['test']['accuracy']:.4f})")
+    plot_curves(run_dir / "metrics.jsonl", run_dir / "curves.png")

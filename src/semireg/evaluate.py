@@ -1,0 +1,126 @@
+"""Predictions and classification metrics; JSON and PNG outputs in the run directory."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+from torch import nn
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    """Logits (N, K) in eval mode; the model's training flag is restored afterwards."""
+    was_training = model.training
+    model.eval()
+    device = next((p.device for p in model.parameters()), x.device)
+    try:
+        out = [model(x[i : i + batch_size].to(device)).float() for i in range(0, len(x), batch_size)]
+    finally:
+        model.train(was_training)
+    return torch.cat(out)
+
+
+def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> dict[str, Any]:
+    labels = list(range(num_classes))
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=labels, zero_division=0
+    )
+    return {
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+        "per_class": {
+            "precision": precision.tolist(), "recall": recall.tolist(), "f1": f1.tolist(),
+            "support": support.tolist(),
+        },
+        "confusion": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+    }
+
+
+def evaluate(model: nn.Module, data: tuple[Any, Any], num_classes: int | None = None,
+             batch_size: int = 1000) -> dict[str, Any]:
+    """Accuracy, macro-F1, per-class precision/recall/F1 and the confusion matrix of `model` on (x, y)."""
+    from .data.arrays import as_images, as_labels
+
+    x, y = as_images(data[0]), as_labels(data[1])
+    logits = predict_logits(model, x, batch_size)
+    k = num_classes or logits.shape[1]
+    return classification_metrics(y.numpy(), logits.argmax(1).cpu().numpy(), k)
+
+
+def summary(metrics: dict[str, Any]) -> dict[str, float]:
+    return {"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]}
+
+
+# ----------------------------------------------------------------------------- plots
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_confusion(confusion: list[list[int]], path: Path, class_names: list[str] | None = None,
+                   title: str = "confusion matrix") -> None:
+    plt = _pyplot()
+    cm = np.asarray(confusion)
+    k = len(cm)
+    names = class_names or [str(i) for i in range(k)]
+    fig, ax = plt.subplots(figsize=(1.0 + 0.5 * k, 1.0 + 0.5 * k))
+    ax.imshow(cm, cmap="Blues")
+    for i in range(k):
+        for j in range(k):
+            ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=7,
+                    color="white" if cm[i, j] > cm.max() / 2 else "black")
+    ax.set_xticks(range(k), names, rotation=45, ha="right")
+    ax.set_yticks(range(k), names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def plot_curves(metrics_path: Path, path: Path) -> None:
+    """Training loss terms and evaluation accuracy / macro-F1 against the step."""
+    plt = _pyplot()
+    records = read_jsonl(metrics_path)
+    train = [r for r in records if r.get("kind") == "train"]
+    evals = [r for r in records if r.get("kind") == "eval"]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.6))
+    terms = sorted({k for r in train for k in r if k not in ("kind", "step", "lr", "time", "epoch", "train_acc")})
+    for term in terms:
+        steps = [r["step"] for r in train if term in r]
+        ax_loss.plot(steps, [r[term] for r in train if term in r], label=term)
+    ax_loss.set_xlabel("step")
+    ax_loss.set_ylabel("loss terms")
+    ax_loss.set_yscale("log")
+    if terms:
+        ax_loss.legend(fontsize=8)
+    if train:
+        ax_acc.plot([r["step"] for r in train], [r.get("train_acc", np.nan) for r in train], label="train batch acc", alpha=0.6)
+    for key in ("accuracy", "macro_f1"):
+        pts = [(r["step"], r[key]) for r in evals if key in r]
+        if pts:
+            ax_acc.plot(*zip(*pts), marker="o", ms=3, label=f"eval {key}")
+    ax_acc.set_xlabel("step")
+    ax_acc.set_ylim(0, 1.01)
+    ax_acc.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

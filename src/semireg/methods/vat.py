@@ -1,0 +1,125 @@
+"""Virtual Adversarial Training (Miyato et al.), as a supervised regulariser and semi-supervised.
+
+The adversarial direction comes from `torch.autograd.grad` with respect to the perturbation only:
+no parameter gradients, no `zero_grad`, no host round trips. The clean prediction is a constant
+target. Perturbed passes run with BatchNorm running statistics frozen, and the power iteration runs
+in float32 even under autocast (xi * d underflows in fp16).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ConfigError
+from .registry import Batch, accuracy, register_method
+from .supervised import cross_entropy
+
+
+@contextlib.contextmanager
+def frozen_running_stats(model: nn.Module) -> Iterator[None]:
+    """Forward passes inside do not update running statistics of any norm layer.
+
+    Every torch norm layer with running statistics (BatchNorm1d/2d/3d, SyncBatchNorm, LazyBatchNorm,
+    InstanceNorm with track_running_stats) reads `track_running_stats` at forward time: when False
+    in training mode it normalises with batch statistics and neither updates the running buffers nor
+    counts the batch. Switching it off is therefore exactly "use the batch, remember nothing".
+    """
+    norms = [m for m in model.modules() if getattr(m, "track_running_stats", False) is True]
+    for m in norms:
+        m.track_running_stats = False
+    try:
+        yield
+    finally:
+        for m in norms:
+            m.track_running_stats = True
+
+
+def kl_from_logits(target_logits: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """Per-sample KL(p || q), p = softmax(target_logits), q = softmax(logits). (B, K) -> (B,)"""
+    log_p = F.log_softmax(target_logits.float(), dim=1)
+    log_q = F.log_softmax(logits.float(), dim=1)
+    return (log_p.exp() * (log_p - log_q)).sum(dim=1)
+
+
+def l2_normalize(d: torch.Tensor) -> torch.Tensor:
+    """Scale each sample of d (B, ...) to unit L2 norm."""
+    norm = d.flatten(1).norm(dim=1).clamp_min(1e-12)  # (B,)
+    return d / norm.view(-1, *([1] * (d.ndim - 1)))
+
+
+def vat_direction(model: nn.Module, x: torch.Tensor, logits: torch.Tensor, *, xi: float,
+                  power_iters: int, d: torch.Tensor | None = None) -> torch.Tensor:
+    """Unit-norm adversarial direction r_adv / eps, by power iteration on the KL Hessian.
+
+    x: (B, ...) float inputs; logits: (B, K) clean predictions (treated as constants).
+    """
+    target = logits.detach().float()
+    x = x.detach().float()
+    d = l2_normalize(torch.randn_like(x) if d is None else d.float())
+    with torch.autocast(device_type=x.device.type, enabled=False), frozen_running_stats(model):
+        for _ in range(power_iters):
+            r = (xi * d).requires_grad_(True)
+            dist = kl_from_logits(target, model(x + r)).sum()
+            # Gradient w.r.t. the probe only; parameters see nothing.
+            (grad,) = torch.autograd.grad(dist, r)
+            d = l2_normalize(grad.detach())
+    return d
+
+
+def vat_loss(model: nn.Module, x: torch.Tensor, logits: torch.Tensor, *, xi: float, eps: float,
+             power_iters: int) -> torch.Tensor:
+    """Local distributional smoothness: mean KL(p(x) || p(x + eps * d_adv)), p(x) constant."""
+    d = vat_direction(model, x, logits, xi=xi, power_iters=power_iters)
+    with frozen_running_stats(model):
+        adv_logits = model(x + eps * d.to(x.dtype))  # (B, K)
+    return kl_from_logits(logits.detach(), adv_logits).mean()
+
+
+def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
+    """Mean prediction entropy. (B, K) -> scalar"""
+    log_p = F.log_softmax(logits.float(), dim=1)
+    return -(log_p.exp() * log_p).sum(dim=1).mean()
+
+
+@dataclass
+class VATOptions:
+    eps: float = 2.5  # L2 radius of the adversarial perturbation, in input units
+    xi: float = 1.0  # probe size of the power iteration (large enough for float32; see docs)
+    power_iters: int = 1
+    weight: float = 1.0  # alpha: weight of the VAT term
+    entmin: float = 0.0  # weight of entropy minimisation on the VAT batch's predictions
+    on: str = "unlabeled"  # unlabeled | labeled | both: which batch the VAT term regularises
+
+
+@register_method("vat", options=VATOptions, uses_unlabeled=lambda o: o.on != "labeled",
+                 description="cross-entropy + virtual adversarial smoothness (+ optional entropy minimisation)")
+def vat_step(model: nn.Module, batch: Batch, opts: VATOptions) -> dict[str, torch.Tensor]:
+    if opts.on not in ("unlabeled", "labeled", "both"):
+        raise ConfigError(f"method.on: '{opts.on}' is not one of unlabeled, labeled, both")
+    logits_l = model(batch.x_l)  # (B, K)
+    ce = cross_entropy(logits_l, batch.y_l)
+    if opts.on == "labeled":
+        x_vat, logits_vat = batch.x_l, logits_l
+    else:
+        assert batch.x_u is not None, "VAT on unlabelled images needs an unlabelled batch"
+        # The clean prediction is a constant target: no graph unless entropy minimisation needs one.
+        with torch.set_grad_enabled(opts.entmin > 0):
+            logits_u = model(batch.x_u)  # (Bu, K)
+        if opts.on == "both":
+            x_vat, logits_vat = torch.cat([batch.x_l, batch.x_u]), torch.cat([logits_l, logits_u])
+        else:
+            x_vat, logits_vat = batch.x_u, logits_u
+    lds = vat_loss(model, x_vat, logits_vat, xi=opts.xi, eps=opts.eps, power_iters=opts.power_iters)
+    loss = ce + opts.weight * lds
+    terms = {"ce": ce.detach(), "vat": lds.detach(), "train_acc": accuracy(logits_l, batch.y_l)}
+    if opts.entmin > 0:
+        ent = entropy_from_logits(logits_vat)
+        loss = loss + opts.entmin * ent
+        terms["entropy"] = ent.detach()
+    return {"loss": loss, **terms}

@@ -1,0 +1,56 @@
+"""The two CNNs of the source posts. Both size their dense layer from the input shape."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+from .registry import register_model
+
+
+def _flat_size(features: nn.Module, in_shape: tuple[int, ...]) -> int:
+    with torch.no_grad():
+        try:
+            return features(torch.zeros(1, *in_shape)).numel()
+        except RuntimeError as exc:
+            raise ConfigError(f"input shape {in_shape} is too small for this CNN ({exc})") from None
+
+
+@register_model("cnn_seed000")
+def cnn_seed000(in_shape: tuple[int, ...], num_classes: int, dropout: float = 0.0) -> nn.Module:
+    """Seed 000 (Keras MNIST example): conv32-conv32-maxpool-dense128.
+
+    With dropout > 0 the Keras example's two dropouts are used: `dropout/2` after the pool (0.25)
+    and `dropout` after the dense layer (0.5).
+    """
+    if len(in_shape) != 3:
+        raise ConfigError(f"cnn_seed000 takes images (C, H, W), got input shape {in_shape}")
+    features = nn.Sequential(
+        nn.Conv2d(in_shape[0], 32, 3), nn.ReLU(),
+        nn.Conv2d(32, 32, 3), nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Dropout(dropout / 2), nn.Flatten(),
+    )
+    return nn.Sequential(
+        features,
+        nn.Linear(_flat_size(features, in_shape), 128), nn.ReLU(), nn.Dropout(dropout),
+        nn.Linear(128, num_classes),
+    )
+
+
+@register_model("cnn_seed001")
+def cnn_seed001(in_shape: tuple[int, ...], num_classes: int, dropout: float = 0.0) -> nn.Module:
+    """Seed 001: two conv(k4, p2)-BatchNorm-ReLU-maxpool blocks, dense 100, dense out."""
+    if len(in_shape) != 3:
+        raise ConfigError(f"cnn_seed001 takes images (C, H, W), got input shape {in_shape}")
+    features = nn.Sequential(
+        nn.Conv2d(in_shape[0], 32, 4, padding=2), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 4, padding=2), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(),
+    )
+    return nn.Sequential(
+        features,
+        nn.Linear(_flat_size(features, in_shape), 100), nn.Dropout(dropout), nn.ReLU(),
+        nn.Linear(100, num_classes),
+    )

@@ -1,0 +1,87 @@
+"""The run directory: resolved config, code version, seed, split, metrics (JSONL), checkpoints."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import RunDirError
+
+CHECKPOINT = "checkpoint.pt"
+
+
+def prepare(run_dir: Path, *, overwrite: bool, resume: bool) -> None:
+    """Refuse to clobber an existing run unless asked; nothing is deleted before training starts."""
+    if resume:
+        if not (run_dir / CHECKPOINT).exists():
+            raise RunDirError(f"{run_dir}: no {CHECKPOINT} to resume from")
+        return
+    if run_dir.exists() and any(run_dir.iterdir()):
+        if not overwrite:
+            raise RunDirError(f"{run_dir} already exists; pass --overwrite to replace it or --resume to continue it")
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def code_version() -> dict[str, Any]:
+    from . import __version__
+
+    info: dict[str, Any] = {"semireg": __version__, "torch": torch.__version__, "python": platform.python_version()}
+    src = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=src, capture_output=True, text=True, timeout=5)
+        if commit.returncode == 0:
+            info["git_commit"] = commit.stdout.strip()
+            dirty = subprocess.run(["git", "status", "--porcelain", "--", "."], cwd=src, capture_output=True,
+                                   text=True, timeout=5)
+            info["git_dirty"] = bool(dirty.stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return info
+
+
+def hardware() -> dict[str, Any]:
+    info = {"machine": platform.machine(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads()}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str))
+    os.replace(tmp, path)
+
+
+def append_jsonl(path: Path, record: dict[str, Any]) -> None:
+    with path.open("a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def truncate_jsonl(path: Path, max_step: int) -> None:
+    """Drop records logged after `max_step` (they will be logged again on resume)."""
+    if not path.exists():
+        return
+    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line).get("step", 0) <= max_step]
+    path.write_text("".join(line + "\n" for line in keep))
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Write to a temporary file, then rename: a crash mid-write leaves the old checkpoint intact."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a damaged file: say which and why, in one line
+        raise RunDirError(f"{path}: cannot load checkpoint ({type(exc).__name__}: {str(exc)[:200]})") from None
