@@ -15,29 +15,42 @@ from typing import Iterator
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..errors import ConfigError
 from .registry import Batch, accuracy, register_method
 from .supervised import cross_entropy
 
 
+_STAT_PREFIXES = ("running_", "num_batches_tracked")
+
+
 @contextlib.contextmanager
 def frozen_running_stats(model: nn.Module) -> Iterator[None]:
     """Forward passes inside do not update running statistics of any norm layer.
 
-    Every torch norm layer with running statistics (BatchNorm1d/2d/3d, SyncBatchNorm, LazyBatchNorm,
-    InstanceNorm with track_running_stats) reads `track_running_stats` at forward time: when False
-    in training mode it normalises with batch statistics and neither updates the running buffers nor
-    counts the batch. Switching it off is therefore exactly "use the batch, remember nothing".
+    torch's BatchNorm layers (1d/2d/3d, SyncBatchNorm, lazy ones) read `track_running_stats` at
+    forward time: switched off in training mode they normalise with the batch's statistics and
+    neither update the running buffers nor count the batch, which is exactly what a perturbed pass
+    needs, at no cost. Any other module holding running statistics (InstanceNorm, which ignores the
+    flag, or a user's own BatchNorm) gets its `running_*` buffers saved and written back.
     """
-    norms = [m for m in model.modules() if getattr(m, "track_running_stats", False) is True]
-    for m in norms:
+    toggled = [m for m in model.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
+    saved = [
+        (buf, buf.detach().clone())
+        for m in model.modules() if not isinstance(m, _BatchNorm)
+        for name, buf in m.named_buffers(recurse=False) if name.startswith(_STAT_PREFIXES)
+    ]
+    for m in toggled:
         m.track_running_stats = False
     try:
         yield
     finally:
-        for m in norms:
+        for m in toggled:
             m.track_running_stats = True
+        with torch.no_grad():
+            for buf, value in saved:
+                buf.copy_(value)
 
 
 def kl_from_logits(target_logits: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,65 @@
+import pytest
+
+from semireg.config import config_for, from_kwargs, load_recipe, parse_override, recipe_names, resolve
+from semireg.errors import ConfigError
+
+
+def test_every_bundled_recipe_resolves():
+    names = recipe_names()
+    assert {"demo", "mnist-vat-grid", "mnist-100-vat"} <= set(names)
+    for name in names:
+        recipe = load_recipe(name)
+        for variant, _ in recipe.variants:
+            cfg = config_for(recipe, variant, recipe.seeds[0], {})
+            assert cfg.method["name"]
+
+
+def test_precedence_override_beats_recipe_beats_default():
+    recipe = load_recipe("mnist-100-vat")
+    cfg = config_for(recipe, "vat", 0, {})
+    assert cfg.train.lr == 1e-3 and cfg.method["eps"] == 2.5  # recipe
+    assert cfg.train.momentum == 0.9  # code default
+    cfg = config_for(recipe, "vat", 0, dict([parse_override("method.eps=3"), parse_override("lr=0.01")]))
+    assert cfg.method["eps"] == 3.0 and cfg.train.lr == 0.01
+
+
+@pytest.mark.parametrize("key,value,match", [
+    ("train.nope", 1, "unknown key 'train.nope'"),
+    ("train.steps", "many", "train.steps: expected int"),
+    ("train.steps", 1.5, "train.steps: expected int"),
+    ("train.deterministic", 1, "expected bool"),
+    ("method.eps", "big", "method.eps: expected float"),
+    ("method.bogus", 1, "unknown key 'method.bogus'"),
+    ("model.name", "resnet9000", "unknown model"),
+    ("method.name", "magic", "unknown method"),
+    ("train.optimizer", "lion", "not one of"),
+])
+def test_bad_keys_and_types_are_errors(key, value, match):
+    recipe = load_recipe("mnist-100-vat")
+    with pytest.raises(ConfigError, match=match):
+        config_for(recipe, "vat", 0, {key: value})
+
+
+def test_unknown_recipe_is_an_error():
+    with pytest.raises(ConfigError, match="unknown recipe"):
+        load_recipe("mnist-1000000-magic")
+
+
+def test_newer_config_version_is_refused():
+    with pytest.raises(ConfigError, match="newer semireg"):
+        resolve({"version": 99})
+
+
+def test_override_values_are_parsed_as_toml():
+    assert parse_override("a.b=3") == ("a.b", 3)
+    assert parse_override("a=1e-3") == ("a", 0.001)
+    assert parse_override("a=true") == ("a", True)
+    assert parse_override("a=[1, 2]") == ("a", [1, 2])
+    assert parse_override("a=adam") == ("a", "adam")
+    with pytest.raises(ConfigError):
+        parse_override("novalue")
+
+
+def test_short_keys_route_to_their_section():
+    cfg = from_kwargs({"steps": 7, "eps": 1.5, "dropout": 0.1}, base={"method": {"name": "vat"}})
+    assert cfg.train.steps == 7 and cfg.method["eps"] == 1.5 and cfg.model.dropout == 0.1
