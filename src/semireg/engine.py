@@ -204,14 +204,14 @@ def train(cfg: RunConfig, run_dir: Path | None = None, *, model: nn.Module | Non
     opts = method_options(cfg)
     if t.threads > 0:
         torch.set_num_threads(t.threads)
-    if run_dir is not None:
-        rundir.prepare(run_dir, overwrite=overwrite, resume=resume)
     if data is None:
         data, split = data_from_config(cfg)
     if spec.uses_unlabeled(opts) and (data.x_u is None or len(data.x_u) == 0):
         raise ConfigError(f"method '{spec.name}' needs unlabelled images, but the unlabelled set is empty")
     if len(data.y_l) and (int(data.y_l.min()) < 0 or int(data.y_l.max()) >= data.num_classes):
         raise ConfigError(f"labels must lie in [0, {data.num_classes})")
+    if run_dir is not None:  # only once the data and the config are known to be good
+        rundir.prepare(run_dir, overwrite=overwrite, resume=resume)
     _seed_everything(t.seed, t.deterministic)
 
     fabric = Fabric(accelerator=t.device, devices=1, precision=t.precision)

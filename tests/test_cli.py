@@ -1,0 +1,78 @@
+"""The command line: one-line errors without tracebacks, nothing overwritten, the demo recipe."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from semireg.cli import main
+
+
+def run_cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "semireg.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["train", "no-such-recipe"], "unknown recipe"),
+    (["train", "demo", "train.bogus=1"], "unknown key 'train.bogus'"),
+    (["train", "demo", "train.steps=abc"], "train.steps: expected int"),
+    (["train", "demo", "data.n_labeled=5000"], "larger than"),
+    (["train", "demo", "data.n_labeled=55"], "not a multiple"),
+    (["train", "demo", "--variant", "vat", "data.n_unlabeled=0"], "unlabelled set is empty"),
+    (["train", "demo", "model.name=cnn_seed000", "model.hidden=[]", "data.dataset=npz:FLAT"], "takes images"),
+    (["train", "demo", "model.name=cnn_seed000"], "does not take option"),
+])
+def test_bad_input_is_one_line_without_traceback(tmp_path, args, needle):
+    flat = tmp_path / "flat.npz"  # (N, D) vectors: no image for a CNN
+    np.savez(flat, x=np.random.rand(900, 64).astype("float32"), y=np.arange(900) % 10)
+    args = [a.replace("FLAT", str(flat)) for a in args]
+    proc = run_cli(*args, "--runs-root", str(tmp_path / "runs"))
+    assert proc.returncode == 2
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("semireg: error:")]
+    assert len(errors) == 1 and needle in errors[0] and "Traceback" not in proc.stderr, proc.stderr
+    assert not any((tmp_path / "runs").rglob("*.pt"))  # nothing written
+
+
+def test_train_eval_resume_and_refusal(tmp_path, capsys):
+    root = tmp_path / "runs"
+    args = ["train", "demo", "--variant", "vat", "--runs-root", str(root), "train.steps=30", "train.progress=false"]
+    assert main(args) == 0
+    run = root / "demo" / "vat" / "seed0"
+    assert (run / "results.json").exists() and (run / "split.npz").exists()
+    before = (run / "checkpoint.pt").read_bytes()
+    assert main(args) == 2  # exists: refused, untouched
+    assert "--overwrite" in capsys.readouterr().err
+    assert (run / "checkpoint.pt").read_bytes() == before
+    assert main(["eval", str(run)]) == 0
+    out = json.loads((run / "eval.json").read_text())
+    saved = json.loads((run / "results.json").read_text())
+    assert out["test"]["accuracy"] == pytest.approx(saved["test"]["accuracy"])
+    assert main(["train", "--resume", str(run)]) == 0  # finished run: resumes to the same end
+
+
+def test_recipes_lists_one_line_each(capsys):
+    assert main(["recipes"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert any(line.startswith("mnist-100-vat") for line in lines) and len(lines) >= 3
+
+
+def test_npz_data_through_the_cli(tmp_path):
+    rng = np.random.default_rng(0)
+    y = np.arange(300) % 3
+    x = (rng.normal(size=(300, 6)) + 3 * y[:, None]).astype("float32")
+    np.savez(tmp_path / "mine.npz", x=x, y=y)
+    proc = run_cli("train", "demo", "--variant", "labels-only", f"data.dataset=npz:{tmp_path / 'mine.npz'}",
+                   "data.n_test=60", "data.n_labeled=30", "train.steps=50", "--runs-root", str(tmp_path / "runs"))
+    assert proc.returncode == 0, proc.stderr
+    assert "labels-only" in proc.stdout
+
+
+def test_demo_runs_offline_and_vat_beats_labels_only(tmp_path):
+    proc = run_cli("demo", "--runs-root", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(next(tmp_path.glob("demo-*/demo/summary.json")).read_text())
+    acc = {row["variant"]: row["accuracy"] for row in summary}
+    assert acc["vat"] > acc["labels-only"] + 0.03, acc
+    assert list(tmp_path.glob("demo-*/demo/vat/seed0/confusion.png"))

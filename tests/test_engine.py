@@ -1,0 +1,144 @@
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import semireg
+from semireg import rundir
+from semireg.config import from_kwargs
+from semireg.engine import EMA, TrainData, lr_factor, train
+from semireg.errors import ConfigError, DivergedError, RunDirError
+
+
+def blobs(n=200, d=10, k=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    centers = torch.randn(k, d, generator=g) * 3
+    y = torch.arange(n) % k
+    return centers[y] + torch.randn(n, d, generator=g), y
+
+
+def small_data() -> TrainData:
+    x, y = blobs()
+    return TrainData(x_l=x[:30], y_l=y[:30], x_u=x[30:150], num_classes=3, eval_sets={"test": (x[150:], y[150:])})
+
+
+def cfg_for(**kw):
+    base = {"method": {"name": "vat"}, "model": {"name": "mlp", "hidden": [16]},
+            "train": {"steps": 20, "batch_size": 10, "unlabeled_batch_size": 20, "progress": False,
+                      "deterministic": True, "log_every": 5}}
+    return from_kwargs(kw, base=base)
+
+
+def test_run_directory_holds_everything(tmp_path):
+    run = tmp_path / "run"
+    res = train(cfg_for(eval_every=10), run, data=small_data())
+    for name in ("config.json", "meta.json", "metrics.jsonl", "checkpoint.pt", "results.json", "confusion.png", "curves.png"):
+        assert (run / name).exists(), name
+    meta = json.loads((run / "meta.json").read_text())
+    assert meta["seed"] == 0 and "semireg" in meta["code"]
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["kind"] == "eval"] == [10, 20]
+    assert res.metrics["test"]["accuracy"] > 0.5
+
+
+def test_existing_run_dir_is_refused_and_untouched(tmp_path):
+    run = tmp_path / "run"
+    train(cfg_for(), run, data=small_data())
+    before = (run / "checkpoint.pt").read_bytes()
+    with pytest.raises(RunDirError, match="--overwrite"):
+        train(cfg_for(), run, data=small_data())
+    assert (run / "checkpoint.pt").read_bytes() == before
+
+
+@pytest.mark.parametrize("ema", [0.0, 0.9])
+def test_resume_reaches_the_same_weights(tmp_path, ema):
+    full = train(cfg_for(ema_decay=ema), tmp_path / "full", data=small_data())
+    # An interrupted run: stop after 10 steps (the config says 10, its checkpoint says step 10) ...
+    part = tmp_path / "part"
+    train(cfg_for(ema_decay=ema, steps=10), part, data=small_data())
+    # ... then continue with the full config from that checkpoint.
+    cfg = cfg_for(ema_decay=ema)
+    state = torch.load(part / "checkpoint.pt", weights_only=True)
+    assert state["step"] == 10
+    # The scheduler total differs between the two configs, but the default schedule is constant.
+    resumed = train(cfg, part, data=small_data(), resume=True)
+    for a, b in zip(full.model.state_dict().values(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_nan_loss_stops_with_a_clear_message_and_keeps_last_checkpoint(tmp_path):
+    data = small_data()
+    data.x_l = data.x_l.clone()
+    run = tmp_path / "run"
+    train(cfg_for(steps=10), run, data=data)
+    good = (run / "checkpoint.pt").read_bytes()
+    data.x_l[3] = float("nan")
+    cfg = cfg_for(steps=40, checkpoint_every=5)
+    with pytest.raises(DivergedError, match="non-finite"):
+        train(cfg, run, data=data, resume=True)
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+    assert state["step"] >= 10
+
+
+def test_ema_gets_no_gradient_and_follows_the_model():
+    model = nn.Linear(3, 2)
+    ema = EMA(model, 0.5)
+    loss = model(torch.randn(4, 3)).sum() + ema.module(torch.randn(4, 3)).sum()
+    loss.backward()
+    assert all(p.grad is None for p in ema.module.parameters())
+    before = ema.module.weight.clone()
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    ema.update(model)
+    assert torch.allclose(ema.module.weight, 0.5 * before + 0.5 * model.weight)
+
+
+def test_schedules():
+    cfg = cfg_for(schedule="cosine", warmup_steps=10, steps=110)
+    assert lr_factor(0, cfg, 110) == pytest.approx(0.1)
+    assert lr_factor(10, cfg, 110) == pytest.approx(1.0)
+    assert lr_factor(60, cfg, 110) == pytest.approx(0.5)
+    cfg = cfg_for(schedule="step", steps=100)
+    assert lr_factor(49, cfg, 100) == 1.0 and lr_factor(80, cfg, 100) == pytest.approx(0.01)
+
+
+@pytest.mark.parametrize("opt", ["adam", "adamw", "sgd", "adadelta"])
+def test_every_optimizer_trains(opt):
+    res = train(cfg_for(optimizer=opt, lr=1.0 if opt == "adadelta" else 0.05, steps=40), data=small_data())
+    assert res.metrics["test"]["accuracy"] > 0.6
+
+
+def test_semi_supervised_method_needs_unlabelled_images():
+    data = small_data()
+    data.x_u = None
+    with pytest.raises(ConfigError, match="unlabelled"):
+        train(cfg_for(), data=data)
+
+
+def test_wrong_image_shape_is_one_clear_error():
+    data = small_data()
+    model = nn.Sequential(nn.Flatten(), nn.Linear(99, 3))
+    with pytest.raises(ConfigError, match="does not take inputs of shape"):
+        train(cfg_for(), model=model, data=data)
+
+
+def test_api_fit_and_evaluate_with_numpy_and_user_module():
+    x, y = blobs(300, 10, 3)
+    model = nn.Sequential(nn.Linear(10, 32), nn.ReLU(), nn.Linear(32, 3))
+    res = semireg.fit(model, labeled=(x[:30].numpy(), y[:30].numpy()), unlabeled=x[30:200].numpy(),
+                      method="vat", steps=60, seed=1, eps=1.0, lr=1e-2, batch_size=30, unlabeled_batch_size=64)
+    assert res.model is model and res.metrics["steps"] == 60
+    metrics = semireg.evaluate(res.model, (x[200:], y[200:]))
+    assert metrics["accuracy"] > 0.8 and 0 <= metrics["macro_f1"] <= 1
+    res = semireg.fit(nn.Linear(10, 3), labeled=(x[:30], y[:30]), steps=5)  # supervised: no unlabelled
+    assert res.metrics["steps"] == 5
+
+
+def test_labels_outside_the_classes_are_refused():
+    x, y = blobs(30, 10, 3)
+    with pytest.raises(ConfigError, match=r"\[0, 3\)"):
+        semireg.fit(nn.Linear(10, 3), labeled=(x, y + 5), steps=1, num_classes=3)
