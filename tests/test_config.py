@@ -17,7 +17,7 @@ def test_every_bundled_recipe_resolves():
 def test_precedence_override_beats_recipe_beats_default():
     recipe = load_recipe("mnist-100-vat")
     cfg = config_for(recipe, "vat", 0, {})
-    assert cfg.train.lr == 1e-3 and cfg.method["eps"] == 2.5  # recipe
+    assert cfg.train.lr == 2e-3 and cfg.method["eps"] == 3.5  # recipe
     assert cfg.train.momentum == 0.9  # code default
     cfg = config_for(recipe, "vat", 0, dict([parse_override("method.eps=3"), parse_override("lr=0.01")]))
     assert cfg.method["eps"] == 3.0 and cfg.train.lr == 0.01
