@@ -142,3 +142,8 @@ def test_labels_outside_the_classes_are_refused():
     x, y = blobs(30, 10, 3)
     with pytest.raises(ConfigError, match=r"\[0, 3\)"):
         semireg.fit(nn.Linear(10, 3), labeled=(x, y + 5), steps=1, num_classes=3)
+
+
+def test_bf16_mixed_precision_trains_vat():
+    res = train(cfg_for(precision="bf16-mixed", steps=40, lr=0.05), data=small_data())
+    assert res.metrics["test"]["accuracy"] > 0.6

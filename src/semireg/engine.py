@@ -152,6 +152,49 @@ class Meter:
 
 
 @dataclass
+class Trainables:
+    """Everything a checkpoint must hold for a resumed run to reach the same weights."""
+
+    model: nn.Module
+    optimizer: Any
+    scheduler: Any
+    ema: EMA | None
+    lab_sampler: IndexSampler
+    unl_sampler: IndexSampler | None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(), "ema": self.ema.module.state_dict() if self.ema else None,
+            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "labeled_sampler": self.lab_sampler.state_dict(),
+            "unlabeled_sampler": self.unl_sampler.state_dict() if self.unl_sampler else None,
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        }
+
+    def load_state_dict(self, state: dict[str, Any], path: Path) -> None:
+        try:
+            self.model.load_state_dict(state["model"])
+        except RuntimeError as exc:
+            raise RunDirError(f"{path}: checkpoint is of another model ({str(exc).splitlines()[0]})") from None
+        if self.ema is not None:
+            if state.get("ema") is None:
+                raise RunDirError(f"{path}: checkpoint has no EMA weights but train.ema_decay > 0")
+            self.ema.module.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.lab_sampler.load_state_dict(state["labeled_sampler"])
+        if self.unl_sampler is not None:
+            self.unl_sampler.load_state_dict(state["unlabeled_sampler"])
+        torch.set_rng_state(state["torch_rng"])
+        if state.get("cuda_rng"):
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+
+    def finite(self) -> bool:
+        return bool(torch.stack([p.isfinite().all() for p in self.model.parameters()]).all())
+
+
+@dataclass
 class Result:
     model: nn.Module
     metrics: dict[str, Any]
@@ -232,12 +275,14 @@ def train(cfg: RunConfig, run_dir: Path | None = None, *, model: nn.Module | Non
     lab_sampler = IndexSampler(len(y_l), t.batch_size, seed=t.seed * 2 + 1, device=device)
     unl_sampler = IndexSampler(len(x_u), t.unlabeled_batch_size, seed=t.seed * 2 + 2, device=device) if x_u is not None else None
 
+    parts = Trainables(model, optimizer, scheduler, ema, lab_sampler, unl_sampler)
     start, elapsed = 0, 0.0
     if run_dir is not None:
         metrics_path = run_dir / "metrics.jsonl"
         if resume:
-            start, elapsed = _restore(run_dir / rundir.CHECKPOINT, model, optimizer, scheduler, ema,
-                                      lab_sampler, unl_sampler, cfg)
+            state = rundir.load_checkpoint(run_dir / rundir.CHECKPOINT)
+            parts.load_state_dict(state, run_dir / rundir.CHECKPOINT)
+            start, elapsed = int(state["step"]), float(state["elapsed"])
             rundir.truncate_jsonl(metrics_path, start)
         else:
             rundir.write_json(run_dir / "config.json", cfg.to_dict())
@@ -252,17 +297,10 @@ def train(cfg: RunConfig, run_dir: Path | None = None, *, model: nn.Module | Non
     def checkpoint(step: int) -> None:
         if run_dir is None:
             return
-        if not all(bool(p.isfinite().all()) for p in model.parameters()):
+        if not parts.finite():  # never replace the last good checkpoint with a broken one
             raise DivergedError(f"weights are not finite at step {step}; last good checkpoint kept in {run_dir}")
-        rundir.save_checkpoint(run_dir / rundir.CHECKPOINT, {
-            "step": step, "elapsed": elapsed, "config": cfg.to_dict(),
-            "model": model.state_dict(), "ema": ema.module.state_dict() if ema else None,
-            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "labeled_sampler": lab_sampler.state_dict(),
-            "unlabeled_sampler": unl_sampler.state_dict() if unl_sampler else None,
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        })
+        rundir.save_checkpoint(run_dir / rundir.CHECKPOINT,
+                               {"step": step, "elapsed": elapsed, "config": cfg.to_dict(), **parts.state_dict()})
 
     eval_model = ema.module if ema else model
     meter = Meter()
@@ -302,10 +340,10 @@ def train(cfg: RunConfig, run_dir: Path | None = None, *, model: nn.Module | Non
             bar.set_postfix(loss=f"{logged.get('loss', float('nan')):.4f}", acc=f"{logged.get('train_acc', float('nan')):.3f}", refresh=False)
             if do_eval:
                 for name, (x, y) in data.eval_sets.items():
-                    m = summary(classification_metrics(y.numpy(), predict_logits(eval_model, x).argmax(1).cpu().numpy(), data.num_classes))
-                    rec = {"kind": "eval", "step": done, "split": name, "time": round(elapsed, 3), **m}
+                    m = summary(_metrics_on(eval_model, x, y, data.num_classes))
                     if run_dir is not None:
-                        rundir.append_jsonl(metrics_path, rec)
+                        rundir.append_jsonl(metrics_path, {"kind": "eval", "step": done, "split": name,
+                                                           "time": round(elapsed, 3), **m})
                     bar.set_postfix(loss=f"{logged.get('loss', 0):.4f}", **{f"{name}_acc": f"{m['accuracy']:.4f}"}, refresh=False)
             if do_ckpt:
                 checkpoint(done)
@@ -329,27 +367,6 @@ def _progress(total: int, start: int, enabled: bool):
     return tqdm(total=total, initial=start, disable=not enabled, dynamic_ncols=True, mininterval=1.0, leave=False)
 
 
-def _restore(path: Path, model, optimizer, scheduler, ema, lab_sampler, unl_sampler, cfg: RunConfig) -> tuple[int, float]:
-    state = rundir.load_checkpoint(path)
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as exc:
-        raise RunDirError(f"{path}: checkpoint is of another model ({str(exc).splitlines()[0]})") from None
-    if ema is not None:
-        if state.get("ema") is None:
-            raise RunDirError(f"{path}: checkpoint has no EMA weights but train.ema_decay > 0")
-        ema.module.load_state_dict(state["ema"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    lab_sampler.load_state_dict(state["labeled_sampler"])
-    if unl_sampler is not None:
-        unl_sampler.load_state_dict(state["unlabeled_sampler"])
-    torch.set_rng_state(state["torch_rng"])
-    if state.get("cuda_rng"):
-        torch.cuda.set_rng_state_all(state["cuda_rng"])
-    return int(state["step"]), float(state["elapsed"])
-
-
 def _final_metrics(eval_model: nn.Module, data: TrainData, cfg: RunConfig, total: int, elapsed: float,
                    used_ema: bool) -> dict[str, Any]:
     epochs = total * cfg.train.batch_size / max(1, len(data.y_l))
@@ -359,9 +376,12 @@ def _final_metrics(eval_model: nn.Module, data: TrainData, cfg: RunConfig, total
         "evaluated_weights": "ema" if used_ema else "model",
     }
     for name, (x, y) in data.eval_sets.items():
-        pred = predict_logits(eval_model, x).argmax(1).cpu().numpy()
-        out[name] = classification_metrics(y.numpy(), pred, data.num_classes)
+        out[name] = _metrics_on(eval_model, x, y, data.num_classes)
     return out
+
+
+def _metrics_on(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int) -> dict[str, Any]:
+    return classification_metrics(y.numpy(), predict_logits(model, x).argmax(1).cpu().numpy(), num_classes)
 
 
 def _write_outputs(run_dir: Path, final: dict[str, Any], data: TrainData) -> None:
