@@ -203,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    rundir.code_version()  # pin the code version now, before any long run starts
     parser = build_parser()
     # Overrides may come before or after options (`train R --seeds 0 a=1`); argparse leaves the
     # ones after options unparsed, so they are collected here.

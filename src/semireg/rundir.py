@@ -31,6 +31,18 @@ def prepare(run_dir: Path, *, overwrite: bool, resume: bool) -> None:
 
 
 def code_version() -> dict[str, Any]:
+    """The code this process runs: read once, at first use, so that a commit made while a long
+    job is running is not recorded for code the job imported before it."""
+    global _CODE_VERSION
+    if _CODE_VERSION is None:
+        _CODE_VERSION = _read_code_version()
+    return dict(_CODE_VERSION)
+
+
+_CODE_VERSION: dict[str, Any] | None = None
+
+
+def _read_code_version() -> dict[str, Any]:
     from . import __version__
 
     info: dict[str, Any] = {"semireg": __version__, "torch": torch.__version__, "python": platform.python_version()}
