@@ -66,16 +66,13 @@ def l2_normalize(d: torch.Tensor) -> torch.Tensor:
     return d / norm.view(-1, *([1] * (d.ndim - 1)))
 
 
-def vat_direction(model: nn.Module, x: torch.Tensor, logits: torch.Tensor, *, xi: float,
-                  power_iters: int, d: torch.Tensor | None = None) -> torch.Tensor:
-    """Unit-norm adversarial direction r_adv / eps, by power iteration on the KL Hessian.
+def _power_iteration(model: nn.Module, x: torch.Tensor, target: torch.Tensor, d: torch.Tensor, *,
+                     xi: float, power_iters: int) -> torch.Tensor:
+    """d <- normalize(grad_r KL(target || model(x + r)) at r = xi * d), `power_iters` times, in float32.
 
-    x: (B, ...) float inputs; logits: (B, K) clean predictions (treated as constants).
+    The caller holds `frozen_running_stats(model)`.
     """
-    target = logits.detach().float()
-    x = x.detach().float()
-    d = l2_normalize(torch.randn_like(x) if d is None else d.float())
-    with torch.autocast(device_type=x.device.type, enabled=False), frozen_running_stats(model):
+    with torch.autocast(device_type=x.device.type, enabled=False):
         for _ in range(power_iters):
             r = (xi * d).requires_grad_(True)
             dist = kl_from_logits(target, model(x + r)).sum()
@@ -85,11 +82,26 @@ def vat_direction(model: nn.Module, x: torch.Tensor, logits: torch.Tensor, *, xi
     return d
 
 
+def vat_direction(model: nn.Module, x: torch.Tensor, logits: torch.Tensor, *, xi: float,
+                  power_iters: int, d: torch.Tensor | None = None) -> torch.Tensor:
+    """Unit-norm adversarial direction r_adv / eps, by power iteration on the KL Hessian.
+
+    x: (B, ...) float inputs; logits: (B, K) clean predictions (treated as constants).
+    """
+    x = x.detach().float()
+    d = l2_normalize(torch.randn_like(x) if d is None else d.float())
+    with frozen_running_stats(model):
+        return _power_iteration(model, x, logits.detach().float(), d, xi=xi, power_iters=power_iters)
+
+
 def vat_loss(model: nn.Module, x: torch.Tensor, logits: torch.Tensor, *, xi: float, eps: float,
              power_iters: int) -> torch.Tensor:
     """Local distributional smoothness: mean KL(p(x) || p(x + eps * d_adv)), p(x) constant."""
-    d = vat_direction(model, x, logits, xi=xi, power_iters=power_iters)
+    x32 = x.detach().float()
+    d = l2_normalize(torch.randn_like(x32))
+    # One freeze around every perturbed pass (power iteration and the adversarial pass).
     with frozen_running_stats(model):
+        d = _power_iteration(model, x32, logits.detach().float(), d, xi=xi, power_iters=power_iters)
         adv_logits = model(x + eps * d.to(x.dtype))  # (B, K)
     return kl_from_logits(logits.detach(), adv_logits).mean()
 
