@@ -115,8 +115,6 @@ def _print_table(rows: list[tuple[str, int, dict[str, Any]]]) -> str:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    import torch
-
     from .engine import data_from_config
     from .evaluate import classification_metrics, predict_logits
     from .models import build_model
@@ -142,7 +140,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(f"{split}: accuracy {m['accuracy']:.4f}  macro-F1 {m['macro_f1']:.4f}  (step {state['step']}, "
               f"{'EMA' if state.get('ema') is not None else 'model'} weights)")
     rundir.write_json(run_dir / "eval.json", {"step": state["step"], **out})
-    del torch
     return 0
 
 
