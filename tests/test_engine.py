@@ -1,13 +1,10 @@
 import json
-import math
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
 
 import semireg
-from semireg import rundir
 from semireg.config import from_kwargs
 from semireg.engine import EMA, TrainData, lr_factor, train
 from semireg.errors import ConfigError, DivergedError, RunDirError
@@ -82,6 +79,9 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_last_checkpoint(tmp_path)
     state = torch.load(run / "checkpoint.pt", weights_only=True)
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
     assert state["step"] >= 10
+    # The NaN sample is drawn within the first epoch (3 steps), before the next checkpoint (step 15):
+    # the last good checkpoint is the one kept, byte for byte.
+    assert (run / "checkpoint.pt").read_bytes() == good
 
 
 def test_ema_gets_no_gradient_and_follows_the_model():

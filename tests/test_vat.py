@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from semireg.methods import Batch, get_method
-from semireg.methods.vat import VATOptions, frozen_running_stats, kl_from_logits, l2_normalize, vat_direction, vat_loss
+from semireg.methods.vat import VATOptions, kl_from_logits, l2_normalize, vat_direction, vat_loss
 
 
 def tiny_cnn(bn: type = nn.BatchNorm2d) -> nn.Module:

@@ -115,9 +115,8 @@ def _print_table(rows: list[tuple[str, int, dict[str, Any]]]) -> str:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .engine import data_from_config
+    from .engine import model_from_config
     from .evaluate import classification_metrics, predict_logits
-    from .models import build_model
 
     run_dir = Path(args.run_dir)
     for name in ("config.json", rundir.CHECKPOINT):
@@ -126,7 +125,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     cfg = resolve(json.loads((run_dir / "config.json").read_text()))
     data = _data_for_run(cfg, run_dir)
     state = rundir.load_checkpoint(run_dir / rundir.CHECKPOINT)
-    model = build_model(cfg.model.name, data.in_shape, data.num_classes, dropout=cfg.model.dropout, hidden=cfg.model.hidden)
+    model = model_from_config(cfg, data)
     weights = state["ema"] if state.get("ema") is not None else state["model"]
     try:
         model.load_state_dict(weights)

@@ -219,6 +219,10 @@ def _check_model(model: nn.Module, data: TrainData, device: torch.device) -> Non
         raise ConfigError(f"the model must map a batch to logits ({len(probe)}, {data.num_classes}); it returned {shape}")
 
 
+def model_from_config(cfg: RunConfig, data: TrainData) -> nn.Module:
+    return build_model(cfg.model.name, data.in_shape, data.num_classes, dropout=cfg.model.dropout, hidden=cfg.model.hidden)
+
+
 def _seed_everything(seed: int, deterministic: bool) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
@@ -259,10 +263,7 @@ def train(cfg: RunConfig, run_dir: Path | None = None, *, model: nn.Module | Non
 
     fabric = Fabric(accelerator=t.device, devices=1, precision=t.precision)
     device = fabric.device
-    if model is None:
-        model = build_model(cfg.model.name, data.in_shape, data.num_classes,
-                            dropout=cfg.model.dropout, hidden=cfg.model.hidden)
-    model = model.to(device)
+    model = (model if model is not None else model_from_config(cfg, data)).to(device)
     _check_model(model, data, device)
     optimizer = fabric.setup_optimizers(build_optimizer(model.parameters(), cfg))
     total = _total_steps(cfg, len(data.y_l))
