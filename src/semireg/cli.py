@@ -115,7 +115,8 @@ def _print_table(rows: list[tuple[str, int, dict[str, Any]]]) -> str:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .engine import model_from_config
+    from .augment import eval_transform
+    from .engine import evaluated_weights, model_from_config
     from .evaluate import classification_metrics, predict_logits
 
     run_dir = Path(args.run_dir)
@@ -126,18 +127,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
     data = _data_for_run(cfg, run_dir)
     state = rundir.load_checkpoint(run_dir / rundir.CHECKPOINT)
     model = model_from_config(cfg, data)
-    weights = state["ema"] if state.get("ema") is not None else state["model"]
+    weights, kind = evaluated_weights(state)
     try:
         model.load_state_dict(weights)
     except RuntimeError as exc:
         raise ConfigError(f"{run_dir}: checkpoint does not match the configured model ({str(exc).splitlines()[0]})") from None
     out = {}
     for split, (x, y) in data.eval_sets.items():
-        pred = predict_logits(model, x).argmax(1).numpy()
+        pred = predict_logits(model, x, transform=eval_transform(cfg.augment)).argmax(1).numpy()
         m = classification_metrics(y.numpy(), pred, data.num_classes)
         out[split] = m
         print(f"{split}: accuracy {m['accuracy']:.4f}  macro-F1 {m['macro_f1']:.4f}  (step {state['step']}, "
-              f"{'EMA' if state.get('ema') is not None else 'model'} weights)")
+              f"{kind} weights)")
     rundir.write_json(run_dir / "eval.json", {"step": state["step"], **out})
     return 0
 

@@ -17,6 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from .augment import AugmentConfig, validate_augment
 from .errors import ConfigError
 
 CONFIG_VERSION = 1
@@ -24,7 +25,7 @@ CONFIG_VERSION = 1
 
 @dataclass
 class DataConfig:
-    dataset: str = "digits"  # mnist | digits | npz:PATH | folder:PATH
+    dataset: str = "digits"  # mnist | digits | cifar10 | cifar10-jpeg | npz:PATH | folder:PATH
     protocol: str = "standard"  # standard (official test set) | holdout (seed 001: test held out of train)
     n_labeled: int = 100
     n_unlabeled: int = -1  # -1: every remaining training image
@@ -68,6 +69,32 @@ class TrainConfig:
     deterministic: bool = False
     threads: int = 0  # > 0: torch.set_num_threads
     progress: bool = True
+    # Stochastic weight averaging (torch.optim.swa_utils): average the weights from swa_start (a
+    # fraction of the steps) every swa_every steps (0: once per epoch); BatchNorm statistics are
+    # recomputed on the training images afterwards, and the average is what is evaluated.
+    swa: bool = False
+    swa_start: float = 0.75
+    swa_every: int = 0
+    swa_lr: float = 0.0  # > 0: constant learning rate from swa_start on (SWALR-style); 0: keep the schedule
+    # Validation-driven control (needs data.n_val > 0); patience counts evaluations (eval_every).
+    monitor: str = "val_loss"  # val_loss | val_accuracy
+    plateau_patience: int = 0  # > 0: multiply the learning rate by plateau_factor after this many evaluations without improvement
+    plateau_factor: float = 0.1
+    early_stop_patience: int = 0  # > 0: stop after this many evaluations without improvement
+    restore_best: bool = True  # with early stopping: end on the best-monitored weights
+
+
+@dataclass
+class RobustnessConfig:
+    """Corruption robustness (`semireg robustness RUN_DIR`, or after training with after_train)."""
+
+    after_train: bool = False
+    corruptions: list[str] = field(default_factory=list)  # [] = the 15 CIFAR-10-C corruptions + the 4 extra
+    severities: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])
+    n_images: int = -1  # test images corrupted (-1: all); the first n of a fixed permutation
+    seed: int = 0  # corruption randomness (noise, blur angles, ...): fixed, so every model sees the same images
+    released_dir: str = ""  # a directory with the released CIFAR-10-C .npy files; used instead of generating
+    batch_size: int = 500
 
 
 @dataclass
@@ -79,6 +106,9 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     method: dict[str, Any] = field(default_factory=lambda: {"name": "supervised"})
     train: TrainConfig = field(default_factory=TrainConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    teacher: str = ""  # run directory of a trained teacher (methods that distil from one)
+    robustness: RobustnessConfig = field(default_factory=RobustnessConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -205,6 +235,7 @@ def _fill_short_keys(tree: dict[str, Any]) -> dict[str, Any]:
         "data": DataConfig,
         "model": ModelConfig,
         "train": TrainConfig,
+        "augment": AugmentConfig,
     }
     top = {f.name for f in dataclasses.fields(RunConfig)}
     for key, value in tree.items():
@@ -262,6 +293,7 @@ def validate(cfg: RunConfig) -> None:
         "train.optimizer": (t.optimizer, {"adam", "adamw", "sgd", "adadelta"}),
         "train.schedule": (t.schedule, {"constant", "cosine", "linear", "step"}),
         "data.protocol": (d.protocol, {"standard", "holdout"}),
+        "train.monitor": (t.monitor, {"val_loss", "val_accuracy"}),
     }
     for key, (value, allowed) in choices.items():
         if value not in allowed:
@@ -279,6 +311,18 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(f"train.ema_decay must be in [0, 1), got {t.ema_decay}")
     if not 0.0 <= cfg.model.dropout < 1.0:
         raise ConfigError(f"model.dropout must be in [0, 1), got {cfg.model.dropout}")
+    if (t.plateau_patience > 0 or t.early_stop_patience > 0) and d.n_val <= 0:
+        raise ConfigError("train.plateau_patience / train.early_stop_patience need a validation split (data.n_val > 0)")
+    if (t.plateau_patience > 0 or t.early_stop_patience > 0) and t.eval_every <= 0:
+        raise ConfigError("train.plateau_patience / train.early_stop_patience need train.eval_every > 0")
+    if not 0.0 <= t.swa_start < 1.0:
+        raise ConfigError(f"train.swa_start must be in [0, 1), got {t.swa_start}")
+    if not 0.0 < t.plateau_factor < 1.0:
+        raise ConfigError(f"train.plateau_factor must be in (0, 1), got {t.plateau_factor}")
+    bad_sev = [s for s in cfg.robustness.severities if s not in (1, 2, 3, 4, 5)]
+    if bad_sev:
+        raise ConfigError(f"robustness.severities must be in 1..5, got {bad_sev}")
+    validate_augment(cfg.augment)
 
 
 # ----------------------------------------------------------------------------- recipes

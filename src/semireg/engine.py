@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from . import rundir
+from .augment import Augmenter
 from .config import RunConfig, method_options
 from .data import IndexSampler, Split, load_dataset, make_split
 from .errors import ConfigError, DivergedError, RunDirError
@@ -39,6 +40,7 @@ class TrainData:
     num_classes: int
     eval_sets: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
     class_names: list[str] | None = None
+    name: str = ""  # the data set's name (e.g. cifar10-jpeg), recorded in meta.json
 
     @property
     def in_shape(self) -> tuple[int, ...]:
@@ -46,7 +48,7 @@ class TrainData:
 
     def summary(self) -> dict[str, Any]:
         return {
-            "in_shape": list(self.in_shape), "num_classes": self.num_classes, "labeled": len(self.x_l),
+            "name": self.name, "in_shape": list(self.in_shape), "num_classes": self.num_classes, "labeled": len(self.x_l),
             "unlabeled": 0 if self.x_u is None else len(self.x_u),
             **{f"eval_{k}": len(v[1]) for k, v in self.eval_sets.items()},
         }
@@ -71,7 +73,7 @@ def data_from_config(cfg: RunConfig) -> tuple[TrainData, Split]:
     data = TrainData(
         x_l=ds.x_train[take(split.labeled)], y_l=ds.y_train[take(split.labeled)],
         x_u=ds.x_train[take(split.unlabeled)] if len(split.unlabeled) else None,
-        num_classes=ds.num_classes, eval_sets=eval_sets, class_names=ds.class_names,
+        num_classes=ds.num_classes, eval_sets=eval_sets, class_names=ds.class_names, name=ds.name,
     )
     return data, split
 
@@ -151,6 +153,44 @@ class Meter:
 # ----------------------------------------------------------------------------- the loop
 
 
+class Plateau:
+    """Validation-driven control: learning-rate reduction on plateau and early stopping (Keras semantics).
+
+    `scale` multiplies the scheduled learning rate. Patience counts evaluations without an
+    improvement of the monitored value by more than `min_delta`.
+    """
+
+    def __init__(self, mode: str, patience_lr: int, factor: float, patience_stop: int, min_delta: float = 1e-4) -> None:
+        self.sign = 1.0 if mode == "min" else -1.0
+        self.patience_lr, self.factor, self.patience_stop, self.min_delta = patience_lr, factor, patience_stop, min_delta
+        self.best = math.inf
+        self.wait_lr = self.wait_stop = 0
+        self.scale = 1.0
+        self.best_step = 0
+
+    def update(self, value: float, step: int) -> tuple[bool, bool]:
+        """Record one evaluation; returns (improved, stop)."""
+        v = self.sign * value
+        improved = v < self.best - self.min_delta
+        if improved:
+            self.best, self.best_step = v, step
+            self.wait_lr = self.wait_stop = 0
+            return True, False
+        self.wait_lr += 1
+        self.wait_stop += 1
+        if self.patience_lr and self.wait_lr >= self.patience_lr:
+            self.scale *= self.factor
+            self.wait_lr = 0
+        return False, bool(self.patience_stop and self.wait_stop >= self.patience_stop)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in ("best", "wait_lr", "wait_stop", "scale", "best_step")}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for k, v in state.items():
+            setattr(self, k, v)
+
+
 @dataclass
 class Trainables:
     """Everything a checkpoint must hold for a resumed run to reach the same weights."""
@@ -161,13 +201,20 @@ class Trainables:
     ema: EMA | None
     lab_sampler: IndexSampler
     unl_sampler: IndexSampler | None
+    augmenter: Augmenter
+    plateau: Plateau
+    swa: Any = None  # torch.optim.swa_utils.AveragedModel
+    best_weights: dict[str, torch.Tensor] | None = None  # early stopping: the best-monitored weights (CPU)
 
     def state_dict(self) -> dict[str, Any]:
         return {
             "model": self.model.state_dict(), "ema": self.ema.module.state_dict() if self.ema else None,
+            "swa": self.swa.state_dict() if self.swa is not None else None,
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "labeled_sampler": self.lab_sampler.state_dict(),
             "unlabeled_sampler": self.unl_sampler.state_dict() if self.unl_sampler else None,
+            "augmenter": self.augmenter.state_dict(), "plateau": self.plateau.state_dict(),
+            "best_weights": self.best_weights,
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         }
@@ -181,17 +228,33 @@ class Trainables:
             if state.get("ema") is None:
                 raise RunDirError(f"{path}: checkpoint has no EMA weights but train.ema_decay > 0")
             self.ema.module.load_state_dict(state["ema"])
+        if self.swa is not None and state.get("swa") is not None:
+            self.swa.load_state_dict(state["swa"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.lab_sampler.load_state_dict(state["labeled_sampler"])
         if self.unl_sampler is not None:
             self.unl_sampler.load_state_dict(state["unlabeled_sampler"])
+        if state.get("augmenter") is not None:
+            self.augmenter.load_state_dict(state["augmenter"])
+        if state.get("plateau") is not None:
+            self.plateau.load_state_dict(state["plateau"])
+        self.best_weights = state.get("best_weights")
         torch.set_rng_state(state["torch_rng"])
         if state.get("cuda_rng"):
             torch.cuda.set_rng_state_all(state["cuda_rng"])
 
     def finite(self) -> bool:
         return bool(torch.stack([p.isfinite().all() for p in self.model.parameters()]).all())
+
+
+def evaluated_weights(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], str]:
+    """The weights a finished run evaluated (SWA average > EMA > the model), and which they are."""
+    if state.get("final") is not None:
+        return state["final"], state.get("final_kind", "model")
+    if state.get("ema") is not None:
+        return state["ema"], "ema"
+    return state["model"], "model"
 
 
 @dataclass
@@ -202,9 +265,10 @@ class Result:
     config: RunConfig
 
 
-def _check_model(model: nn.Module, data: TrainData, device: torch.device) -> None:
+def _check_model(model: nn.Module, data: TrainData, device: torch.device, view=None) -> None:
     """A forward on two samples, so that a shape mismatch is one clear error, not a deep traceback."""
     probe = data.x_l[:2].to(device)
+    probe = view(probe) if view is not None else probe
     was_training = model.training
     model.eval()
     try:
@@ -223,6 +287,29 @@ def model_from_config(cfg: RunConfig, data: TrainData) -> nn.Module:
     return build_model(cfg.model.name, data.in_shape, data.num_classes, dropout=cfg.model.dropout, hidden=cfg.model.hidden)
 
 
+def load_teacher(run_dir: str | Path, data: TrainData, device: torch.device) -> nn.Module:
+    """The frozen, eval-mode model a finished run evaluated (its SWA/EMA weights where it used them)."""
+    from .config import resolve
+
+    run_dir = Path(run_dir)
+    for name in ("config.json", rundir.CHECKPOINT):
+        if not (run_dir / name).exists():
+            raise ConfigError(f"teacher {run_dir}: no {name}; train the teacher first")
+    import json
+
+    cfg = resolve(json.loads((run_dir / "config.json").read_text()))
+    model = model_from_config(cfg, data)
+    weights, _ = evaluated_weights(rundir.load_checkpoint(run_dir / rundir.CHECKPOINT))
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as exc:
+        raise ConfigError(f"teacher {run_dir}: checkpoint does not match its model ({str(exc).splitlines()[0]})") from None
+    model.to(device).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
 def _seed_everything(seed: int, deterministic: bool) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
@@ -236,6 +323,19 @@ def _total_steps(cfg: RunConfig, n_labeled: int) -> int:
     return t.steps
 
 
+def _steps_per_epoch(cfg: RunConfig, n_labeled: int) -> int:
+    return max(1, math.ceil(n_labeled / cfg.train.batch_size))
+
+
+@torch.no_grad()
+def recompute_bn(model: nn.Module, x: torch.Tensor, batch_size: int, view=None) -> None:
+    """BatchNorm running statistics recomputed from scratch over `x` (what swa_utils.update_bn does)."""
+    from torch.optim.swa_utils import update_bn
+
+    batches = (view(x[i : i + batch_size]) if view else x[i : i + batch_size] for i in range(0, len(x), batch_size))
+    update_bn(batches, model)
+
+
 def train(cfg: RunConfig, run_dir: Path | None = None, *, model: nn.Module | None = None,
           data: TrainData | None = None, split: Split | None = None, resume: bool = False,
           overwrite: bool = False) -> Result:
@@ -245,6 +345,7 @@ def train(cfg: RunConfig, run_dir: Path | None = None, *, model: nn.Module | Non
     checkpoint.pt, results.json and the plots; `resume=True` continues from its checkpoint.
     """
     from lightning_fabric import Fabric
+    from torch.optim.swa_utils import AveragedModel
 
     t = cfg.train
     spec = get_method(cfg.method["name"])
@@ -257,18 +358,37 @@ def train(cfg: RunConfig, run_dir: Path | None = None, *, model: nn.Module | Non
         raise ConfigError(f"method '{spec.name}' needs unlabelled images, but the unlabelled set is empty")
     if len(data.y_l) and (int(data.y_l.min()) < 0 or int(data.y_l.max()) >= data.num_classes):
         raise ConfigError(f"labels must lie in [0, {data.num_classes})")
-    if run_dir is not None:  # only once the data and the config are known to be good
-        rundir.prepare(run_dir, overwrite=overwrite, resume=resume)
-    _seed_everything(t.seed, t.deterministic)
+    if spec.needs_teacher and not cfg.teacher:
+        raise ConfigError(f"method '{spec.name}' needs a teacher: set teacher=RUN_DIR (a finished run)")
+    if (t.plateau_patience or t.early_stop_patience) and "val" not in data.eval_sets:
+        raise ConfigError("train.plateau_patience / train.early_stop_patience need a validation split (data.n_val > 0)")
 
     fabric = Fabric(accelerator=t.device, devices=1, precision=t.precision)
     device = fabric.device
+    teacher = load_teacher(cfg.teacher, data, device) if cfg.teacher else None
+    if run_dir is not None:  # only once the data, the config and the teacher are known to be good
+        rundir.prepare(run_dir, overwrite=overwrite, resume=resume)
+    _seed_everything(t.seed, t.deterministic)
+
+    augmenter = Augmenter(cfg.augment, device, seed=t.seed * 2 + 3)
+    view = augmenter.eval_view
     model = (model if model is not None else model_from_config(cfg, data)).to(device)
-    _check_model(model, data, device)
+    _check_model(model, data, device, view)
     optimizer = fabric.setup_optimizers(build_optimizer(model.parameters(), cfg))
     total = _total_steps(cfg, len(data.y_l))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg, total))
+    per_epoch = _steps_per_epoch(cfg, len(data.y_l))
+    plateau = Plateau("min" if t.monitor == "val_loss" else "max", t.plateau_patience, t.plateau_factor, t.early_stop_patience)
+    swa_start = int(t.swa_start * total) if t.swa else total
+    swa_every = t.swa_every or per_epoch
+
+    def lr_at(s: int) -> float:
+        if t.swa and t.swa_lr > 0 and s >= swa_start:
+            return t.swa_lr / t.lr * plateau.scale
+        return lr_factor(s, cfg, total) * plateau.scale
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
     ema = EMA(model, t.ema_decay) if t.ema_decay > 0 else None
+    swa = AveragedModel(model) if t.swa else None
 
     # Data on the training device once; batches are index lookups from here on.
     x_l, y_l = data.x_l.to(device), data.y_l.to(device)
@@ -276,7 +396,7 @@ def train(cfg: RunConfig, run_dir: Path | None = None, *, model: nn.Module | Non
     lab_sampler = IndexSampler(len(y_l), t.batch_size, seed=t.seed * 2 + 1, device=device)
     unl_sampler = IndexSampler(len(x_u), t.unlabeled_batch_size, seed=t.seed * 2 + 2, device=device) if x_u is not None else None
 
-    parts = Trainables(model, optimizer, scheduler, ema, lab_sampler, unl_sampler)
+    parts = Trainables(model, optimizer, scheduler, ema, lab_sampler, unl_sampler, augmenter, plateau, swa)
     start, elapsed = 0, 0.0
     if run_dir is not None:
         metrics_path = run_dir / "metrics.jsonl"
@@ -290,28 +410,32 @@ def train(cfg: RunConfig, run_dir: Path | None = None, *, model: nn.Module | Non
             rundir.write_json(run_dir / "meta.json", {
                 "code": rundir.code_version(), "seed": t.seed, "hardware": rundir.hardware(),
                 "device": str(device), "precision": t.precision, "data": data.summary(),
-                "total_steps": total, "evaluated_weights": "ema" if ema else "model",
+                "total_steps": total, "evaluated_weights": "swa" if swa else "ema" if ema else "model",
+                "teacher": cfg.teacher or None,
             })
             if split is not None:
                 split.save(run_dir / "split.npz")
 
-    def checkpoint(step: int) -> None:
+    def checkpoint(step: int, extra: dict[str, Any] | None = None) -> None:
         if run_dir is None:
             return
         if not parts.finite():  # never replace the last good checkpoint with a broken one
             raise DivergedError(f"weights are not finite at step {step}; last good checkpoint kept in {run_dir}")
         rundir.save_checkpoint(run_dir / rundir.CHECKPOINT,
-                               {"step": step, "elapsed": elapsed, "config": cfg.to_dict(), **parts.state_dict()})
+                               {"step": step, "elapsed": elapsed, "config": cfg.to_dict(), **parts.state_dict(), **(extra or {})})
 
     eval_model = ema.module if ema else model
     meter = Meter()
     bar = _progress(total, start, t.progress)
     model.train()
     tick = time.perf_counter()
+    stopped_at = None
     for step in range(start, total):
+        idx = lab_sampler.next()
         batch = Batch(
-            x_l=x_l[idx := lab_sampler.next()], y_l=y_l[idx],
-            x_u=x_u[unl_sampler.next()] if unl_sampler is not None else None,
+            x_l=augmenter.weak(x_l[idx]), y_l=y_l[idx],
+            x_u=augmenter.weak(x_u[unl_sampler.next()]) if unl_sampler is not None else None,
+            strong=augmenter.strong, teacher=teacher,
         )
         with fabric.autocast():
             terms = spec.step(model, batch, opts)
@@ -321,12 +445,15 @@ def train(cfg: RunConfig, run_dir: Path | None = None, *, model: nn.Module | Non
         scheduler.step()
         if ema is not None:
             ema.update(model)
+        done = step + 1
+        if swa is not None and done > swa_start and (done - swa_start) % swa_every == 0:
+            swa.update_parameters(model)
         meter.add(terms)
 
-        done = step + 1
         is_last = done == total
         do_eval = is_last or (t.eval_every and done % t.eval_every == 0)
         do_ckpt = is_last or do_eval or (t.checkpoint_every and done % t.checkpoint_every == 0)
+        stop = False
         if done % t.log_every == 0 or do_ckpt:
             elapsed += time.perf_counter() - tick
             logged = meter.flush()
@@ -341,19 +468,38 @@ def train(cfg: RunConfig, run_dir: Path | None = None, *, model: nn.Module | Non
             bar.set_postfix(loss=f"{logged.get('loss', float('nan')):.4f}", acc=f"{logged.get('train_acc', float('nan')):.3f}", refresh=False)
             if do_eval:
                 for name, (x, y) in data.eval_sets.items():
-                    m = summary(_metrics_on(eval_model, x, y, data.num_classes))
+                    m = summary(_metrics_on(eval_model, x, y, data.num_classes, view))
                     if run_dir is not None:
                         rundir.append_jsonl(metrics_path, {"kind": "eval", "step": done, "split": name,
                                                            "time": round(elapsed, 3), **m})
                     bar.set_postfix(loss=f"{logged.get('loss', 0):.4f}", **{f"{name}_acc": f"{m['accuracy']:.4f}"}, refresh=False)
-            if do_ckpt:
+                    if name == "val" and (t.plateau_patience or t.early_stop_patience):
+                        improved, stop = plateau.update(m["loss"] if t.monitor == "val_loss" else m["accuracy"], done)
+                        if improved and t.early_stop_patience and t.restore_best:
+                            parts.best_weights = {k: v.detach().to("cpu", copy=True) for k, v in eval_model.state_dict().items()}
+            if do_ckpt or stop:
                 checkpoint(done)
             tick = time.perf_counter()
         bar.update(1)
+        if stop:
+            stopped_at = done
+            break
     bar.close()
 
-    final = _final_metrics(eval_model, data, cfg, total, elapsed, ema is not None)
+    final_kind = "swa" if swa is not None else "ema" if ema else "model"
+    if stopped_at is not None or (t.early_stop_patience and t.restore_best):
+        if parts.best_weights is not None and swa is None:
+            eval_model.load_state_dict(parts.best_weights)
+            final_kind += f"@best(step {plateau.best_step})"
+    if swa is not None:
+        if swa.n_averaged.item() == 0:  # stopped before the averaging window: average the last weights
+            swa.update_parameters(model)
+        recompute_bn(swa.module, x_l, max(t.batch_size, 256), view)
+        eval_model = swa.module
+    final = _final_metrics(eval_model, data, cfg, total, elapsed, final_kind, view)
+    final["stopped_at"] = stopped_at
     if run_dir is not None:
+        checkpoint(stopped_at or total, {"final": eval_model.state_dict(), "final_kind": final_kind})
         _write_outputs(run_dir, final, data)
     return Result(model=eval_model, metrics=final, run_dir=run_dir, config=cfg)
 
@@ -369,20 +515,23 @@ def _progress(total: int, start: int, enabled: bool):
 
 
 def _final_metrics(eval_model: nn.Module, data: TrainData, cfg: RunConfig, total: int, elapsed: float,
-                   used_ema: bool) -> dict[str, Any]:
+                   kind: str, view=None) -> dict[str, Any]:
     epochs = total * cfg.train.batch_size / max(1, len(data.y_l))
     out: dict[str, Any] = {
         "steps": total, "epochs": epochs, "train_time_s": round(elapsed, 2),
         "time_per_epoch_s": round(elapsed / epochs, 3) if epochs else None,
-        "evaluated_weights": "ema" if used_ema else "model",
+        "evaluated_weights": kind,
     }
     for name, (x, y) in data.eval_sets.items():
-        out[name] = _metrics_on(eval_model, x, y, data.num_classes)
+        out[name] = _metrics_on(eval_model, x, y, data.num_classes, view)
     return out
 
 
-def _metrics_on(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int) -> dict[str, Any]:
-    return classification_metrics(y.numpy(), predict_logits(model, x).argmax(1).cpu().numpy(), num_classes)
+def _metrics_on(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int, view=None) -> dict[str, Any]:
+    logits = predict_logits(model, x, transform=view)  # (N, K)
+    m = classification_metrics(y.numpy(), logits.argmax(1).cpu().numpy(), num_classes)
+    m["loss"] = float(torch.nn.functional.cross_entropy(logits, y.to(logits.device)))
+    return m
 
 
 def _write_outputs(run_dir: Path, final: dict[str, Any], data: TrainData) -> None:

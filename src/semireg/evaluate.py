@@ -13,13 +13,17 @@ from torch import nn
 
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-    """Logits (N, K) in eval mode; the model's training flag is restored afterwards."""
+def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 1000, transform=None) -> torch.Tensor:
+    """Logits (N, K) in eval mode; the model's training flag is restored afterwards.
+
+    `transform` maps a batch on the model's device to the model's input view (e.g. a resize).
+    """
     was_training = model.training
     model.eval()
     device = next((p.device for p in model.parameters()), x.device)
+    view = transform or (lambda t: t)
     try:
-        out = [model(x[i : i + batch_size].to(device)).float() for i in range(0, len(x), batch_size)]
+        out = [model(view(x[i : i + batch_size].to(device))).float() for i in range(0, len(x), batch_size)]
     finally:
         model.train(was_training)
     return torch.cat(out)
@@ -53,7 +57,10 @@ def evaluate(model: nn.Module, data: tuple[Any, Any], num_classes: int | None = 
 
 
 def summary(metrics: dict[str, Any]) -> dict[str, float]:
-    return {"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]}
+    out = {"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]}
+    if "loss" in metrics:
+        out["loss"] = metrics["loss"]
+    return out
 
 
 # ----------------------------------------------------------------------------- plots

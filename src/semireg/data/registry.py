@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from .arrays import ArrayDataset
+from .cifar10 import load_cifar10
 from .digits import load_digits
 from .folders import cache_dir, load_folder, load_npz
 from .mnist import load_mnist
@@ -29,10 +30,12 @@ def load_dataset(name: str, data_dir: str = "", download: bool = False) -> Array
         return load_mnist(roots, download_to=roots[0] if download else None)
     if name == "digits":
         return load_digits()
+    if name in ("cifar10", "cifar10-jpeg"):
+        return load_cifar10(roots, jpeg_only=name == "cifar10-jpeg")
     kind, _, location = name.partition(":")
     if kind in ("npz", "folder") and location:
         path = Path(location).expanduser()
         if not path.is_absolute() and not path.exists():
             path = next((r / location for r in roots if (r / location).exists()), path)
         return load_npz(path) if kind == "npz" else load_folder(path)
-    raise ConfigError(f"data.dataset: unknown data set '{name}' (mnist, digits, npz:PATH, folder:PATH)")
+    raise ConfigError(f"data.dataset: unknown data set '{name}' (mnist, digits, cifar10, cifar10-jpeg, npz:PATH, folder:PATH)")

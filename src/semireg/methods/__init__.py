@@ -5,6 +5,6 @@ that the engine back-propagates. Every other entry is logged.
 """
 
 from .registry import METHODS, Batch, MethodSpec, get_method, register_method
-from . import supervised, vat  # noqa: F401  (register the built-in methods)
+from . import consistency, supervised, vat  # noqa: F401  (register the built-in methods)
 
 __all__ = ["METHODS", "Batch", "MethodSpec", "get_method", "register_method"]

@@ -1,6 +1,6 @@
 """Model registry: name -> builder(in_shape, num_classes, **options) -> nn.Module mapping a batch to logits."""
 
 from .registry import MODELS, build_model, register_model
-from . import cnn, mlp  # noqa: F401  (register the built-in models)
+from . import cnn, mlp, resnet, wrn  # noqa: F401  (register the built-in models)
 
 __all__ = ["MODELS", "build_model", "register_model"]

@@ -54,3 +54,19 @@ def cnn_seed001(in_shape: tuple[int, ...], num_classes: int, dropout: float = 0.
         nn.Linear(_flat_size(features, in_shape), 100), nn.Dropout(dropout), nn.ReLU(),
         nn.Linear(100, num_classes),
     )
+
+
+@register_model("cnn_small")
+def cnn_small(in_shape: tuple[int, ...], num_classes: int, dropout: float = 0.0, hidden: list[int] | None = None) -> nn.Module:
+    """A small fast CNN for CPU runs on 32x32 colour images: conv-BN-ReLU-maxpool blocks (widths
+    `hidden`, default [32, 64, 128]; about 10 M multiply-adds per image), global average pool."""
+    if len(in_shape) != 3:
+        raise ConfigError(f"cnn_small takes images (C, H, W), got input shape {in_shape}")
+    widths = list(hidden) if hidden else [32, 64, 128]
+    layers: list[nn.Module] = []
+    c_in = in_shape[0]
+    for width in widths:
+        layers += [nn.Conv2d(c_in, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
+        layers.append(nn.MaxPool2d(2))
+        c_in = width
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(c_in, num_classes))

@@ -1,0 +1,325 @@
+"""Batched image augmentation on the training device: no per-image Python loop.
+
+Every random choice (flip, crop offset, RandAugment operation, magnitude and sign) is drawn per
+image from an explicit `torch.Generator`, so a batch is augmented identically under the same seed.
+Images are float tensors (B, C, H, W) in [0, 1].
+
+RandAugment (Cubuk et al. 2019) draws, for each image, `num_ops` operations uniformly from the
+list below and applies them in sequence at magnitude `magnitude` on the paper's 0-10 scale
+(`magnitude_mode="uniform"`: a magnitude drawn per image and operation from [0, magnitude], the
+variant FixMatch uses). Signed operations get a random sign per image. kornia's
+`auto.RandAugment` draws one operation sequence per call for the whole batch; here the images of
+one batch are grouped by the operation they drew and each group is transformed in one call, so the
+loop runs over operations (14 x num_ops), never over images.
+
+Magnitude ranges follow torchvision's RandAugment at 31 bins mapped to the 0-10 scale: shear 0.3,
+translate 0.45 of the side, rotate 30 degrees, brightness/colour/contrast/sharpness factor 1 +- 0.9,
+posterize 8 -> 4 bits, solarize threshold 1 -> 0. Geometric operations fill with grey (0.5), as the
+TensorFlow implementation the consistency-training post used does (replace=128).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+
+Tensor = torch.Tensor
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _rand(n: int, g: torch.Generator | None, device: torch.device) -> Tensor:
+    return torch.rand(n, generator=g, device=device)
+
+
+def _per_image(v: Tensor) -> Tensor:
+    """(n,) -> (n, 1, 1, 1) for broadcasting against images."""
+    return v.view(-1, 1, 1, 1)
+
+
+def _blend(img: Tensor, degenerate: Tensor, factor: Tensor) -> Tensor:
+    """PIL's ImageEnhance: degenerate + factor * (img - degenerate), clipped to [0, 1]."""
+    return (degenerate + _per_image(factor) * (img - degenerate)).clamp_(0.0, 1.0)
+
+
+def _gray(img: Tensor) -> Tensor:
+    """(n, C, H, W) -> (n, 1, H, W) luminance (ITU-R 601-2, as PIL's 'L' mode)."""
+    if img.shape[1] == 1:
+        return img
+    r, g, b = img[:, 0:1], img[:, 1:2], img[:, 2:3]
+    return 0.299 * r + 0.587 * g + 0.114 * b
+
+
+def _affine(img: Tensor, theta: Tensor, fill: float) -> Tensor:
+    """Apply per-image affine maps theta (n, 2, 3) in normalised coordinates; outside -> fill."""
+    n, c, h, w = img.shape
+    grid = F.affine_grid(theta.to(img.dtype), [n, c + 1, h, w], align_corners=False)
+    with_mask = torch.cat([img, torch.ones_like(img[:, :1])], dim=1)  # (n, C+1, H, W)
+    out = F.grid_sample(with_mask, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    inside = out[:, c:]
+    return out[:, :c] + (1.0 - inside) * fill
+
+
+def _eye_theta(n: int, like: Tensor) -> Tensor:
+    theta = torch.zeros(n, 2, 3, device=like.device, dtype=torch.float32)
+    theta[:, 0, 0] = 1.0
+    theta[:, 1, 1] = 1.0
+    return theta
+
+
+# ----------------------------------------------------------------------------- RandAugment operations
+# Each op: (images (n, C, H, W), v (n,) signed level in [-1, 1], fill) -> images. Unsigned ops use |v|.
+
+
+def identity(img: Tensor, v: Tensor, fill: float) -> Tensor:
+    return img
+
+
+def shear_x(img: Tensor, v: Tensor, fill: float) -> Tensor:
+    theta = _eye_theta(len(img), img)
+    theta[:, 0, 1] = 0.3 * v
+    return _affine(img, theta, fill)
+
+
+def shear_y(img: Tensor, v: Tensor, fill: float) -> Tensor:
+    theta = _eye_theta(len(img), img)
+    theta[:, 1, 0] = 0.3 * v
+    return _affine(img, theta, fill)
+
+
+def translate_x(img: Tensor, v: Tensor, fill: float) -> Tensor:
+    theta = _eye_theta(len(img), img)
+    theta[:, 0, 2] = 2.0 * 0.45 * v  # normalised coordinates span 2 per side
+    return _affine(img, theta, fill)
+
+
+def translate_y(img: Tensor, v: Tensor, fill: float) -> Tensor:
+    theta = _eye_theta(len(img), img)
+    theta[:, 1, 2] = 2.0 * 0.45 * v
+    return _affine(img, theta, fill)
+
+
+def rotate(img: Tensor, v: Tensor, fill: float) -> Tensor:
+    angle = v * (30.0 * math.pi / 180.0)
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    theta = torch.zeros(len(img), 2, 3, device=img.device)
+    theta[:, 0, 0], theta[:, 0, 1] = cos, -sin
+    theta[:, 1, 0], theta[:, 1, 1] = sin, cos
+    return _affine(img, theta, fill)
+
+
+def brightness(img: Tensor, v: Tensor, fill: float) -> Tensor:
+    return _blend(img, torch.zeros_like(img), 1.0 + 0.9 * v)
+
+
+def color(img: Tensor, v: Tensor, fill: float) -> Tensor:
+    return _blend(img, _gray(img).expand_as(img), 1.0 + 0.9 * v)
+
+
+def contrast(img: Tensor, v: Tensor, fill: float) -> Tensor:
+    mean = _gray(img).mean(dim=(1, 2, 3), keepdim=True)  # (n, 1, 1, 1)
+    return _blend(img, mean.expand_as(img), 1.0 + 0.9 * v)
+
+
+def sharpness(img: Tensor, v: Tensor, fill: float) -> Tensor:
+    # PIL's SMOOTH filter on the interior; the one-pixel border keeps the original pixels.
+    c = img.shape[1]
+    kernel = torch.tensor([[1.0, 1.0, 1.0], [1.0, 5.0, 1.0], [1.0, 1.0, 1.0]], device=img.device) / 13.0
+    kernel = kernel.to(img.dtype).expand(c, 1, 3, 3)
+    smooth = img.clone()
+    smooth[:, :, 1:-1, 1:-1] = F.conv2d(img, kernel, groups=c)
+    return _blend(img, smooth, 1.0 + 0.9 * v)
+
+
+def posterize(img: Tensor, v: Tensor, fill: float) -> Tensor:
+    bits = 8 - torch.round(4.0 * v.abs()).to(torch.int32)  # (n,) 8 .. 4 bits kept
+    shift = _per_image(8 - bits)
+    q = torch.round(img * 255.0).to(torch.int32)
+    q = torch.bitwise_left_shift(torch.bitwise_right_shift(q, shift), shift)
+    return q.to(img.dtype) / 255.0
+
+
+def solarize(img: Tensor, v: Tensor, fill: float) -> Tensor:
+    threshold = _per_image(1.0 - v.abs())
+    return torch.where(img >= threshold, 1.0 - img, img)
+
+
+def autocontrast(img: Tensor, v: Tensor, fill: float) -> Tensor:
+    lo = img.amin(dim=(2, 3), keepdim=True)  # (n, C, 1, 1)
+    hi = img.amax(dim=(2, 3), keepdim=True)
+    span = hi - lo
+    scaled = (img - lo) / span.clamp_min(1e-8)
+    return torch.where(span > 0, scaled, img).clamp_(0.0, 1.0)
+
+
+def equalize(img: Tensor, v: Tensor, fill: float) -> Tensor:
+    """PIL's ImageOps.equalize, per image and channel, from 256-bin histograms built by scatter_add."""
+    n, c, h, w = img.shape
+    q = torch.round(img * 255.0).long().view(n * c, h * w)  # (nC, HW)
+    hist = torch.zeros(n * c, 256, device=img.device).scatter_add_(1, q, torch.ones_like(q, dtype=torch.float32))
+    bins = torch.arange(256, device=img.device).expand_as(hist)
+    last_nonzero = torch.where(hist > 0, bins, torch.zeros_like(bins)).amax(dim=1, keepdim=True)  # (nC, 1)
+    last_count = hist.gather(1, last_nonzero)
+    step = torch.div(hist.sum(dim=1, keepdim=True) - last_count, 255, rounding_mode="floor")  # (nC, 1)
+    lut = torch.div(hist.cumsum(dim=1) + torch.div(step, 2, rounding_mode="floor"), step.clamp_min(1), rounding_mode="floor")
+    lut = torch.cat([torch.zeros_like(lut[:, :1]), lut[:, :-1]], dim=1).clamp_(0, 255)  # shift by one bin
+    out = lut.gather(1, q) / 255.0
+    out = torch.where(step > 0, out, q.float() / 255.0)  # a flat channel is left as it is
+    return out.view(n, c, h, w).to(img.dtype)
+
+
+RANDAUGMENT_OPS: list[tuple[str, Callable[[Tensor, Tensor, float], Tensor]]] = [
+    ("identity", identity), ("shear_x", shear_x), ("shear_y", shear_y), ("translate_x", translate_x),
+    ("translate_y", translate_y), ("rotate", rotate), ("brightness", brightness), ("color", color),
+    ("contrast", contrast), ("sharpness", sharpness), ("posterize", posterize), ("solarize", solarize),
+    ("autocontrast", autocontrast), ("equalize", equalize),
+]
+
+
+def rand_augment(x: Tensor, *, num_ops: int = 2, magnitude: float = 9.0, magnitude_mode: str = "fixed",
+                 fill: float = 0.5, generator: torch.Generator | None = None,
+                 return_ops: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+    """RandAugment with operations, magnitudes and signs drawn per image. x: (B, C, H, W) in [0, 1].
+
+    With `return_ops`, also returns the drawn operation indices (B, num_ops) into RANDAUGMENT_OPS.
+    """
+    if magnitude_mode not in ("fixed", "uniform"):
+        raise ValueError(f"magnitude_mode must be 'fixed' or 'uniform', got {magnitude_mode!r}")
+    b, dev = x.shape[0], x.device
+    ops = torch.randint(len(RANDAUGMENT_OPS), (b, num_ops), generator=generator, device=dev)  # (B, num_ops)
+    level = torch.full((b, num_ops), magnitude / 10.0, device=dev)
+    if magnitude_mode == "uniform":
+        level = level * torch.rand(b, num_ops, generator=generator, device=dev)
+    sign = torch.where(torch.rand(b, num_ops, generator=generator, device=dev) < 0.5, -1.0, 1.0)
+    signed = (level * sign).clamp_(-1.0, 1.0)  # (B, num_ops)
+    out = x.clone()
+    for j in range(num_ops):
+        for k, (_, op) in enumerate(RANDAUGMENT_OPS):
+            # Group the images that drew op k at position j; one batched call per group. (On a GPU
+            # each nonzero() is a small sync; on the CPU it is free.)
+            sel = (ops[:, j] == k).nonzero().squeeze(1)
+            if sel.numel() == 0 or op is identity:
+                continue
+            out[sel] = op(out[sel], signed[sel, j], fill).to(out.dtype)
+    return (out, ops) if return_ops else out
+
+
+# ----------------------------------------------------------------------------- weak views
+
+
+def random_flip(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """Horizontal flip of a random half of the images (drawn per image)."""
+    flip = _rand(len(x), generator, x.device) < 0.5
+    return torch.where(_per_image(flip), x.flip(-1), x)
+
+
+def random_crop(x: Tensor, size: int, generator: torch.Generator | None = None) -> Tensor:
+    """A size x size crop of each image at its own random offset, by index arithmetic (no loop)."""
+    b, c, h, w = x.shape
+    if size > h or size > w:
+        raise ValueError(f"crop {size} is larger than the images ({h}x{w})")
+    oy = torch.randint(h - size + 1, (b,), generator=generator, device=x.device)
+    ox = torch.randint(w - size + 1, (b,), generator=generator, device=x.device)
+    ar = torch.arange(size, device=x.device)
+    rows = (oy[:, None] + ar)[:, :, None]  # (B, size, 1)
+    cols = (ox[:, None] + ar)[:, None, :]  # (B, 1, size)
+    batch = torch.arange(b, device=x.device)[:, None, None]
+    out = x.permute(0, 2, 3, 1)[batch, rows, cols]  # (B, size, size, C)
+    return out.permute(0, 3, 1, 2).contiguous()
+
+
+def pad_crop(x: Tensor, pad: int, generator: torch.Generator | None = None) -> Tensor:
+    """Reflect-pad by `pad` pixels, then crop back to the original size at a random offset."""
+    padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
+    return random_crop(padded, x.shape[-1], generator)
+
+
+def resize(x: Tensor, size: int) -> Tensor:
+    if x.shape[-1] == size and x.shape[-2] == size:
+        return x
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=size < x.shape[-1])
+
+
+def resize_crop(x: Tensor, size: int, crop: int, generator: torch.Generator | None = None) -> Tensor:
+    """Resize to size x size, then a random crop x crop (the consistency post: 96 then 72)."""
+    return random_crop(resize(x, size), crop, generator)
+
+
+# ----------------------------------------------------------------------------- the policy object
+
+
+@dataclass
+class AugmentConfig:
+    flip: bool = False  # random horizontal flip in the weak view
+    pad: int = 0  # > 0: reflect-pad and random-crop back to the input size
+    resize: int = 0  # > 0: resize to this size and random-crop `crop` (eval images are resized to `crop`)
+    crop: int = 0
+    ra_ops: int = 2  # RandAugment operations per image in the strong view
+    ra_magnitude: float = 9.0  # 0-10 scale
+    ra_magnitude_mode: str = "fixed"  # fixed | uniform (drawn per image and op from [0, magnitude])
+    fill: float = 0.5
+
+
+class Augmenter:
+    """Weak and strong views of a batch from one generator (its state is part of a checkpoint)."""
+
+    def __init__(self, cfg: AugmentConfig, device: torch.device | str = "cpu", seed: int = 0) -> None:
+        validate_augment(cfg)
+        self.cfg = cfg
+        self.generator = torch.Generator(device=device)
+        self.generator.manual_seed(seed)
+
+    @property
+    def active(self) -> bool:
+        c = self.cfg
+        return c.flip or c.pad > 0 or c.resize > 0
+
+    def weak(self, x: Tensor) -> Tensor:
+        c, g = self.cfg, self.generator
+        if c.flip:
+            x = random_flip(x, g)
+        if c.pad > 0:
+            x = pad_crop(x, c.pad, g)
+        if c.resize > 0:
+            x = resize_crop(x, c.resize, c.crop, g)
+        return x
+
+    def strong(self, x_weak: Tensor) -> Tensor:
+        """RandAugment on top of a weak view: the same crop of the same image, with noise."""
+        c = self.cfg
+        return rand_augment(x_weak, num_ops=c.ra_ops, magnitude=c.ra_magnitude, magnitude_mode=c.ra_magnitude_mode,
+                            fill=c.fill, generator=self.generator)
+
+    def eval_view(self, x: Tensor) -> Tensor:
+        """What a test image looks like to the model: resized to the training crop size, if any."""
+        return resize(x, self.cfg.crop) if self.cfg.resize > 0 else x
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"])
+
+
+def validate_augment(cfg: AugmentConfig) -> None:
+    from .errors import ConfigError
+
+    if cfg.resize > 0 and not 0 < cfg.crop <= cfg.resize:
+        raise ConfigError(f"augment.crop must be in (0, augment.resize={cfg.resize}], got {cfg.crop}")
+    if cfg.resize == 0 and cfg.crop:
+        raise ConfigError("augment.crop needs augment.resize > 0")
+    if cfg.pad < 0 or cfg.ra_ops < 0:
+        raise ConfigError("augment.pad and augment.ra_ops must be >= 0")
+    if not 0.0 <= cfg.ra_magnitude <= 10.0:
+        raise ConfigError(f"augment.ra_magnitude must be in [0, 10], got {cfg.ra_magnitude}")
+    if cfg.ra_magnitude_mode not in ("fixed", "uniform"):
+        raise ConfigError(f"augment.ra_magnitude_mode: '{cfg.ra_magnitude_mode}' is not one of fixed, uniform")
+
+
+def eval_transform(cfg: AugmentConfig) -> Callable[[Tensor], Tensor]:
+    return lambda x: resize(x, cfg.crop) if cfg.resize > 0 else x
