@@ -24,11 +24,12 @@ def _overrides(items: list[str], args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def _run_dir_for(root: Path, recipe: str, variant: str, seed: int, n_seeds: int) -> Path:
+def _run_dir_for(root: Path, recipe: str, variant: str, seed: int, n_seeds: int, stage: str = "") -> Path:
     path = root / recipe
     if variant:
         path = path / variant
-    return path / f"seed{seed}" if n_seeds > 1 or variant else path
+    path = path / f"seed{seed}" if n_seeds > 1 or variant else path
+    return path / stage if stage else path
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -47,30 +48,50 @@ def cmd_train(args: argparse.Namespace) -> int:
     recipe = load_recipe(args.recipe)
     overrides = _overrides(args.overrides, args)
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else recipe.seeds
-    variants = [v for v, _ in recipe.variants]
-    if args.variant:
-        unknown = [v for v in args.variant if v not in variants]
-        if unknown:
-            raise ConfigError(f"unknown variant(s) {', '.join(unknown)} of {recipe.name} (known: {', '.join(variants)})")
-        variants = [v for v in variants if v in args.variant]
-    plan = [(v, s, config_for(recipe, v, s, overrides)) for v in variants for s in seeds]
+    variants = _select(args.variant, [v for v, _ in recipe.variants], "variant", recipe.name)
+    stage_names = [s for s, _ in recipe.stages]
+    stages = _select(getattr(args, "stage", None), stage_names, "stage", recipe.name)
     root = Path(args.runs_root)
-    dirs = [Path(args.run_dir) if args.run_dir and len(plan) == 1 else _run_dir_for(root, recipe.name, v, s, len(seeds)) for v, s, _ in plan]
+    single = args.run_dir and len(variants) * len(seeds) == 1
+    plan = []
+    for v in variants:
+        for seed in seeds:
+            base = Path(args.run_dir) if single else None
+            dirs = {st: (base / st if st else base) if base else _run_dir_for(root, recipe.name, v, seed, len(seeds), st)
+                    for st in stage_names}
+            teacher_dirs = {st: str(d.resolve()) for st, d in dirs.items()}
+            for st in stages:
+                plan.append((v, seed, st, config_for(recipe, v, seed, overrides, st, teacher_dirs), dirs[st]))
     if not args.overwrite:  # refuse before anything runs, so nothing is half-done
-        for d in dirs:
-            if d.exists() and any(d.iterdir()):
+        for *_, d in plan:
+            if d.exists() and (d / "config.json").exists():
                 raise ConfigError(f"{d} already exists; pass --overwrite to replace it or --resume {d} to continue it")
     rows = []
-    for (variant, seed, cfg), run_dir in zip(plan, dirs):
+    for variant, seed, stage, cfg, run_dir in plan:
         print(f"== {cfg.name} seed={seed} -> {run_dir}", file=sys.stderr)
         result = train(cfg, run_dir, overwrite=args.overwrite)
-        rows.append((variant or cfg.name, seed, result.metrics))
+        metrics = dict(result.metrics)
+        if cfg.robustness.after_train:
+            from .robustness import run_robustness
+
+            metrics["robustness"] = run_robustness(run_dir, cfg=cfg, model=result.model)["summary"]
+        rows.append(("/".join(p for p in (variant, stage) if p) or cfg.name, seed, metrics))
     table = _print_table(rows)
     if len(plan) > 1:
-        summary_dir = root / recipe.name
+        summary_dir = root / recipe.name if not single else Path(args.run_dir)
+        summary_dir.mkdir(parents=True, exist_ok=True)
         (summary_dir / "summary.md").write_text(table + "\n")
         rundir.write_json(summary_dir / "summary.json", [{"variant": v, "seed": s, **_row(m)} for v, s, m in rows])
     return 0
+
+
+def _select(chosen: list[str] | None, known: list[str], what: str, recipe: str) -> list[str]:
+    if not chosen:
+        return known
+    unknown = [c for c in chosen if c not in known]
+    if unknown:
+        raise ConfigError(f"unknown {what}(s) {', '.join(unknown)} of {recipe} (known: {', '.join(k for k in known if k) or 'none'})")
+    return [k for k in known if k in chosen]
 
 
 def _data_for_run(cfg: RunConfig, run_dir: Path):
@@ -89,9 +110,13 @@ def _data_for_run(cfg: RunConfig, run_dir: Path):
 
 def _row(metrics: dict[str, Any]) -> dict[str, Any]:
     test = metrics.get("test", {})
-    return {"accuracy": test.get("accuracy"), "macro_f1": test.get("macro_f1"),
-            "train_time_s": metrics.get("train_time_s"), "time_per_epoch_s": metrics.get("time_per_epoch_s"),
-            "steps": metrics.get("steps")}
+    row = {"accuracy": test.get("accuracy"), "macro_f1": test.get("macro_f1"),
+           "train_time_s": metrics.get("train_time_s"), "time_per_epoch_s": metrics.get("time_per_epoch_s"),
+           "steps": metrics.get("steps")}
+    rob = metrics.get("robustness")
+    if rob:
+        row.update({k: rob.get(k) for k in ("mean_c15", "mean_c19_s5", "clean")})
+    return row
 
 
 def _print_table(rows: list[tuple[str, int, dict[str, Any]]]) -> str:
@@ -178,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs-root", default="runs", help="where run directories are created (default: runs)")
     p.add_argument("--run-dir", help="run directory (single variant and seed only)")
     p.add_argument("--variant", action="append", help="run only this variant (repeatable)")
+    p.add_argument("--stage", action="append", help="run only this stage of a staged recipe (repeatable)")
     p.add_argument("--seeds", help="comma-separated seeds, replacing the recipe's")
     p.add_argument("--overwrite", action="store_true", help="replace existing run directories")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its checkpoint")

@@ -123,6 +123,9 @@ class Recipe:
     variants: list[tuple[str, dict[str, Any]]]
     seeds: list[int]
     description: str = ""
+    # Stages run in order within each variant and seed (e.g. teacher, then student); a stage's
+    # `teacher = "@<stage>"` names the run directory of an earlier stage.
+    stages: list[tuple[str, dict[str, Any]]] = field(default_factory=lambda: [("", {})])
 
 
 # ----------------------------------------------------------------------------- type checking
@@ -354,6 +357,7 @@ def load_recipe(name_or_path: str) -> Recipe:
 def parse_recipe(raw: dict[str, Any], name: str) -> Recipe:
     raw = copy.deepcopy(raw)
     variants_raw = raw.pop("variants", [])
+    stages_raw = raw.pop("stages", [])
     seeds = raw.pop("seeds", None)
     description = raw.get("description", "")
     raw.setdefault("name", name)
@@ -364,23 +368,41 @@ def parse_recipe(raw: dict[str, Any], name: str) -> Recipe:
         v = dict(v)
         vname = v.pop("name")
         variants.append((str(vname), v))
+    stages: list[tuple[str, dict[str, Any]]] = []
+    for i, st in enumerate(stages_raw):
+        if not isinstance(st, dict) or "name" not in st:
+            raise ConfigError(f"recipe {name}: stages[{i}] needs a name")
+        st = dict(st)
+        sname = str(st.pop("name"))
+        ref = st.get("teacher", "")
+        if isinstance(ref, str) and ref.startswith("@") and ref[1:] not in [n for n, _ in stages]:
+            raise ConfigError(f"recipe {name}: stage '{sname}' names teacher '{ref}', which is not an earlier stage")
+        stages.append((sname, st))
     if seeds is None:
         seeds = [raw.get("train", {}).get("seed", 0)]
     if not isinstance(seeds, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
         raise ConfigError(f"recipe {name}: seeds must be a list of integers")
-    recipe = Recipe(name=name, base=raw, variants=variants or [("", {})], seeds=seeds, description=description)
-    for vname, over in recipe.variants:  # fail early on a bad variant
-        resolve(merge(recipe.base, _fill_short_keys(over)))
+    recipe = Recipe(name=name, base=raw, variants=variants or [("", {})], seeds=seeds, description=description,
+                    stages=stages or [("", {})])
+    for vname, _ in recipe.variants:  # fail early on a bad variant or stage
+        for sname, _ in recipe.stages:
+            config_for(recipe, vname, 0, {}, sname, teacher_dirs={n: "-" for n, _ in recipe.stages})
     return recipe
 
 
-def config_for(recipe: Recipe, variant: str, seed: int, overrides: dict[str, Any]) -> RunConfig:
-    tree = dict(recipe.variants)[variant]
-    merged = merge(recipe.base, _fill_short_keys(tree))
+def config_for(recipe: Recipe, variant: str, seed: int, overrides: dict[str, Any], stage: str = "",
+               teacher_dirs: dict[str, str] | None = None) -> RunConfig:
+    """Base < variant < stage < seed < command-line overrides. `@stage` teachers become directories."""
+    merged = merge(recipe.base, _fill_short_keys(dict(recipe.variants)[variant]))
+    merged = merge(merged, _fill_short_keys(dict(recipe.stages)[stage]))
     merged = merge(merged, {"train.seed": seed})
     merged = merge(merged, _fill_short_keys(overrides))
-    if variant:
-        merged["name"] = f"{recipe.name}/{variant}"
+    ref = merged.get("teacher", "")
+    if isinstance(ref, str) and ref.startswith("@"):
+        if teacher_dirs is None or ref[1:] not in teacher_dirs:
+            raise ConfigError(f"teacher '{ref}': no such stage in recipe {recipe.name}")
+        merged["teacher"] = teacher_dirs[ref[1:]]
+    merged["name"] = "/".join(p for p in (recipe.name, variant, stage) if p)
     return resolve(merged)
 
 
