@@ -1,4 +1,4 @@
-"""`semireg` command line: train, eval, recipes, demo."""
+"""`semireg` command line: train, eval, robustness, recipes, demo."""
 
 from __future__ import annotations
 
@@ -120,10 +120,16 @@ def _row(metrics: dict[str, Any]) -> dict[str, Any]:
 
 
 def _print_table(rows: list[tuple[str, int, dict[str, Any]]]) -> str:
-    lines = ["| variant | seed | test accuracy | macro-F1 | train time (s) | s/epoch |", "|---|---|---|---|---|---|"]
+    robust = any("mean_c15" in _row(m) for _, _, m in rows)
+    head = "| variant | seed | test accuracy | macro-F1 | train time (s) | s/epoch |"
+    lines = [head + (" corrupted 15x5 | 19 @ sev 5 |" if robust else ""), "|---|---|---|---|---|---|" + ("---|---|" if robust else "")]
+    fmt = lambda v: "-" if v is None else f"{v:.4f}"
     for variant, seed, m in rows:
         r = _row(m)
-        lines.append(f"| {variant} | {seed} | {r['accuracy']:.4f} | {r['macro_f1']:.4f} | {r['train_time_s']:.1f} | {r['time_per_epoch_s']} |")
+        line = f"| {variant} | {seed} | {r['accuracy']:.4f} | {r['macro_f1']:.4f} | {r['train_time_s']:.1f} | {r['time_per_epoch_s']} |"
+        if robust:
+            line += f" {fmt(r.get('mean_c15'))} | {fmt(r.get('mean_c19_s5'))} |"
+        lines.append(line)
     groups: dict[str, list[dict[str, Any]]] = {}
     for variant, _, m in rows:
         groups.setdefault(variant, []).append(_row(m))
@@ -165,6 +171,28 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(f"{split}: accuracy {m['accuracy']:.4f}  macro-F1 {m['macro_f1']:.4f}  (step {state['step']}, "
               f"{kind} weights)")
     rundir.write_json(run_dir / "eval.json", {"step": state["step"], **out})
+    return 0
+
+
+def cmd_robustness(args: argparse.Namespace) -> int:
+    from .robustness import run_robustness
+
+    rows = []
+    for run_dir in args.run_dirs:
+        corruptions = args.corruptions.split(",") if args.corruptions else None
+        severities = [int(s) for s in args.severities.split(",")] if args.severities else None
+        print(f"== {run_dir}", file=sys.stderr)
+        result = run_robustness(Path(run_dir), released_dir=args.released_dir, n_images=args.n_images,
+                                corruptions=corruptions, severities=severities, progress=True)
+        rows.append((run_dir, result))
+    lines = ["| run | images | clean | mean 15x5 (mCE) | rel. | mean 19 @ sev 5 | rel. |", "|---|---|---|---|---|---|---|"]
+    pct = lambda v: "-" if v is None else f"{100 * v:.2f}"
+    for run_dir, result in rows:
+        s = result["summary"]
+        mce = "" if s["mce_c15"] is None else f" ({100 * s['mce_c15']:.2f})"
+        lines.append(f"| {run_dir} | {result['n_images']} | {pct(s['clean'])} | {pct(s['mean_c15'])}{mce} | "
+                     f"{pct(s['mean_c15_relative'])} | {pct(s['mean_c19_s5'])} | {pct(s['mean_c19_s5_relative'])} |")
+    print("\n".join(lines))
     return 0
 
 
@@ -214,6 +242,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="evaluate a run directory's checkpoint on its test split")
     p.add_argument("run_dir")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("robustness", help="accuracy of finished runs under the CIFAR-10-C corruptions")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    p.add_argument("--released-dir", help="directory of the released CIFAR-10-C .npy files (instead of generating)")
+    p.add_argument("--n-images", type=int, help="corrupt only this many test images (default: the run's robustness.n_images)")
+    p.add_argument("--corruptions", help="comma-separated subset (default: all 19)")
+    p.add_argument("--severities", help="comma-separated subset of 1..5")
+    p.set_defaults(func=cmd_robustness)
 
     p = sub.add_parser("recipes", help="list the bundled recipes, one line each")
     p.set_defaults(func=cmd_recipes)
