@@ -31,3 +31,20 @@ def cifar_archive() -> Path:
     path = SHARED_DATA / "cifar10" / "cifar10-jpeg.tar.gz"
     _present(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def _session_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("shared-cache")
+
+
+@pytest.fixture
+def real_cifar(_session_cache, monkeypatch):
+    """The shared JPEG copy of CIFAR-10, decoded once per test session (the decode takes ~30 s)."""
+    path = cifar_archive()
+    if not path.exists():
+        pytest.skip("../shared/data/cifar10 not present")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(_session_cache))
+    from semireg.data import load_dataset
+
+    return load_dataset("cifar10-jpeg", str(SHARED_DATA))

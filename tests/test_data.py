@@ -104,9 +104,8 @@ def test_class_folder_tar_refuses_escaping_member(tmp_path):
         load_folder(path, cache=tmp_path / "cache")
 
 
-@pytest.mark.skipif(not cifar_archive().exists(), reason="../shared/data/cifar10 not present")
-def test_cifar10_jpeg_class_folders_real():
-    ds = load_dataset(f"folder:{cifar_archive()}")
+def test_cifar10_jpeg_class_folders_real(real_cifar):
+    ds = load_dataset(f"folder:{cifar_archive()}")  # the class-folder loader, from the session's decode cache
     assert ds.x_train.shape == (50000, 3, 32, 32) and ds.x_test.shape == (10000, 3, 32, 32)
     assert ds.class_names[0] == "airplane" and torch.bincount(ds.y_test).tolist() == [1000] * 10
 

@@ -39,6 +39,9 @@ _ALLOWED_GLOBALS = {
     ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
     ("numpy", "ndarray"), ("numpy", "dtype"),
     ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+    # Python 3 writes bytes into protocol-2 pickles as _codecs.encode(str, 'latin1'): a pure
+    # str -> bytes conversion, needed to read batches re-saved by Python 3.
+    ("_codecs", "encode"),
 }
 
 
