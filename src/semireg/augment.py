@@ -15,7 +15,8 @@ loop runs over operations (14 x num_ops), never over images.
 Magnitude ranges follow torchvision's RandAugment at 31 bins mapped to the 0-10 scale: shear 0.3,
 translate 0.45 of the side, rotate 30 degrees, brightness/colour/contrast/sharpness factor 1 +- 0.9,
 posterize 8 -> 4 bits, solarize threshold 1 -> 0. Geometric operations fill with grey (0.5), as the
-TensorFlow implementation the consistency-training post used does (replace=128).
+TensorFlow implementation the consistency-training post used does (replace=128), and sample with
+nearest neighbour, torchvision's default.
 """
 
 from __future__ import annotations
@@ -56,13 +57,25 @@ def _gray(img: Tensor) -> Tensor:
 
 
 def _affine(img: Tensor, theta: Tensor, fill: float) -> Tensor:
-    """Apply per-image affine maps theta (n, 2, 3) in normalised coordinates; outside -> fill."""
+    """Apply per-image affine maps theta (n, 2, 3) (output -> source, normalised coordinates).
+
+    Nearest-neighbour sampling, as torchvision's RandAugment does by default, computed as one
+    gather per batch: source pixel indices from theta, pixels outside the image set to `fill`.
+    """
     n, c, h, w = img.shape
-    grid = F.affine_grid(theta.to(img.dtype), [n, c + 1, h, w], align_corners=False)
-    with_mask = torch.cat([img, torch.ones_like(img[:, :1])], dim=1)  # (n, C+1, H, W)
-    out = F.grid_sample(with_mask, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    inside = out[:, c:]
-    return out[:, :c] + (1.0 - inside) * fill
+    dev = img.device
+    # Pixel centres in normalised coordinates (align_corners=False convention).
+    xs = (2 * torch.arange(w, device=dev, dtype=torch.float32) + 1) / w - 1  # (W,)
+    ys = (2 * torch.arange(h, device=dev, dtype=torch.float32) + 1) / h - 1  # (H,)
+    t = theta.float()
+    sx = t[:, 0, 0, None, None] * xs + t[:, 0, 1, None, None] * ys[:, None] + t[:, 0, 2, None, None]  # (n, H, W)
+    sy = t[:, 1, 0, None, None] * xs + t[:, 1, 1, None, None] * ys[:, None] + t[:, 1, 2, None, None]
+    col = torch.floor((sx + 1) * w / 2).long()  # the source pixel containing the point
+    row = torch.floor((sy + 1) * h / 2).long()
+    inside = (col >= 0) & (col < w) & (row >= 0) & (row < h)  # (n, H, W)
+    index = (row.clamp(0, h - 1) * w + col.clamp(0, w - 1)).view(n, 1, h * w).expand(n, c, h * w)
+    out = torch.gather(img.reshape(n, c, h * w), 2, index).view(n, c, h, w)
+    return torch.where(inside[:, None], out, torch.full_like(out, fill))
 
 
 def _eye_theta(n: int, like: Tensor) -> Tensor:
@@ -197,15 +210,24 @@ def rand_augment(x: Tensor, *, num_ops: int = 2, magnitude: float = 9.0, magnitu
         level = level * torch.rand(b, num_ops, generator=generator, device=dev)
     sign = torch.where(torch.rand(b, num_ops, generator=generator, device=dev) < 0.5, -1.0, 1.0)
     signed = (level * sign).clamp_(-1.0, 1.0)  # (B, num_ops)
-    out = x.clone()
+    # Sort the batch by the operation each image drew at each position, so that each operation's
+    # images form one contiguous slice and every op works on a view: one row gather per position
+    # plus one at the end, instead of an index and a scatter per operation. (The counts cost one
+    # host sync per position; on the CPU it is free.)
+    grouped = x
+    position = torch.arange(b, device=dev)  # position[k]: where original image k sits in `grouped`
     for j in range(num_ops):
-        for k, (_, op) in enumerate(RANDAUGMENT_OPS):
-            # Group the images that drew op k at position j; one batched call per group. (On a GPU
-            # each nonzero() is a small sync; on the CPU it is free.)
-            sel = (ops[:, j] == k).nonzero().squeeze(1)
-            if sel.numel() == 0 or op is identity:
-                continue
-            out[sel] = op(out[sel], signed[sel, j], fill).to(out.dtype)
+        order = torch.argsort(ops[:, j], stable=True)  # original indices, grouped by operation
+        grouped = grouped.index_select(0, position[order])
+        position = torch.empty_like(position).scatter_(0, order, torch.arange(b, device=dev))
+        counts = torch.bincount(ops[:, j], minlength=len(RANDAUGMENT_OPS)).tolist()
+        v = signed[order, j]
+        start = 0
+        for (_, op), count in zip(RANDAUGMENT_OPS, counts):
+            if count and op is not identity:
+                grouped[start : start + count] = op(grouped[start : start + count], v[start : start + count], fill)
+            start += count
+    out = grouped.index_select(0, position) if num_ops else x.clone()
     return (out, ops) if return_ops else out
 
 
@@ -237,6 +259,31 @@ def pad_crop(x: Tensor, pad: int, generator: torch.Generator | None = None) -> T
     """Reflect-pad by `pad` pixels, then crop back to the original size at a random offset."""
     padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
     return random_crop(padded, x.shape[-1], generator)
+
+
+def _reflect_index(i: Tensor, n: int) -> Tensor:
+    """Index into a length-n axis after reflect padding (edge not repeated), for i in [-n+1, 2n-2]."""
+    i = i.abs()
+    return torch.where(i > n - 1, 2 * (n - 1) - i, i)
+
+
+def flip_pad_crop(x: Tensor, pad: int, generator: torch.Generator | None = None, flip: bool = True) -> Tensor:
+    """Random flip, reflect-pad and random crop back to the input size, fused into one gather.
+
+    The same draws as a separate flip then pad_crop would make, without materialising the padded
+    batch: each output pixel's source row and column are computed per image.
+    """
+    b, c, h, w = x.shape
+    dev = x.device
+    flips = _rand(b, generator, dev) < 0.5 if flip else torch.zeros(b, dtype=torch.bool, device=dev)
+    oy = torch.randint(2 * pad + 1, (b,), generator=generator, device=dev) - pad  # (B,) offsets in [-pad, pad]
+    ox = torch.randint(2 * pad + 1, (b,), generator=generator, device=dev) - pad
+    rows = _reflect_index(oy[:, None] + torch.arange(h, device=dev), h)  # (B, H)
+    cols = _reflect_index(ox[:, None] + torch.arange(w, device=dev), w)  # (B, W) in the padded frame
+    cols = torch.where(flips[:, None], (w - 1) - cols, cols)  # flipping the source image mirrors its columns
+    flat = x.reshape(b, c, h * w)
+    index = (rows[:, :, None] * w + cols[:, None, :]).view(b, 1, h * w).expand(b, c, h * w)
+    return torch.gather(flat, 2, index).view(b, c, h, w)
 
 
 def resize(x: Tensor, size: int) -> Tensor:
@@ -281,10 +328,10 @@ class Augmenter:
 
     def weak(self, x: Tensor) -> Tensor:
         c, g = self.cfg, self.generator
-        if c.flip:
-            x = random_flip(x, g)
         if c.pad > 0:
-            x = pad_crop(x, c.pad, g)
+            x = flip_pad_crop(x, c.pad, g, flip=c.flip)
+        elif c.flip:
+            x = random_flip(x, g)
         if c.resize > 0:
             x = resize_crop(x, c.resize, c.crop, g)
         return x
