@@ -80,3 +80,62 @@ def test_demo_runs_offline_and_vat_beats_labels_only(tmp_path):
     assert sum(acc["vat"]) / 3 > sum(acc["labels-only"]) / 3 + 0.03, acc
     assert list(tmp_path.glob("demo-*/demo/vat/seed0/confusion.png"))
     assert "±" in proc.stdout  # mean ± std over the seeds
+
+
+def test_staged_recipe_runs_teacher_then_student_then_robustness(tmp_path):
+    import json
+
+    import numpy as np
+
+    from semireg.cli import main
+
+    g = np.random.default_rng(0)
+    y = (np.arange(60) % 3).astype(np.int64)
+    x = (g.random((60, 3, 32, 32)) * 80).astype(np.uint8)
+    for k in range(3):
+        x[y == k, :, :, k * 10 : k * 10 + 10] += 150
+    np.savez(tmp_path / "toy.npz", x=x, y=y, x_test=x[:30], y_test=y[:30])
+    recipe = tmp_path / "staged.toml"
+    recipe.write_text(f'''
+[data]
+dataset = "npz:{tmp_path / 'toy.npz'}"
+protocol = "standard"
+n_labeled = 50
+n_val = 10
+n_unlabeled = 0
+[model]
+name = "cnn_small"
+hidden = [8]
+[augment]
+flip = true
+pad = 2
+[train]
+steps = 6
+batch_size = 10
+eval_every = 3
+progress = false
+early_stop_patience = 5
+[robustness]
+after_train = true
+corruptions = ["contrast", "fog"]
+severities = [5]
+[[stages]]
+name = "teacher"
+[[stages]]
+name = "student"
+teacher = "@teacher"
+method = {{ name = "consistency" }}
+''')
+    root = tmp_path / "runs"
+    assert main(["train", str(recipe), "--runs-root", str(root)]) == 0
+    teacher, student = root / "staged" / "teacher", root / "staged" / "student"
+    cfg = json.loads((student / "config.json").read_text())
+    assert cfg["teacher"] == str(teacher.resolve()) and cfg["method"]["name"] == "consistency"
+    for run in (teacher, student):
+        result = json.loads((run / "robustness.json").read_text())
+        assert set(result["accuracy"]) == {"contrast", "fog"}
+    assert "student" in (root / "staged" / "summary.md").read_text()
+    # A stage naming a later (or unknown) stage as its teacher is refused when the recipe loads.
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[stages]]\nname = "student"\nteacher = "@teacher"\n[[stages]]\nname = "teacher"\n')
+    assert main(["train", str(bad), "--runs-root", str(root)]) == 2
