@@ -9,9 +9,11 @@ def test_every_bundled_recipe_resolves():
     assert {"demo", "mnist-vat-grid", "mnist-100-vat"} <= set(names)
     for name in names:
         recipe = load_recipe(name)
+        dirs = {stage: f"/runs/{stage}" for stage, _ in recipe.stages}
         for variant, _ in recipe.variants:
-            cfg = config_for(recipe, variant, recipe.seeds[0], {})
-            assert cfg.method["name"]
+            for stage, _ in recipe.stages:
+                cfg = config_for(recipe, variant, recipe.seeds[0], {}, stage, dirs)
+                assert cfg.method["name"]
 
 
 def test_precedence_override_beats_recipe_beats_default():
@@ -63,3 +65,20 @@ def test_override_values_are_parsed_as_toml():
 def test_short_keys_route_to_their_section():
     cfg = from_kwargs({"steps": 7, "eps": 1.5, "dropout": 0.1}, base={"method": {"name": "vat"}})
     assert cfg.train.steps == 7 and cfg.method["eps"] == 1.5 and cfg.model.dropout == 0.1
+
+
+def test_stages_and_per_variant_stage_overrides():
+    from semireg.config import config_for, parse_recipe
+
+    raw = {"train": {"steps": 10}, "stages": [{"name": "teacher"}, {"name": "student", "teacher": "@teacher",
+                                                                     "method": {"name": "consistency"}}],
+           "variants": [{"name": "a"}, {"name": "b", "stages": {"student": {"init_from": "@teacher", "train": {"steps": 3}}}}]}
+    recipe = parse_recipe(raw, "r")
+    dirs = {"teacher": "/runs/t", "student": "/runs/s"}
+    t = config_for(recipe, "b", 0, {}, "teacher", dirs)
+    s = config_for(recipe, "b", 0, {}, "student", dirs)
+    assert t.train.steps == 10 and t.init_from == "" and t.teacher == ""
+    assert s.train.steps == 3 and s.init_from == "/runs/t" and s.teacher == "/runs/t"
+    assert config_for(recipe, "a", 0, {}, "student", dirs).init_from == ""
+    with pytest.raises(ConfigError, match="earlier stage"):
+        parse_recipe({"stages": [{"name": "x", "init_from": "@x"}]}, "bad")

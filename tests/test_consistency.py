@@ -156,3 +156,20 @@ def test_early_stopping_restores_the_best_weights(tmp_path):
 def test_early_stopping_needs_a_validation_split():
     with pytest.raises(ConfigError, match="validation"):
         cfg(early_stop_patience=3, eval_every=5)
+
+
+def test_init_from_starts_the_student_at_the_teachers_weights(tmp_path):
+    data = image_data()
+    train(cfg(), tmp_path / "teacher", data=data)
+    res = train(cfg(steps=1, lr=1e-12, optimizer="sgd", momentum=0.0, method={"name": "consistency"},
+                    teacher=str(tmp_path / "teacher"), init_from=str(tmp_path / "teacher")), tmp_path / "student", data=data)
+    from semireg import rundir
+    from semireg.engine import evaluated_weights
+
+    teacher_w, _ = evaluated_weights(rundir.load_checkpoint(tmp_path / "teacher" / "checkpoint.pt"))
+    for name, value in res.model.state_dict().items():
+        if "running" not in name and "num_batches" not in name:
+            assert torch.allclose(value, teacher_w[name], atol=1e-6), name
+    with pytest.raises(ConfigError, match="init_from"):
+        train(cfg(init_from=str(tmp_path / "nothing")), tmp_path / "x", data=data)
+    assert not (tmp_path / "x").exists()  # refused before the run directory is made

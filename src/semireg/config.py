@@ -108,6 +108,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     teacher: str = ""  # run directory of a trained teacher (methods that distil from one)
+    init_from: str = ""  # run directory whose evaluated weights initialise the model (same architecture)
     robustness: RobustnessConfig = field(default_factory=RobustnessConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -393,15 +394,22 @@ def parse_recipe(raw: dict[str, Any], name: str) -> Recipe:
 def config_for(recipe: Recipe, variant: str, seed: int, overrides: dict[str, Any], stage: str = "",
                teacher_dirs: dict[str, str] | None = None) -> RunConfig:
     """Base < variant < stage < seed < command-line overrides. `@stage` teachers become directories."""
-    merged = merge(recipe.base, _fill_short_keys(dict(recipe.variants)[variant]))
+    variant_tree = {k: v for k, v in dict(recipe.variants)[variant].items() if k != "stages"}
+    merged = merge(recipe.base, _fill_short_keys(variant_tree))
     merged = merge(merged, _fill_short_keys(dict(recipe.stages)[stage]))
     merged = merge(merged, {"train.seed": seed})
     merged = merge(merged, _fill_short_keys(overrides))
-    ref = merged.get("teacher", "")
-    if isinstance(ref, str) and ref.startswith("@"):
-        if teacher_dirs is None or ref[1:] not in teacher_dirs:
-            raise ConfigError(f"teacher '{ref}': no such stage in recipe {recipe.name}")
-        merged["teacher"] = teacher_dirs[ref[1:]]
+    # A variant may hold per-stage overrides: `stages = { student = { ... } }`.
+    per_stage = dict(recipe.variants)[variant].get("stages", {})
+    if stage and stage in per_stage:
+        merged = merge(merged, _fill_short_keys(per_stage[stage]))
+    merged.pop("stages", None)
+    for key in ("teacher", "init_from"):
+        ref = merged.get(key, "")
+        if isinstance(ref, str) and ref.startswith("@"):
+            if teacher_dirs is None or ref[1:] not in teacher_dirs or ref[1:] == stage:
+                raise ConfigError(f"{key} '{ref}': no such earlier stage in recipe {recipe.name}")
+            merged[key] = teacher_dirs[ref[1:]]
     merged["name"] = "/".join(p for p in (recipe.name, variant, stage) if p)
     return resolve(merged)
 

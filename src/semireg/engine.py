@@ -287,19 +287,24 @@ def model_from_config(cfg: RunConfig, data: TrainData) -> nn.Module:
     return build_model(cfg.model.name, data.in_shape, data.num_classes, dropout=cfg.model.dropout, hidden=cfg.model.hidden)
 
 
-def load_teacher(run_dir: str | Path, data: TrainData, device: torch.device) -> nn.Module:
-    """The frozen, eval-mode model a finished run evaluated (its SWA/EMA weights where it used them)."""
-    from .config import resolve
-
-    run_dir = Path(run_dir)
-    for name in ("config.json", rundir.CHECKPOINT):
-        if not (run_dir / name).exists():
-            raise ConfigError(f"teacher {run_dir}: no {name}; train the teacher first")
+def _finished_run_weights(run_dir: Path, what: str) -> tuple[RunConfig, dict[str, torch.Tensor]]:
     import json
 
+    from .config import resolve
+
+    for name in ("config.json", rundir.CHECKPOINT):
+        if not (run_dir / name).exists():
+            raise ConfigError(f"{what} {run_dir}: no {name}; train the {what} first")
     cfg = resolve(json.loads((run_dir / "config.json").read_text()))
-    model = model_from_config(cfg, data)
     weights, _ = evaluated_weights(rundir.load_checkpoint(run_dir / rundir.CHECKPOINT))
+    return cfg, weights
+
+
+def load_teacher(run_dir: str | Path, data: TrainData, device: torch.device) -> nn.Module:
+    """The frozen, eval-mode model a finished run evaluated (its SWA/EMA weights where it used them)."""
+    run_dir = Path(run_dir)
+    cfg, weights = _finished_run_weights(run_dir, "teacher")
+    model = model_from_config(cfg, data)
     try:
         model.load_state_dict(weights)
     except RuntimeError as exc:
@@ -366,13 +371,20 @@ def train(cfg: RunConfig, run_dir: Path | None = None, *, model: nn.Module | Non
     fabric = Fabric(accelerator=t.device, devices=1, precision=t.precision)
     device = fabric.device
     teacher = load_teacher(cfg.teacher, data, device) if cfg.teacher else None
+    init_weights = _finished_run_weights(Path(cfg.init_from), "init_from run")[1] if cfg.init_from else None
     if run_dir is not None:  # only once the data, the config and the teacher are known to be good
         rundir.prepare(run_dir, overwrite=overwrite, resume=resume)
     _seed_everything(t.seed, t.deterministic)
 
     augmenter = Augmenter(cfg.augment, device, seed=t.seed * 2 + 3)
     view = augmenter.eval_view
-    model = (model if model is not None else model_from_config(cfg, data)).to(device)
+    model = model if model is not None else model_from_config(cfg, data)
+    if init_weights is not None:
+        try:
+            model.load_state_dict(init_weights)
+        except RuntimeError as exc:
+            raise ConfigError(f"init_from {cfg.init_from}: another architecture ({str(exc).splitlines()[0]})") from None
+    model = model.to(device)
     _check_model(model, data, device, view)
     optimizer = fabric.setup_optimizers(build_optimizer(model.parameters(), cfg))
     total = _total_steps(cfg, len(data.y_l))
@@ -411,7 +423,7 @@ def train(cfg: RunConfig, run_dir: Path | None = None, *, model: nn.Module | Non
                 "code": rundir.code_version(), "seed": t.seed, "hardware": rundir.hardware(),
                 "device": str(device), "precision": t.precision, "data": data.summary(),
                 "total_steps": total, "evaluated_weights": "swa" if swa else "ema" if ema else "model",
-                "teacher": cfg.teacher or None,
+                "teacher": cfg.teacher or None, "init_from": cfg.init_from or None,
             })
             if split is not None:
                 split.save(run_dir / "split.npz")
