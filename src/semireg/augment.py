@@ -344,7 +344,7 @@ class Augmenter:
 
     def eval_view(self, x: Tensor) -> Tensor:
         """What a test image looks like to the model: resized to the training crop size, if any."""
-        return resize(x, self.cfg.crop) if self.cfg.resize > 0 else x
+        return eval_transform(self.cfg)(x)
 
     def state_dict(self) -> dict[str, Any]:
         return {"generator": self.generator.get_state()}

@@ -151,9 +151,9 @@ def _disk(radius: float, alias_blur: float) -> Tensor:
     yy, xx = torch.meshgrid(r, r, indexing="ij")
     disk = ((xx**2 + yy**2) <= radius**2).float()
     disk = disk / disk.sum()
+    # OpenCV's GaussianBlur with a fixed kernel size (3 or 5 taps) and sigma alias_blur.
     ksize = 3 if radius <= 8 else 5
     k = _gaussian_kernel1d(alias_blur, truncate=((ksize - 1) / 2) / max(alias_blur, 1e-6))
-    k = k[: ksize] if len(k) >= ksize else k
     return _conv_same(disk[None, None], torch.outer(k, k))[0, 0]
 
 
