@@ -147,30 +147,23 @@ def _print_table(rows: list[tuple[str, int, dict[str, Any]]]) -> str:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from .augment import eval_transform
-    from .engine import evaluated_weights, model_from_config
+    from .engine import load_finished_model
     from .evaluate import classification_metrics, predict_logits
 
     run_dir = Path(args.run_dir)
-    for name in ("config.json", rundir.CHECKPOINT):
-        if not (run_dir / name).exists():
-            raise ConfigError(f"{run_dir}: no {name}; not a finished semireg run directory")
+    if not (run_dir / "config.json").exists():
+        raise ConfigError(f"{run_dir}: no config.json; not a finished semireg run directory")
     cfg = resolve(json.loads((run_dir / "config.json").read_text()))
     data = _data_for_run(cfg, run_dir)
-    state = rundir.load_checkpoint(run_dir / rundir.CHECKPOINT)
-    model = model_from_config(cfg, data)
-    weights, kind = evaluated_weights(state)
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as exc:
-        raise ConfigError(f"{run_dir}: checkpoint does not match the configured model ({str(exc).splitlines()[0]})") from None
+    model, kind, step = load_finished_model(run_dir, data)
     out = {}
     for split, (x, y) in data.eval_sets.items():
         pred = predict_logits(model, x, transform=eval_transform(cfg.augment)).argmax(1).numpy()
         m = classification_metrics(y.numpy(), pred, data.num_classes)
         out[split] = m
-        print(f"{split}: accuracy {m['accuracy']:.4f}  macro-F1 {m['macro_f1']:.4f}  (step {state['step']}, "
+        print(f"{split}: accuracy {m['accuracy']:.4f}  macro-F1 {m['macro_f1']:.4f}  (step {step}, "
               f"{kind} weights)")
-    rundir.write_json(run_dir / "eval.json", {"step": state["step"], **out})
+    rundir.write_json(run_dir / "eval.json", {"step": step, **out})
     return 0
 
 

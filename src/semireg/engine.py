@@ -287,7 +287,8 @@ def model_from_config(cfg: RunConfig, data: TrainData) -> nn.Module:
     return build_model(cfg.model.name, data.in_shape, data.num_classes, dropout=cfg.model.dropout, hidden=cfg.model.hidden)
 
 
-def _finished_run_weights(run_dir: Path, what: str) -> tuple[RunConfig, dict[str, torch.Tensor]]:
+def _finished_run(run_dir: Path, what: str) -> tuple[RunConfig, dict[str, Any]]:
+    """The resolved config and the checkpoint of a finished run directory."""
     import json
 
     from .config import resolve
@@ -296,19 +297,25 @@ def _finished_run_weights(run_dir: Path, what: str) -> tuple[RunConfig, dict[str
         if not (run_dir / name).exists():
             raise ConfigError(f"{what} {run_dir}: no {name}; train the {what} first")
     cfg = resolve(json.loads((run_dir / "config.json").read_text()))
-    weights, _ = evaluated_weights(rundir.load_checkpoint(run_dir / rundir.CHECKPOINT))
-    return cfg, weights
+    return cfg, rundir.load_checkpoint(run_dir / rundir.CHECKPOINT)
 
 
-def load_teacher(run_dir: str | Path, data: TrainData, device: torch.device) -> nn.Module:
-    """The frozen, eval-mode model a finished run evaluated (its SWA/EMA weights where it used them)."""
+def load_finished_model(run_dir: str | Path, data: TrainData, what: str = "run") -> tuple[nn.Module, str, int]:
+    """(model with the weights a finished run evaluated, which weights they are, its last step)."""
     run_dir = Path(run_dir)
-    cfg, weights = _finished_run_weights(run_dir, "teacher")
+    cfg, state = _finished_run(run_dir, what)
+    weights, kind = evaluated_weights(state)
     model = model_from_config(cfg, data)
     try:
         model.load_state_dict(weights)
     except RuntimeError as exc:
-        raise ConfigError(f"teacher {run_dir}: checkpoint does not match its model ({str(exc).splitlines()[0]})") from None
+        raise ConfigError(f"{what} {run_dir}: checkpoint does not match its model ({str(exc).splitlines()[0]})") from None
+    return model, kind, int(state["step"])
+
+
+def load_teacher(run_dir: str | Path, data: TrainData, device: torch.device) -> nn.Module:
+    """The frozen, eval-mode model a finished run evaluated (its SWA/EMA weights where it used them)."""
+    model, _, _ = load_finished_model(run_dir, data, "teacher")
     model.to(device).eval()
     for p in model.parameters():
         p.requires_grad_(False)
@@ -371,7 +378,7 @@ def train(cfg: RunConfig, run_dir: Path | None = None, *, model: nn.Module | Non
     fabric = Fabric(accelerator=t.device, devices=1, precision=t.precision)
     device = fabric.device
     teacher = load_teacher(cfg.teacher, data, device) if cfg.teacher else None
-    init_weights = _finished_run_weights(Path(cfg.init_from), "init_from run")[1] if cfg.init_from else None
+    init_weights = evaluated_weights(_finished_run(Path(cfg.init_from), "init_from run")[1])[0] if cfg.init_from else None
     if run_dir is not None:  # only once the data, the config and the teacher are known to be good
         rundir.prepare(run_dir, overwrite=overwrite, resume=resume)
     _seed_everything(t.seed, t.deterministic)
@@ -487,7 +494,7 @@ def train(cfg: RunConfig, run_dir: Path | None = None, *, model: nn.Module | Non
                     bar.set_postfix(loss=f"{logged.get('loss', 0):.4f}", **{f"{name}_acc": f"{m['accuracy']:.4f}"}, refresh=False)
                     if name == "val" and (t.plateau_patience or t.early_stop_patience):
                         improved, stop = plateau.update(m["loss"] if t.monitor == "val_loss" else m["accuracy"], done)
-                        if improved and t.early_stop_patience and t.restore_best:
+                        if improved and t.early_stop_patience and t.restore_best and swa is None:  # SWA ends on its average
                             parts.best_weights = {k: v.detach().to("cpu", copy=True) for k, v in eval_model.state_dict().items()}
             if do_ckpt or stop:
                 checkpoint(done)

@@ -107,7 +107,7 @@ def run_robustness(run_dir: Path, *, cfg=None, model: nn.Module | None = None, r
     """Evaluate a finished run on corrupted test images; writes robustness.json and two PNGs."""
     from ..augment import eval_transform
     from ..config import resolve
-    from ..engine import data_from_config, evaluated_weights, model_from_config
+    from ..engine import data_from_config, load_finished_model
 
     run_dir = Path(run_dir)
     if cfg is None:
@@ -127,11 +127,7 @@ def run_robustness(run_dir: Path, *, cfg=None, model: nn.Module | None = None, r
     if tuple(x_test.shape[1:]) != (3, 32, 32):
         raise ConfigError(f"the CIFAR-10-C corruptions take 32x32 colour images; this run's are {tuple(x_test.shape[1:])}")
     if model is None:
-        if not (run_dir / rundir.CHECKPOINT).exists():
-            raise ConfigError(f"{run_dir}: no {rundir.CHECKPOINT}; train the run first")
-        model = model_from_config(cfg, data)
-        weights, _ = evaluated_weights(rundir.load_checkpoint(run_dir / rundir.CHECKPOINT))
-        model.load_state_dict(weights)
+        model, _, _ = load_finished_model(run_dir, data)
     device = next(model.parameters()).device
     view = eval_transform(cfg.augment)
     index = _subset(len(x_test), n_images)
