@@ -2,6 +2,6 @@
 
 __version__ = "0.1.0"
 
-from .api import evaluate, fit  # noqa: E402
+from .api import evaluate, fit, fit_system  # noqa: E402
 
-__all__ = ["__version__", "evaluate", "fit"]
+__all__ = ["__version__", "evaluate", "fit", "fit_system"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -9,9 +10,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import from_kwargs
+from .config import from_kwargs, is_system
 from .data.arrays import as_images, as_labels
-from .engine import Result, TrainData, train
+from .engine import Result, TrainData, train, train_system_config
+from .phases import System, SystemResult, train_system
+from .systems import SYSTEMS, get_system
 from .errors import ConfigError
 from .evaluate import evaluate
 
@@ -50,4 +53,42 @@ def fit(model: nn.Module | str, labeled: tuple[Array, Array], unlabeled: Array |
     return train(cfg, Path(run_dir) if run_dir is not None else None, model=module, data=data, overwrite=overwrite)
 
 
-__all__ = ["fit", "evaluate"]
+def fit_system(system: str | System, images: Array, labels: Array | None = None, *, steps: int = 1000,
+               seed: int = 0, num_classes: int | None = None, eval_data: tuple[Array, Array] | None = None,
+               modules: dict[str, nn.Module] | None = None, run_dir: str | Path | None = None,
+               overwrite: bool = False, **options: Any) -> SystemResult:
+    """Train a multi-network system for `steps` rounds of its phases.
+
+    `system` is a registered name (`"disentangle"`, `"began"`) or a `semireg.phases.System` you
+    built (your own modules and phases). `modules` replaces a registered system's networks by name,
+    e.g. `modules={"enc_s": MyEncoder()}`. `options` are config keys: the system's options
+    (`dim_z=8`, `w_adv=20`) and training ones (`batch_size=128`). Returns `.system` (the trained
+    networks in `.system.nets`) and `.metrics`.
+    """
+    x = as_images(images, "images")
+    y = as_labels(labels, "labels") if labels is not None else torch.zeros(len(x), dtype=torch.long)
+    if len(x) != len(y):
+        raise ConfigError(f"{len(x)} images but {len(y)} labels")
+    k = num_classes or int(y.max()) + 1
+    eval_sets = {}
+    if eval_data is not None:
+        eval_sets["test"] = (as_images(eval_data[0], "eval x"), as_labels(eval_data[1], "eval y"))
+    data = TrainData(x_l=x, y_l=y, x_u=None, num_classes=k, eval_sets=eval_sets)
+    path = Path(run_dir) if run_dir is not None else None
+    if isinstance(system, System):
+        if modules:
+            raise ConfigError("modules= replaces the networks of a registered system; a System object already holds its own")
+        cfg = from_kwargs(options, base={"name": "api", "train": {"steps": steps, "seed": seed, "progress": False}})
+        return train_system(cfg, system, data, path, overwrite=overwrite)
+    base = {"name": "api", "method": {"name": system}, "train": {"steps": steps, "seed": seed, "progress": False}}
+    if not is_system(system):
+        raise ConfigError(f"'{system}' is not a multi-network system (known: {', '.join(sorted(SYSTEMS))}); use fit()")
+    # The system's own option names win over a config field of the same short name (`hidden`).
+    own = {f.name for f in dataclasses.fields(get_system(system).options)}
+    cfg = from_kwargs({f"method.{k}" if k in own else k: v for k, v in options.items()}, base=base)
+    if eval_data is None and system == "disentangle":
+        raise ConfigError("disentangle is evaluated on eval_data=(x, y); pass a held-out set")
+    return train_system_config(cfg, path, data=data, overwrite=overwrite, modules=modules)
+
+
+__all__ = ["fit", "fit_system", "evaluate"]

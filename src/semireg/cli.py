@@ -113,13 +113,29 @@ def _row(metrics: dict[str, Any]) -> dict[str, Any]:
     row = {"accuracy": test.get("accuracy"), "macro_f1": test.get("macro_f1"),
            "train_time_s": metrics.get("train_time_s"), "time_per_epoch_s": metrics.get("time_per_epoch_s"),
            "steps": metrics.get("steps")}
+    row.update(metrics.get("headline", {}))  # multi-network systems
     rob = metrics.get("robustness")
     if rob:
         row.update({k: rob.get(k) for k in ("mean_c15", "mean_c19_s5", "clean")})
     return row
 
 
+def _print_headline_table(rows: list[tuple[str, int, dict[str, Any]]]) -> str:
+    """Multi-network systems: their own headline metrics, one column each."""
+    keys = list(dict.fromkeys(k for _, _, m in rows for k in m.get("headline", {})))
+    fmt = lambda v: "-" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
+    lines = ["| run | seed | " + " | ".join(keys) + " | train time (s) |", "|---|---|" + "---|" * (len(keys) + 1)]
+    for name, seed, m in rows:
+        cells = [fmt(m.get("headline", {}).get(k)) for k in keys]
+        lines.append(f"| {name} | {seed} | " + " | ".join(cells) + f" | {fmt(m.get('train_time_s'))} |")
+    table = "\n".join(lines)
+    print(table)
+    return table
+
+
 def _print_table(rows: list[tuple[str, int, dict[str, Any]]]) -> str:
+    if any("headline" in m for _, _, m in rows):
+        return _print_headline_table(rows)
     robust = any("mean_c15" in _row(m) for _, _, m in rows)
     head = "| variant | seed | test accuracy | macro-F1 | train time (s) | s/epoch |"
     lines = [head + (" corrupted 15x5 | 19 @ sev 5 |" if robust else ""), "|---|---|---|---|---|---|" + ("---|---|" if robust else "")]

@@ -261,8 +261,6 @@ def _fill_short_keys(tree: dict[str, Any]) -> dict[str, Any]:
 
 def resolve(tree: dict[str, Any]) -> RunConfig:
     """Build a validated RunConfig from a nested dict (recipe + variant + overrides)."""
-    from .methods import get_method  # late import: methods register themselves on import
-
     tree = copy.deepcopy(tree)
     if tree.get("version", CONFIG_VERSION) > CONFIG_VERSION:
         raise ConfigError(
@@ -274,19 +272,35 @@ def resolve(tree: dict[str, Any]) -> RunConfig:
         raise ConfigError(f"method: expected a table, got {method!r}")
     cfg = build_dataclass(RunConfig, tree, "")
     name = method.get("name", "supervised")
-    spec = get_method(name)
     options = {k: v for k, v in method.items() if k != "name"}
-    opts = build_dataclass(spec.options, options, "method.")
+    opts = build_dataclass(options_class(name), options, "method.")
     cfg.method = {"name": name, **dataclasses.asdict(opts)}
     validate(cfg)
     return cfg
 
 
-def method_options(cfg: RunConfig) -> Any:
-    from .methods import get_method
+def is_system(name: str) -> bool:
+    """Whether `method.name` names a multi-network system (trained in phases) rather than a method."""
+    from .systems import SYSTEMS  # late import: systems and methods register themselves on import
 
-    spec = get_method(cfg.method["name"])
-    return build_dataclass(spec.options, {k: v for k, v in cfg.method.items() if k != "name"}, "method.")
+    return name in SYSTEMS
+
+
+def options_class(name: str) -> type:
+    """The options dataclass of a registered method or system."""
+    from .methods import METHODS, get_method
+    from .systems import SYSTEMS
+
+    if name in SYSTEMS:
+        return SYSTEMS[name].options
+    if name not in METHODS:
+        raise ConfigError(f"method.name: unknown method '{name}' (methods: {', '.join(sorted(METHODS))}; "
+                          f"multi-network systems: {', '.join(sorted(SYSTEMS))})")
+    return get_method(name).options
+
+
+def method_options(cfg: RunConfig) -> Any:
+    return build_dataclass(options_class(cfg.method["name"]), {k: v for k, v in cfg.method.items() if k != "name"}, "method.")
 
 
 def validate(cfg: RunConfig) -> None:

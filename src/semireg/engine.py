@@ -19,7 +19,7 @@ from torch import nn
 
 from . import rundir
 from .augment import Augmenter
-from .config import RunConfig, method_options
+from .config import RunConfig, is_system, method_options
 from .data import IndexSampler, Split, load_dataset, make_split
 from .errors import ConfigError, DivergedError, RunDirError
 from .evaluate import classification_metrics, plot_confusion, plot_curves, predict_logits, summary
@@ -359,6 +359,10 @@ def train(cfg: RunConfig, run_dir: Path | None = None, *, model: nn.Module | Non
     from lightning_fabric import Fabric
     from torch.optim.swa_utils import AveragedModel
 
+    if is_system(cfg.method["name"]):
+        if model is not None:
+            raise ConfigError(f"'{cfg.method['name']}' is a multi-network system: pass modules to fit_system, not a model")
+        return train_system_config(cfg, run_dir, data=data, split=split, resume=resume, overwrite=overwrite)
     t = cfg.train
     spec = get_method(cfg.method["name"])
     opts = method_options(cfg)
@@ -521,6 +525,23 @@ def train(cfg: RunConfig, run_dir: Path | None = None, *, model: nn.Module | Non
         checkpoint(stopped_at or total, {"final": eval_model.state_dict(), "final_kind": final_kind})
         _write_outputs(run_dir, final, data)
     return Result(model=eval_model, metrics=final, run_dir=run_dir, config=cfg)
+
+
+def train_system_config(cfg: RunConfig, run_dir: Path | None = None, *, data: TrainData | None = None,
+                        split: Split | None = None, resume: bool = False, overwrite: bool = False,
+                        modules: dict[str, nn.Module] | None = None):
+    """Build the registered system `cfg.method.name` (with any user `modules`) and train it in phases."""
+    from .phases import train_system
+    from .systems import get_system
+
+    spec = get_system(cfg.method["name"])
+    if data is None:
+        data, split = data_from_config(cfg)
+    if cfg.train.threads > 0:
+        torch.set_num_threads(cfg.train.threads)
+    torch.manual_seed(cfg.train.seed)  # the networks' initial weights
+    system = spec.build(data.in_shape, data.num_classes, method_options(cfg), modules)
+    return train_system(cfg, system, data, run_dir, split=split, resume=resume, overwrite=overwrite)
 
 
 def _fmt(values: dict[str, float]) -> str:

@@ -1,0 +1,254 @@
+"""The adversarially disentangling autoencoder of seed 004: label information in s, the rest in z.
+
+Modules (names as in the post): `enc_s`, `enc_z` (images -> codes), `dec` ((z, s) -> image logits),
+`clf_s` (s -> class), `clf_z` (z -> class, the adversary), `clf_x` (images -> class). Three phases per
+round, in the post's order and counts:
+
+1. `sup` (1 step) trains enc_s, clf_s, clf_x: cross-entropy of clf_s(enc_s(x)) and of clf_x(x).
+2. `adv` (3 steps) trains clf_z on z = enc_z(x) (enc_z frozen): cross-entropy with the labels.
+3. `ae` (1 step) trains enc_z and dec (enc_s, clf_z, clf_x frozen): reconstruction of x from
+   (enc_z(x), enc_s(x)); clf_z(z) pushed to the uniform distribution (the adversarial term); and
+   clf_x(dec(enc_z(x), enc_s(x'))) pushed to the label of another image x' (the swap term).
+
+A user module replaces a default one by name; `dec` is called as `dec(z, s)` and returns pixel
+logits of shape (B, D) or the image shape (the reconstruction is their sigmoid).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ConfigError
+from ..phases import OptimizerSpec, Phase, PhaseBatch, System, Terms
+from .evaluation import batched, linear_probe, mlp_probe, save_grid, train_judge, tsne_plot
+from .registry import register_system, user_modules
+
+
+@dataclass
+class DisentangleOptions:
+    dim_s: int = 16
+    dim_z: int = 16
+    hidden: int = 256  # width of the encoders' and decoder's two hidden layers
+    enc_dropout: float = 0.2
+    dec_dropout: float = 0.3
+    adversary_hidden: list[int] = field(default_factory=list)  # clf_z's hidden widths; [] = linear, as the post
+    recon: str = "bce"  # bce | mse | l1, per pixel, averaged per image
+    w_s: float = 1.0  # sup phase: clf_s cross-entropy
+    w_x: float = 1.0  # sup phase: clf_x cross-entropy
+    w_recon: float = 10.0  # ae phase (the post's loss weights 10, 10, 1)
+    w_adv: float = 10.0
+    w_swap: float = 1.0
+    sup_steps: int = 1
+    adv_steps: int = 3
+    ae_steps: int = 1
+    sup_lr: float = 1e-3  # Adam
+    adv_optimizer: str = "sgd"  # the post: SGD(0.001)
+    adv_lr: float = 1e-3
+    ae_lr: float = 1e-3  # Adam
+    # Evaluation after training
+    probe_train: int = 20000  # training images whose frozen codes train the fresh probes
+    probe_epochs: int = 30
+    judge_epochs: int = 2
+    tsne_points: int = 2000
+
+
+class MLP(nn.Sequential):
+    def __init__(self, d_in: int, hidden: list[int], d_out: int, dropout: float = 0.0) -> None:
+        layers: list[nn.Module] = [nn.Flatten()]
+        for width in hidden:
+            layers += [nn.Linear(d_in, width), nn.ReLU()] + ([nn.Dropout(dropout)] if dropout else [])
+            d_in = width
+        super().__init__(*layers, nn.Linear(d_in, d_out))
+
+
+class Decoder(nn.Module):
+    """(z, s) -> pixel logits (B, D): the post's two dense layers with dropout on concat(z, s)."""
+
+    def __init__(self, dim_z: int, dim_s: int, hidden: int, d_out: int, dropout: float) -> None:
+        super().__init__()
+        self.net = MLP(dim_z + dim_s, [hidden, hidden], d_out, dropout)
+
+    def forward(self, z: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([z, s], dim=1))
+
+
+def _recon_per_sample(logits: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
+    """(B, ...) pixel logits and targets in [0, 1] -> (B,) mean per-pixel loss."""
+    logits, target = logits.flatten(1).float(), target.flatten(1).float()
+    if kind == "bce":
+        return F.binary_cross_entropy_with_logits(logits, target, reduction="none").mean(1)
+    recon = torch.sigmoid(logits)
+    if kind == "mse":
+        return (recon - target).pow(2).mean(1)
+    return (recon - target).abs().mean(1)
+
+
+def _accuracy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return (logits.detach().argmax(1) == y).float().mean()
+
+
+def sup_loss(nets: nn.ModuleDict, batches: list[PhaseBatch], state: nn.ModuleDict, *, opts: DisentangleOptions):
+    x, y = batches[0].x, batches[0].y
+    terms = Terms()
+    logits_s = nets["clf_s"](nets["enc_s"](x))  # (B, K)
+    logits_x = nets["clf_x"](x)  # (B, K)
+    terms.add("ce_s", F.cross_entropy(logits_s.float(), y, reduction="none"), opts.w_s)
+    terms.add("ce_x", F.cross_entropy(logits_x.float(), y, reduction="none"), opts.w_x)
+    terms.log("acc_s", _accuracy(logits_s, y))
+    return terms.out()
+
+
+def adv_loss(nets: nn.ModuleDict, batches: list[PhaseBatch], state: nn.ModuleDict, *, opts: DisentangleOptions):
+    x, y = batches[0].x, batches[0].y
+    with torch.no_grad():  # enc_z is frozen in this phase and nothing upstream trains: no graph needed
+        z = nets["enc_z"](x)  # (B, dim_z)
+    logits_z = nets["clf_z"](z)
+    terms = Terms()
+    terms.add("ce_z", F.cross_entropy(logits_z.float(), y, reduction="none"))
+    terms.log("acc_z", _accuracy(logits_z, y))
+    return terms.out()
+
+
+def ae_loss(nets: nn.ModuleDict, batches: list[PhaseBatch], state: nn.ModuleDict, *, opts: DisentangleOptions):
+    (x, _), (x_other, y_other) = (batches[0].x, batches[0].y), (batches[1].x, batches[1].y)
+    terms = Terms()
+    z = nets["enc_z"](x)  # (B, dim_z), trained
+    with torch.no_grad():  # enc_s is frozen here and is only read
+        s, s_other = nets["enc_s"](x), nets["enc_s"](x_other)  # (B, dim_s) each
+    recon_logits = nets["dec"](z, s)
+    terms.add("recon", _recon_per_sample(recon_logits, x, opts.recon), opts.w_recon)
+    # Enc_z against the frozen adversary: its prediction on z should be uniform over the classes.
+    log_p_z = F.log_softmax(nets["clf_z"](z).float(), dim=1)  # (B, K)
+    terms.add("adv_uniform", -log_p_z.mean(1), opts.w_adv)
+    # The swap: z of x with s of another image must decode to an image of that image's class.
+    swapped = torch.sigmoid(nets["dec"](z, s_other)).reshape(x.shape)
+    logits_swap = nets["clf_x"](swapped)
+    terms.add("ce_swap", F.cross_entropy(logits_swap.float(), y_other, reduction="none"), opts.w_swap)
+    terms.log("acc_swap_clf_x", _accuracy(logits_swap, y_other))
+    return terms.out()
+
+
+@register_system("disentangle", options=DisentangleOptions,
+                 modules=("enc_s", "enc_z", "dec", "clf_s", "clf_z", "clf_x"),
+                 description="adversarially disentangled autoencoder (seed 004): labels in s, the rest in z")
+def build_disentangle(in_shape: tuple[int, ...], num_classes: int, opts: DisentangleOptions,
+                      modules: dict[str, nn.Module] | None = None) -> System:
+    if opts.recon not in ("bce", "mse", "l1"):
+        raise ConfigError(f"method.recon: '{opts.recon}' is not one of bce, mse, l1")
+    if opts.adv_optimizer not in ("sgd", "adam"):
+        raise ConfigError(f"method.adv_optimizer: '{opts.adv_optimizer}' is not one of sgd, adam")
+    d_in = math.prod(in_shape)
+    nets = {
+        "enc_s": MLP(d_in, [opts.hidden, opts.hidden], opts.dim_s, opts.enc_dropout),
+        "enc_z": MLP(d_in, [opts.hidden, opts.hidden], opts.dim_z, opts.enc_dropout),
+        "dec": Decoder(opts.dim_z, opts.dim_s, opts.hidden, d_in, opts.dec_dropout),
+        "clf_s": MLP(opts.dim_s, [], num_classes),
+        "clf_z": MLP(opts.dim_z, list(opts.adversary_hidden), num_classes),
+        "clf_x": MLP(d_in, [], num_classes),
+    }
+    from .registry import SYSTEMS
+
+    nets.update(user_modules(SYSTEMS["disentangle"], modules))
+    bind = lambda fn: functools.partial(fn, opts=opts)
+    phases = [
+        Phase("sup", ("enc_s", "clf_s", "clf_x"), bind(sup_loss), OptimizerSpec("adam", opts.sup_lr), opts.sup_steps),
+        Phase("adv", ("clf_z",), bind(adv_loss), OptimizerSpec(opts.adv_optimizer, opts.adv_lr), opts.adv_steps),
+        Phase("ae", ("enc_z", "dec"), bind(ae_loss), OptimizerSpec("adam", opts.ae_lr), opts.ae_steps, batches=2),
+    ]
+    return System(nets=nn.ModuleDict(nets), phases=phases, evaluate=functools.partial(evaluate_disentangle, opts=opts),
+                  headline=("clf_s_accuracy", "z_probe_mlp", "z_probe_linear", "s_probe_mlp", "swap_accuracy", "recon_bce"))
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+@torch.no_grad()
+def codes(nets: nn.ModuleDict, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(s, z) of x in eval mode: (N, dim_s), (N, dim_z)."""
+    return batched(nets["enc_s"], x), batched(nets["enc_z"], x)
+
+
+@torch.no_grad()
+def decode(nets: nn.ModuleDict, z: torch.Tensor, s: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    out = torch.cat([torch.sigmoid(nets["dec"](z[i : i + 1000], s[i : i + 1000])) for i in range(0, len(z), 1000)])
+    return out.reshape(len(z), *shape)
+
+
+def evaluate_disentangle(system: System, data, out_dir: Path | None, step: int, final: bool, *,
+                         opts: DisentangleOptions) -> dict[str, Any]:
+    """Clf_s accuracy, the adversary's accuracy and reconstruction error on the test set; when
+    `final`, also fresh probes on frozen s and z, swap accuracy under an independent judge, pictures."""
+    nets = system.nets
+    device = next(nets.parameters()).device
+    x_test, y_test = (t.to(device) for t in data.eval_sets["test"])
+    shape = tuple(x_test.shape[1:])
+    s_test, z_test = codes(nets, x_test)
+    recon = decode(nets, z_test, s_test, shape)
+    out: dict[str, Any] = {
+        "clf_s_accuracy": float((batched(nets["clf_s"], s_test).argmax(1) == y_test).float().mean()),
+        "clf_z_accuracy": float((batched(nets["clf_z"], z_test).argmax(1) == y_test).float().mean()),
+        "clf_x_accuracy": float((batched(nets["clf_x"], x_test).argmax(1) == y_test).float().mean()),
+        "recon_bce": float(F.binary_cross_entropy(recon.clamp(1e-6, 1 - 1e-6), x_test.float())),
+        "recon_mse": float((recon - x_test).pow(2).mean()),
+    }
+    if not final:
+        return out
+
+    seed = 0
+    gen = torch.Generator().manual_seed(seed)
+    x_tr, y_tr = data.x_l, data.y_l
+    pick = torch.randperm(len(x_tr), generator=gen)[: opts.probe_train]
+    x_probe, y_probe = x_tr[pick].to(device), y_tr[pick].to(device)
+    s_probe, z_probe = codes(nets, x_probe)
+    k = data.num_classes
+    out["z_probe_linear"] = linear_probe(z_probe, y_probe, z_test, y_test)
+    out["s_probe_linear"] = linear_probe(s_probe, y_probe, s_test, y_test)
+    out["z_probe_mlp"] = mlp_probe(z_probe, y_probe, z_test, y_test, k, epochs=opts.probe_epochs, seed=seed)
+    out["s_probe_mlp"] = mlp_probe(s_probe, y_probe, s_test, y_test, k, epochs=opts.probe_epochs, seed=seed)
+
+    # Swap accuracy: a classifier trained here on the training images (never on decodings) reads
+    # dec(z_i, s_j) and should answer y_j; j is a fixed permutation of the test set.
+    judge = train_judge(x_tr.to(device), y_tr.to(device), k, epochs=opts.judge_epochs, seed=seed)
+    other = torch.randperm(len(y_test), generator=gen).to(device)
+    swapped = decode(nets, z_test, s_test[other], shape)
+    judge_on = lambda imgs: batched(judge, imgs).argmax(1)
+    out["judge_accuracy"] = float((judge_on(x_test) == y_test).float().mean())
+    out["judge_on_reconstructions"] = float((judge_on(recon) == y_test).float().mean())
+    out["swap_accuracy"] = float((judge_on(swapped) == y_test[other]).float().mean())
+    out["swap_keeps_z_label"] = float((judge_on(swapped) == y_test).float().mean())  # should be near chance
+
+    if out_dir is not None:
+        _pictures(nets, x_test, y_test, s_test, z_test, shape, out_dir, opts, gen)
+    return out
+
+
+def _pictures(nets, x_test, y_test, s_test, z_test, shape, out_dir: Path, opts: DisentangleOptions, gen) -> None:
+    idx = torch.randperm(len(y_test), generator=gen)[:10].to(x_test.device)
+    other = torch.randperm(len(y_test), generator=gen)[:10].to(x_test.device)
+    lab = lambda ids: " ".join(str(int(v)) for v in y_test[ids])
+    rows = [
+        (f"originals\n{lab(idx)}", x_test[idx]),
+        ("reconstructed", decode(nets, z_test[idx], s_test[idx], shape)),
+        (f"s from\n{lab(other)}", decode(nets, z_test[idx], s_test[other], shape)),
+        (f"z from\nothers", decode(nets, z_test[other], s_test[idx], shape)),
+    ]
+    save_grid(out_dir / "swaps.png", rows, "rows 3-4: z of the originals with s of other images; s of the originals with z of others")
+    # Analogy grid: row i takes z (style) from image i, column j takes s (class) from digit j.
+    rows_z = idx[:8]
+    per_class = torch.stack([torch.nonzero(y_test == c)[0, 0] for c in range(int(y_test.max()) + 1)])
+    grid = [("z of\n" + str(int(y_test[i])), decode(nets, z_test[i].expand(len(per_class), -1), s_test[per_class], shape))
+            for i in rows_z]
+    save_grid(out_dir / "analogies.png", [("s of", x_test[per_class])] + grid,
+              "each row: one image's z with the s of one test image per class (top row)")
+    n = min(opts.tsne_points, len(y_test))
+    pts = torch.randperm(len(y_test), generator=gen)[:n].to(x_test.device)
+    tsne_plot(s_test[pts], y_test[pts], out_dir / "tsne_s.png", f"t-SNE of s ({n} test images), coloured by label")
+    tsne_plot(z_test[pts], y_test[pts], out_dir / "tsne_z.png", f"t-SNE of z ({n} test images), coloured by label")

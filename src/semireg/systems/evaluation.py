@@ -1,0 +1,153 @@
+"""What the systems are judged with: fresh probes on frozen codes, an independent judge classifier,
+and pictures (image grids, t-SNE)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@torch.no_grad()
+def batched(fn, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    """fn over x in chunks, concatenated: (N, ...) -> (N, ...)."""
+    return torch.cat([fn(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+
+
+def _fit_classifier(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, batch_size: int,
+                    lr: float, seed: int) -> nn.Module:
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    model.train()
+    for _ in range(epochs):
+        perm = torch.randperm(len(x), generator=gen).to(x.device)
+        for i in range(0, len(x), batch_size):
+            idx = perm[i : i + batch_size]
+            loss = F.cross_entropy(model(x[idx]), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    return model.eval()
+
+
+def train_judge(x: torch.Tensor, y: torch.Tensor, num_classes: int, *, epochs: int = 2, seed: int = 0) -> nn.Module:
+    """An image classifier trained here, independently of the system it judges: a small CNN for
+    images (C, H, W) (about 99% on MNIST after 2 epochs), an MLP for flat inputs. The caller's
+    random state is left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return _train_judge(x, y, num_classes, epochs, seed)
+
+
+def _train_judge(x: torch.Tensor, y: torch.Tensor, num_classes: int, epochs: int, seed: int) -> nn.Module:
+    if x.dim() == 4:
+        c, h, w = x.shape[1:]
+        model = nn.Sequential(
+            nn.Conv2d(c, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(64 * (h // 4) * (w // 4), 128), nn.ReLU(), nn.Linear(128, num_classes),
+        )
+    else:
+        model = nn.Sequential(nn.Linear(x.shape[1], 512), nn.ReLU(), nn.Linear(512, num_classes))
+    model.to(x.device)
+    return _fit_classifier(model, x, y, epochs=epochs, batch_size=128, lr=1e-3, seed=seed)
+
+
+def _standardise(train: torch.Tensor, test: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    mean, std = train.mean(0, keepdim=True), train.std(0, keepdim=True).clamp_min(1e-6)
+    return (train - mean) / std, (test - mean) / std
+
+
+def linear_probe(train: torch.Tensor, y_train: torch.Tensor, test: torch.Tensor, y_test: torch.Tensor) -> float:
+    """Test accuracy of a logistic regression (scikit-learn, lbfgs) fitted on frozen codes."""
+    from sklearn.linear_model import LogisticRegression
+
+    train, test = _standardise(train.float().cpu(), test.float().cpu())
+    clf = LogisticRegression(max_iter=2000)
+    clf.fit(train.numpy(), y_train.cpu().numpy())
+    return float((clf.predict(test.numpy()) == y_test.cpu().numpy()).mean())
+
+
+def mlp_probe(train: torch.Tensor, y_train: torch.Tensor, test: torch.Tensor, y_test: torch.Tensor, num_classes: int,
+              *, epochs: int = 30, hidden: int = 256, seed: int = 0) -> float:
+    """Test accuracy of a fresh two-hidden-layer MLP trained on frozen codes (a stronger probe than
+    the adversary the system trained against, whatever that was)."""
+    train, test = _standardise(train.float(), test.float())
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return _mlp_probe(train, y_train, test, y_test, num_classes, epochs, hidden, seed)
+
+
+def _mlp_probe(train, y_train, test, y_test, num_classes: int, epochs: int, hidden: int, seed: int) -> float:
+    model = nn.Sequential(nn.Linear(train.shape[1], hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+                          nn.Linear(hidden, num_classes)).to(train.device)
+    _fit_classifier(model, train, y_train, epochs=epochs, batch_size=256, lr=1e-3, seed=seed)
+    with torch.no_grad():
+        return float((model(test).argmax(1) == y_test).float().mean())
+
+
+def save_grid(path: Path, rows: list[tuple[str, torch.Tensor]], title: str = "") -> None:
+    """Rows of images, each (n, C, H, W) in [0, 1], labelled on the left."""
+    from ..evaluate import _pyplot
+
+    plt = _pyplot()
+    n = max(len(imgs) for _, imgs in rows)
+    fig, axes = plt.subplots(len(rows), 1, figsize=(1.0 * n + 1.6, 1.1 * len(rows) + (0.4 if title else 0)), squeeze=False)
+    for ax, (label, imgs) in zip(axes[:, 0], rows):
+        ax.imshow(tile(imgs, cols=len(imgs)), cmap="gray_r" if imgs.shape[1] == 1 else None, vmin=0, vmax=1)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def tile(imgs: torch.Tensor, cols: int) -> np.ndarray:
+    """(n, C, H, W) -> one (rows*H, cols*W[, C]) array, one pixel of padding between images."""
+    imgs = imgs.detach().float().clamp(0, 1).cpu()
+    n, c, h, w = imgs.shape
+    rows = -(-n // cols)
+    canvas = torch.ones(c, rows * (h + 1) - 1, cols * (w + 1) - 1) * (0.0 if c == 1 else 1.0)
+    for i in range(n):
+        r, q = divmod(i, cols)
+        canvas[:, r * (h + 1) : r * (h + 1) + h, q * (w + 1) : q * (w + 1) + w] = imgs[i]
+    out = canvas.permute(1, 2, 0).numpy()
+    return out[..., 0] if c == 1 else out
+
+
+def save_tiles(path: Path, imgs: torch.Tensor, cols: int, title: str = "") -> None:
+    from ..evaluate import _pyplot
+
+    plt = _pyplot()
+    arr = tile(imgs, cols)
+    fig = plt.figure(figsize=(arr.shape[1] / 28 * 0.9 + 0.2, arr.shape[0] / 28 * 0.9 + 0.5))
+    plt.imshow(arr, cmap="gray_r" if arr.ndim == 2 else None, vmin=0, vmax=1)
+    plt.axis("off")
+    if title:
+        plt.title(title, fontsize=8)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+
+
+def tsne_plot(codes: torch.Tensor, labels: torch.Tensor, path: Path, title: str, seed: int = 0) -> None:
+    from sklearn.manifold import TSNE
+
+    from ..evaluate import _pyplot
+
+    emb = TSNE(n_components=2, init="pca", random_state=seed).fit_transform(codes.float().cpu().numpy())
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 5))
+    sc = ax.scatter(emb[:, 0], emb[:, 1], c=labels.cpu().numpy(), cmap="tab10", s=4)
+    fig.colorbar(sc, ax=ax, ticks=range(10))
+    ax.set_title(title, fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

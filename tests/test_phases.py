@@ -1,0 +1,297 @@
+"""Multi-network training: frozen modules, shared weights, per-sample losses, loss state, resume.
+
+The system tests iterate the registry, so a new system is covered for free.
+"""
+
+import copy
+import functools
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import semireg
+from semireg.config import from_kwargs
+from semireg.engine import TrainData, train_system_config
+from semireg.errors import ConfigError
+from semireg.phases import OptimizerSpec, Phase, PhaseBatch, System, Terms, reduce_per_sample, train_system, trained_only
+from semireg.systems import SYSTEMS, get_system
+from semireg.systems.began import Balance, BeganOptions, build_began
+
+
+def _toy_data(n=64, shape=(1, 8, 8), k=10, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, *shape, generator=g)
+    y = torch.arange(n) % k
+    return TrainData(x_l=x, y_l=y, x_u=None, num_classes=k, eval_sets={"test": (x[:32].clone(), y[:32].clone())})
+
+
+def _bn_net(d_in=4, d_out=4):
+    return nn.Sequential(nn.Linear(d_in, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, d_out))
+
+
+def _two_net_system(steps=1):
+    """front -> back; the phase trains `front` only, through the frozen `back`."""
+    def loss(nets, batches, state):
+        x = batches[0].x.flatten(1)[:, :4]
+        t = Terms()
+        t.add("mse", nets["back"](nets["front"](x)).pow(2).mean(1))
+        return t.out()
+    nets = nn.ModuleDict({"front": _bn_net(), "back": _bn_net()})
+    return System(nets=nets, phases=[Phase("p", ("front",), loss, OptimizerSpec("sgd", 0.1), steps)])
+
+
+def _cfg(**kw):
+    return from_kwargs({"progress": False, "batch_size": 16, **kw})
+
+
+# ----------------------------------------------------------------------------- freezing
+
+
+def test_modules_outside_the_phase_get_no_gradient_and_keep_weights_and_bn_statistics():
+    system = _two_net_system()
+    back_before = copy.deepcopy(system.nets["back"].state_dict())
+    front_before = copy.deepcopy(system.nets["front"].state_dict())
+    train_system(_cfg(steps=5), system, _toy_data())
+    back_after, front_after = system.nets["back"].state_dict(), system.nets["front"].state_dict()
+    for key, value in back_before.items():  # weights and BatchNorm running statistics
+        assert torch.equal(value, back_after[key]), key
+    assert all(p.grad is None for p in system.nets["back"].parameters())
+    # ...while the trained module did move, weights and BN statistics both.
+    assert not torch.equal(front_before["0.weight"], front_after["0.weight"])
+    assert not torch.equal(front_before["1.running_mean"], front_after["1.running_mean"])
+    assert int(front_after["1.num_batches_tracked"]) == 5
+
+
+def test_gradient_flows_through_a_frozen_module_to_the_trained_one():
+    nets = nn.ModuleDict({"front": _bn_net(), "back": _bn_net()})
+    x = torch.randn(16, 4)
+    with trained_only(nets, ("front",)):
+        nets["back"](nets["front"](x)).pow(2).mean().backward()
+        assert not nets["back"][1].training  # BatchNorm of the frozen module in eval mode
+        assert nets["front"][1].training
+    assert all(p.grad is None for p in nets["back"].parameters())
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in nets["front"].parameters())
+    # restored afterwards: everything trainable and in train mode again
+    assert all(p.requires_grad for p in nets.parameters()) and nets["back"][1].training
+
+
+def test_a_shared_module_gets_gradients_from_every_place_it_is_used():
+    shared = nn.Linear(4, 4)
+    nets = nn.ModuleDict({"left": shared, "right": shared, "head": nn.Linear(4, 1)})
+    x1, x2 = torch.randn(8, 4), torch.randn(8, 4)
+
+    def grad_of(use_left, use_right):
+        nets.zero_grad(set_to_none=True)
+        with trained_only(nets, ("left",)):  # `right` is the same module: trained too
+            loss = 0
+            if use_left:
+                loss = loss + nets["head"](nets["left"](x1)).sum()
+            if use_right:
+                loss = loss + nets["right"](x2).pow(2).sum()
+            loss.backward()
+        return shared.weight.grad.clone()
+
+    g_left, g_right, g_both = grad_of(True, False), grad_of(False, True), grad_of(True, True)
+    assert g_left.abs().sum() > 0 and g_right.abs().sum() > 0
+    torch.testing.assert_close(g_both, g_left + g_right)
+    assert nets["head"].weight.grad is None  # head frozen in this phase
+
+
+# ----------------------------------------------------------------------------- loss terms
+
+
+def test_per_sample_losses_with_sample_weights():
+    x = torch.randn(4, 3, requires_grad=True)
+    per_sample = x.pow(2).sum(1)  # (4,)
+    w = torch.tensor([1.0, 0.0, 2.0, 1.0])
+    t = Terms()
+    value = t.add("l", per_sample, weight=3.0, sample_weight=w)
+    torch.testing.assert_close(value, (per_sample * w).sum() / w.sum())
+    t.out()["loss"].backward()
+    assert x.grad[1].abs().sum() == 0 and x.grad[0].abs().sum() > 0  # weight 0: no gradient from that sample
+    torch.testing.assert_close(x.grad[2], 2 * x.grad[0] * x[2] / x[0])
+    with pytest.raises(ValueError):
+        reduce_per_sample(torch.ones(4, 2))
+    with pytest.raises(ValueError):
+        Terms().add("a", torch.ones(3), sample_weight=torch.ones(2))
+
+
+def test_terms_total_is_the_weighted_sum_and_logs_the_unweighted_terms():
+    t = Terms()
+    t.add("a", torch.tensor(2.0), weight=0.5)
+    t.add("b", torch.tensor([1.0, 3.0]), weight=torch.tensor(-1.0))
+    t.log("acc", 0.75)
+    out = t.out()
+    assert float(out["loss"]) == pytest.approx(0.5 * 2 - 2.0)
+    assert float(out["a"]) == 2.0 and float(out["b"]) == 2.0 and float(out["acc"]) == 0.75
+    with pytest.raises(ValueError):
+        t.add("a", torch.tensor(1.0))
+
+
+def test_a_bad_system_is_a_config_error():
+    system = _two_net_system()
+    bad = System(nets=system.nets, phases=[Phase("p", ("nope",), system.phases[0].loss)])
+    with pytest.raises(ConfigError, match="nope"):
+        train_system(_cfg(steps=1), bad, _toy_data())
+    with_params = System(nets=system.nets, phases=system.phases, state=nn.ModuleDict({"w": nn.Linear(1, 1)}))
+    with pytest.raises(ConfigError, match="buffers"):
+        train_system(_cfg(steps=1), with_params, _toy_data())
+
+
+# ----------------------------------------------------------------------------- every registered system
+
+
+def _tiny_options(name):
+    return {"disentangle": {"hidden": 16, "dim_s": 4, "dim_z": 4, "probe_train": 64, "probe_epochs": 1,
+                            "judge_epochs": 1, "tsne_points": 40},
+            "began": {"filters": 4, "h_dim": 8, "z_dim": 8, "n_samples": 8, "judge_epochs": 1}}.get(name, {})
+
+
+@pytest.mark.parametrize("name", sorted(SYSTEMS))
+def test_each_phase_trains_exactly_its_modules(name):
+    spec = get_system(name)
+    torch.manual_seed(0)
+    system = spec.build((1, 8, 8), 10, spec.options(**_tiny_options(name)), None)
+    data = _toy_data()
+    trained_somewhere = set()
+    for phase in system.phases:
+        batches = [PhaseBatch(data.x_l[i * 16 : (i + 1) * 16], data.y_l[i * 16 : (i + 1) * 16]) for i in range(phase.batches)]
+        system.nets.zero_grad(set_to_none=True)
+        with trained_only(system.nets, phase.trains):
+            terms = phase.loss(system.nets, batches, system.state)
+            terms["loss"].backward()
+        trained = {id(p) for n in phase.trains for p in system.nets[n].parameters()}
+        for mod_name, module in system.nets.items():
+            for p_name, p in module.named_parameters():
+                if id(p) in trained:
+                    assert p.grad is not None and p.grad.abs().sum() > 0, f"{phase.name}: {mod_name}.{p_name} got no gradient"
+                else:
+                    assert p.grad is None, f"{phase.name}: frozen {mod_name}.{p_name} got a gradient"
+        trained_somewhere |= set(phase.trains)
+        assert torch.isfinite(terms["loss"])
+    assert trained_somewhere == set(system.nets), "a module no phase trains"
+
+
+@pytest.mark.parametrize("name", sorted(SYSTEMS))
+def test_each_system_trains_through_the_cli_config_and_writes_its_outputs(name, tmp_path):
+    cfg = from_kwargs({"method.name": name, **{f"method.{k}": v for k, v in _tiny_options(name).items()},
+                       "steps": 4, "batch_size": 16, "log_every": 2, "eval_every": 2, "progress": False})
+    result = train_system_config(cfg, tmp_path / "run", data=_toy_data())
+    assert (tmp_path / "run" / "results.json").exists() and (tmp_path / "run" / "curves.png").exists()
+    assert result.metrics["rounds"] == 4 and result.metrics["headline"]
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert any('"kind": "eval"' in line for line in lines)
+
+
+# ----------------------------------------------------------------------------- BEGAN's k
+
+
+def test_began_k_follows_the_update_rule_and_is_clipped():
+    bal = Balance(gamma=0.5, lambda_k=0.1, k_init=0.2)
+    bal.update(torch.tensor(1.0), torch.tensor(0.3))  # gamma*L_real - L_fake = 0.2
+    assert float(bal.k) == pytest.approx(0.22)
+    assert float(bal.m_global) == pytest.approx(1.0 + 0.2)
+    for _ in range(100):
+        bal.update(torch.tensor(0.0), torch.tensor(1.0))
+    assert float(bal.k) == 0.0
+    for _ in range(100):
+        bal.update(torch.tensor(10.0), torch.tensor(0.0))
+    assert float(bal.k) == 1.0
+
+
+def test_began_discriminator_loss_uses_this_steps_k_and_updates_it():
+    opts = BeganOptions(filters=4, h_dim=8, z_dim=8, k_init=0.3, lambda_k=0.01)
+    system = build_began((1, 8, 8), 10, opts)
+    x = torch.rand(16, 1, 8, 8)
+    torch.manual_seed(1)
+    terms = system.phases[0].loss(system.nets, [PhaseBatch(x, torch.zeros(16, dtype=torch.long))], system.state)
+    l_real, l_fake = float(terms["l_real"]), float(terms["l_fake"])
+    assert float(terms["loss"]) == pytest.approx(l_real - 0.3 * l_fake, rel=1e-5)
+    assert float(system.state["balance"].k) == pytest.approx(0.3 + 0.01 * (0.5 * l_real - l_fake), rel=1e-5)
+    terms["loss"].backward()  # the in-graph k was not modified by the update
+
+
+def _began_cfg(steps, run_dir_ckpt=0):
+    return from_kwargs({"method.name": "began", **{f"method.{k}": v for k, v in _tiny_options("began").items()},
+                        "method.k_init": 0.05, "method.lambda_k": 0.05, "steps": steps, "batch_size": 16,
+                        "log_every": 1, "progress": False, "deterministic": True, "seed": 3})
+
+
+def test_k_weights_and_optimizer_states_are_restored_exactly_on_resume(tmp_path):
+    data = _toy_data()
+    whole = train_system_config(_began_cfg(6), tmp_path / "whole", data=data)
+    train_system_config(_began_cfg(3), tmp_path / "split", data=data)  # stops (and checkpoints) at round 3
+    from semireg import rundir
+    half = rundir.load_checkpoint(tmp_path / "split" / rundir.CHECKPOINT)
+    assert half["step"] == 3 and float(half["loss_state"]["balance.k"]) != 0.05  # k moved and was saved
+    resumed = train_system_config(_began_cfg(6), tmp_path / "split", data=data, resume=True)
+    a = rundir.load_checkpoint(tmp_path / "whole" / rundir.CHECKPOINT)
+    b = rundir.load_checkpoint(tmp_path / "split" / rundir.CHECKPOINT)
+    assert torch.equal(a["loss_state"]["balance.k"], b["loss_state"]["balance.k"])
+    assert torch.equal(a["loss_state"]["balance.m_global"], b["loss_state"]["balance.m_global"])
+    for key in a["nets"]:
+        assert torch.equal(a["nets"][key], b["nets"][key]), key
+    for phase in ("disc", "gen"):
+        sa, sb = a["optimizers"][phase]["state"], b["optimizers"][phase]["state"]
+        assert sa.keys() == sb.keys()
+        for i in sa:
+            for key in ("exp_avg", "exp_avg_sq", "step"):
+                assert torch.equal(sa[i][key], sb[i][key]), (phase, i, key)
+    assert whole.metrics["k"] == resumed.metrics["k"]
+    # the resumed run's log continues the first half without a gap or a repeat
+    steps = [r["step"] for r in map(__import__("json").loads, (tmp_path / "split" / "metrics.jsonl").read_text().splitlines())
+             if r["kind"] == "train"]
+    assert steps == list(range(1, 7))
+
+
+# ----------------------------------------------------------------------------- the Python API
+
+
+def test_fit_system_with_a_user_module_and_a_user_defined_system():
+    data = _toy_data(n=64, shape=(1, 8, 8))
+    adversary = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 10))
+    before = copy.deepcopy(adversary.state_dict())
+    result = semireg.fit_system("disentangle", data.x_l, data.y_l, steps=3, batch_size=16,
+                                eval_data=data.eval_sets["test"], modules={"clf_z": adversary},
+                                **_tiny_options("disentangle"))
+    assert result.system.nets["clf_z"] is adversary
+    assert not torch.equal(before["0.weight"], adversary.state_dict()["0.weight"])
+    assert 0.0 <= result.metrics["z_probe_mlp"] <= 1.0
+    with pytest.raises(ConfigError, match="no module"):
+        semireg.fit_system("disentangle", data.x_l, data.y_l, steps=1, eval_data=data.eval_sets["test"],
+                           modules={"encoder": adversary})
+
+    # A system of the user's own: two phases, a counter as loss state.
+    class Count(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("n", torch.tensor(0))
+
+    def phase_a(nets, batches, state):
+        state["count"].n += 1
+        t = Terms()
+        t.add("mse", F.mse_loss(nets["b"](nets["a"](batches[0].x.flatten(1))), batches[0].x.flatten(1)))
+        return t.out()
+
+    nets = nn.ModuleDict({"a": nn.Linear(64, 8), "b": nn.Linear(8, 64)})
+    mine = System(nets=nets, phases=[Phase("a", ("a",), phase_a, steps=2), Phase("b", ("b",), phase_a, steps=1)],
+                  state=nn.ModuleDict({"count": Count()}))
+    out = semireg.fit_system(mine, data.x_l, steps=4, batch_size=16)
+    assert int(out.system.state["count"].n) == 4 * 3
+
+
+def test_each_phase_logs_the_mean_over_its_own_steps(tmp_path):
+    def constant(nets, batches, state):
+        t = Terms()
+        t.add("mse", nets["m"](batches[0].x.flatten(1)).pow(2).mean())
+        t.log("one", 1.0)
+        return t.out()
+
+    nets = nn.ModuleDict({"m": nn.Linear(64, 2), "n": nn.Linear(2, 2)})
+    system = System(nets=nets, phases=[Phase("three", ("m",), constant, steps=3), Phase("once", ("n",), constant, steps=1)])
+    train_system(_cfg(steps=4, log_every=2), system, _toy_data(), tmp_path / "run")
+    records = [r for r in map(__import__("json").loads, (tmp_path / "run" / "metrics.jsonl").read_text().splitlines())]
+    assert [r["step"] for r in records] == [2, 4]
+    assert all(r["three/one"] == 1.0 and r["once/one"] == 1.0 for r in records)
