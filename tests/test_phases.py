@@ -285,7 +285,7 @@ def test_fit_system_with_a_user_module_and_a_user_defined_system():
 def test_each_phase_logs_the_mean_over_its_own_steps(tmp_path):
     def constant(nets, batches, state):
         t = Terms()
-        t.add("mse", nets["m"](batches[0].x.flatten(1)).pow(2).mean())
+        t.add("mse", nets["n"](nets["m"](batches[0].x.flatten(1))).pow(2).mean())
         t.log("one", 1.0)
         return t.out()
 
