@@ -139,3 +139,21 @@ method = {{ name = "consistency" }}
     bad = tmp_path / "bad.toml"
     bad.write_text('[[stages]]\nname = "student"\nteacher = "@teacher"\n[[stages]]\nname = "teacher"\n')
     assert main(["train", str(bad), "--runs-root", str(root)]) == 2
+
+
+@pytest.mark.parametrize("recipe,extra", [
+    ("mnist-began", ["method.filters=4", "method.h_dim=8", "method.n_samples=8", "method.judge_epochs=1"]),
+    ("mnist-disentangle", ["--variant", "post", "method.hidden=16", "method.probe_train=200", "method.probe_epochs=1",
+                           "method.judge_epochs=1", "method.tsne_points=60"]),
+])
+def test_multi_network_recipes_through_the_cli(tmp_path, capsys, recipe, extra):
+    # digits (8x8, no file needed) stands in for MNIST; a finished run resumes to the same end.
+    args = ["train", recipe, "--runs-root", str(tmp_path), "data.dataset=digits", "data.n_labeled=1000", "data.n_test=300",
+            "train.steps=4", "train.epochs=0", "train.eval_every=2", "train.log_every=2", "train.progress=false", *extra]
+    assert main(args) == 0
+    table = capsys.readouterr().out
+    assert "| run | seed |" in table and "train time" in table
+    run = next(p.parent for p in tmp_path.rglob("results.json"))
+    assert (run / "checkpoint.pt").exists() and (run / "curves.png").exists()
+    assert main(["train", "--resume", str(run)]) == 0
+    assert main(["train", recipe, "--runs-root", str(tmp_path), "method.no_such_option=1"]) == 2
