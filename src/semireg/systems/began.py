@@ -182,7 +182,7 @@ def evaluate_began(system: System, data, out_dir: Path | None, step: int, final:
         return out
     if out_dir is not None:
         save_tiles(out_dir / "samples.png", samples(nets, opts, opts.n_samples), cols=8, title=f"BEGAN samples, round {step}")
-        out.update(_m_global_trend(out_dir / "metrics.jsonl"))
+        out.update(_m_global_trend(out_dir / "metrics.jsonl", plot=out_dir / "m_global.png"))
     # How digit-like the samples are: a classifier trained here on the real images reads 1,000 of them.
     if data.y_l is not None and len(data.y_l):
         device = next(nets.parameters()).device
@@ -198,13 +198,31 @@ def evaluate_began(system: System, data, out_dir: Path | None, step: int, final:
     return out
 
 
-def _m_global_trend(metrics_path: Path, window: int = 5) -> dict[str, float]:
-    """M_global averaged over the first and the last `window` logged intervals."""
+def _m_global_trend(metrics_path: Path, window: int = 5, plot: Path | None = None) -> dict[str, float]:
+    """M_global averaged over the first and the last `window` logged intervals; with `plot`, M_global
+    and k against rounds."""
     if not metrics_path.exists():
         return {}
-    values = [r["disc/m_global"] for r in map(json.loads, metrics_path.read_text().splitlines())
-              if r.get("kind") == "train" and "disc/m_global" in r]
+    records = [r for r in map(json.loads, metrics_path.read_text().splitlines())
+               if r.get("kind") == "train" and "disc/m_global" in r]
+    values = [r["disc/m_global"] for r in records]
     if not values:
         return {}
+    if plot is not None:
+        from ..evaluate import _pyplot
+
+        plt = _pyplot()
+        fig, ax = plt.subplots(figsize=(6, 3.4))
+        rounds = [r["step"] for r in records]
+        ax.plot(rounds, values, label="M_global")
+        ax.set_xlabel("round")
+        ax.set_ylabel("M_global")
+        ax2 = ax.twinx()
+        ax2.plot(rounds, [r["disc/k"] for r in records], color="tab:orange", label="k")
+        ax2.set_ylabel("k", color="tab:orange")
+        ax.set_title("BEGAN convergence measure and k", fontsize=9)
+        fig.tight_layout()
+        fig.savefig(plot, dpi=110)
+        plt.close(fig)
     return {"m_global_start": sum(values[:window]) / len(values[:window]),
             "m_global_end": sum(values[-window:]) / len(values[-window:])}
