@@ -164,7 +164,8 @@ def build_disentangle(in_shape: tuple[int, ...], num_classes: int, opts: Disenta
         Phase("ae", ("enc_z", "dec"), bind(ae_loss), OptimizerSpec("adam", opts.ae_lr), opts.ae_steps, batches=2),
     ]
     return System(nets=nn.ModuleDict(nets), phases=phases, evaluate=functools.partial(evaluate_disentangle, opts=opts),
-                  headline=("clf_s_accuracy", "z_probe_mlp", "z_probe_linear", "s_probe_mlp", "swap_accuracy", "recon_bce"))
+                  headline=("clf_s_accuracy", "z_probe_mlp", "z_probe_linear", "s_probe_mlp", "swap_accuracy", "recon_bce",
+                            "recon_bce_other_z"))
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -192,12 +193,18 @@ def evaluate_disentangle(system: System, data, out_dir: Path | None, step: int, 
     shape = tuple(x_test.shape[1:])
     s_test, z_test = codes(nets, x_test)
     recon = decode(nets, z_test, s_test, shape)
+    # A z that carries nothing (the degenerate way to fool the adversary) reconstructs as well from
+    # another image's z: the gap between these two errors is how much z is used.
+    shuffled = torch.roll(torch.arange(len(z_test), device=device), 1)
+    recon_other_z = decode(nets, z_test[shuffled], s_test, shape)
     out: dict[str, Any] = {
         "clf_s_accuracy": float((batched(nets["clf_s"], s_test).argmax(1) == y_test).float().mean()),
         "clf_z_accuracy": float((batched(nets["clf_z"], z_test).argmax(1) == y_test).float().mean()),
         "clf_x_accuracy": float((batched(nets["clf_x"], x_test).argmax(1) == y_test).float().mean()),
         "recon_bce": float(F.binary_cross_entropy(recon.clamp(1e-6, 1 - 1e-6), x_test.float())),
         "recon_mse": float((recon - x_test).pow(2).mean()),
+        "recon_bce_other_z": float(F.binary_cross_entropy(recon_other_z.clamp(1e-6, 1 - 1e-6), x_test.float())),
+        "z_std": float(z_test.std(0).mean()),
     }
     if not final:
         return out
