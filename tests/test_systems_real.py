@@ -26,5 +26,6 @@ def test_disentangle_puts_the_label_in_s_and_swaps_digits(tmp_path):
     assert m["s_probe_mlp"] > 0.85, m
     assert m["swap_accuracy"] > 0.6, m  # an independent CNN reads the class of s in dec(z_i, s_j)
     assert m["z_probe_mlp"] < m["s_probe_mlp"] - 0.2, m  # z holds much less of the label than s
+    assert m["recon_bce_other_z"] > m["recon_bce"] + 0.005, m  # ...but z is used: not a collapsed code
     for picture in ("swaps.png", "analogies.png", "tsne_s.png", "tsne_z.png", "curves.png"):
         assert (tmp_path / "run" / picture).stat().st_size > 1000, picture
