@@ -156,4 +156,9 @@ def test_multi_network_recipes_through_the_cli(tmp_path, capsys, recipe, extra):
     run = next(p.parent for p in tmp_path.rglob("results.json"))
     assert (run / "checkpoint.pt").exists() and (run / "curves.png").exists()
     assert main(["train", "--resume", str(run)]) == 0
+    assert main(["eval", str(run)]) == 0  # the system's evaluation again, from the checkpoint
+    again, saved = json.loads((run / "eval.json").read_text()), json.loads((run / "results.json").read_text())
+    assert again["round"] == 4
+    for key in saved["headline"]:
+        assert again[key] == pytest.approx(saved[key], abs=1e-6), key
     assert main(["train", recipe, "--runs-root", str(tmp_path), "method.no_such_option=1"]) == 2

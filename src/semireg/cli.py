@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from . import rundir
-from .config import RunConfig, config_for, load_recipe, parse_override, recipe_names, resolve
+from .config import RunConfig, config_for, is_system, load_recipe, parse_override, recipe_names, resolve
 from .errors import ConfigError, SemiregError
 
 
@@ -171,6 +171,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise ConfigError(f"{run_dir}: no config.json; not a finished semireg run directory")
     cfg = resolve(json.loads((run_dir / "config.json").read_text()))
     data = _data_for_run(cfg, run_dir)
+    if is_system(cfg.method["name"]):
+        from .engine import evaluate_finished_system
+
+        out = evaluate_finished_system(run_dir, data)
+        rundir.write_json(run_dir / "eval.json", out)
+        print(json.dumps({k: v for k, v in out.items() if not isinstance(v, list)}, indent=1))
+        return 0
     model, kind, step = load_finished_model(run_dir, data)
     out = {}
     for split, (x, y) in data.eval_sets.items():

@@ -544,6 +544,26 @@ def train_system_config(cfg: RunConfig, run_dir: Path | None = None, *, data: Tr
     return train_system(cfg, system, data, run_dir, split=split, resume=resume, overwrite=overwrite)
 
 
+def evaluate_finished_system(run_dir: str | Path, data: TrainData) -> dict[str, Any]:
+    """Rebuild a system run's networks from its checkpoint and run the system's full evaluation
+    again (pictures included, written to the run directory). Works on an unfinished run's last
+    checkpoint too; the round is recorded."""
+    from .systems import get_system
+
+    run_dir = Path(run_dir)
+    cfg, state = _finished_run(run_dir, "run")
+    system = get_system(cfg.method["name"]).build(data.in_shape, data.num_classes, method_options(cfg), None)
+    try:
+        system.nets.load_state_dict(state["nets"])
+        system.state.load_state_dict(state["loss_state"])
+    except (RuntimeError, KeyError) as exc:
+        raise ConfigError(f"{run_dir}: checkpoint does not match its system ({str(exc).splitlines()[0]})") from None
+    system.nets.eval()
+    if system.evaluate is None:
+        return {"round": int(state["step"])}
+    return {"round": int(state["step"]), **system.evaluate(system, data, run_dir, int(state["step"]), True)}
+
+
 def _fmt(values: dict[str, float]) -> str:
     return ", ".join(f"{k}={v:.4g}" for k, v in values.items())
 
