@@ -40,6 +40,8 @@ class BeganOptions:
     beta1: float = 0.5
     disc_steps: int = 1
     gen_steps: int = 1
+    center: bool = True  # train on images mapped from [0, 1] to [-1, 1] (the paper's range); with MNIST's
+    # black background in [0, 1], L(x) is small and k barely moves (mode collapse to "1"s, docs/results.md)
     n_samples: int = 64  # images in each saved sample grid (fixed noise)
     judge_epochs: int = 2  # the classifier that reads the final samples
 
@@ -117,8 +119,18 @@ def noise(n: int, z_dim: int, device: torch.device, generator: torch.Generator |
     return torch.rand(n, z_dim, generator=generator).to(device) * 2 - 1  # (n, z_dim) uniform in [-1, 1]
 
 
+def model_range(x: torch.Tensor, opts: BeganOptions) -> torch.Tensor:
+    """Images in [0, 1] -> the range the networks work in."""
+    return x * 2 - 1 if opts.center else x
+
+
+def image_range(v: torch.Tensor, opts: BeganOptions) -> torch.Tensor:
+    """The networks' range -> images in [0, 1]."""
+    return ((v + 1) / 2 if opts.center else v).clamp(0, 1)
+
+
 def disc_loss(nets: nn.ModuleDict, batches: list[PhaseBatch], state: nn.ModuleDict, *, opts: BeganOptions):
-    x = batches[0].x  # (B, C, H, W) in [0, 1]
+    x = model_range(batches[0].x, opts)  # (B, C, H, W)
     with torch.no_grad():  # the generator is frozen in this phase
         fake = nets["gen"](noise(len(x), opts.z_dim, x.device))
     balance = state["balance"]
@@ -168,7 +180,7 @@ def build_began(in_shape: tuple[int, ...], num_classes: int, opts: BeganOptions,
 def samples(nets: nn.ModuleDict, opts: BeganOptions, n: int, seed: int = 0) -> torch.Tensor:
     """n generated images from fixed noise (the same at every call): (n, C, H, W)."""
     device = next(nets.parameters()).device
-    return batched(nets["gen"], noise(n, opts.z_dim, device, torch.Generator().manual_seed(seed))).clamp(0, 1)
+    return image_range(batched(nets["gen"], noise(n, opts.z_dim, device, torch.Generator().manual_seed(seed))), opts)
 
 
 def evaluate_began(system: System, data, out_dir: Path | None, step: int, final: bool, *, opts: BeganOptions) -> dict[str, Any]:
