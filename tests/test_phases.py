@@ -208,7 +208,7 @@ def test_began_discriminator_loss_uses_this_steps_k_and_updates_it():
     torch.manual_seed(1)
     terms = system.phases[0].loss(system.nets, [PhaseBatch(x, torch.zeros(16, dtype=torch.long))], system.state)
     l_real, l_fake = float(terms["l_real"]), float(terms["l_fake"])
-    assert float(terms["loss"]) == pytest.approx(l_real - 0.3 * l_fake, rel=1e-5)
+    assert float(terms["loss"].detach()) == pytest.approx(l_real - 0.3 * l_fake, rel=1e-5)
     assert float(system.state["balance"].k) == pytest.approx(0.3 + 0.01 * (0.5 * l_real - l_fake), rel=1e-5)
     terms["loss"].backward()  # the in-graph k was not modified by the update
 
