@@ -29,7 +29,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _NormBase
 
 from . import rundir
-from .errors import ConfigError, DivergedError
+from .errors import ConfigError, DivergedError, RunDirError
 
 # ----------------------------------------------------------------------------- loss terms
 
@@ -213,8 +213,6 @@ def _checkpoint_state(system: System, optimizers: dict[str, torch.optim.Optimize
 
 
 def _load_state(system: System, optimizers: dict[str, torch.optim.Optimizer], sampler, state: dict[str, Any], path: Path) -> None:
-    from .errors import RunDirError
-
     try:
         system.nets.load_state_dict(state["nets"])
         system.state.load_state_dict(state["loss_state"])

@@ -25,7 +25,8 @@ from torch import nn
 
 from ..phases import OptimizerSpec, Phase, PhaseBatch, System, Terms
 from .evaluation import batched, save_tiles, train_judge
-from .registry import register_system, user_modules
+from ..errors import ConfigError
+from .registry import SYSTEMS, register_system, user_modules
 
 
 @dataclass
@@ -156,9 +157,6 @@ def gen_loss(nets: nn.ModuleDict, batches: list[PhaseBatch], state: nn.ModuleDic
                  description="BEGAN: generator + autoencoder discriminator, k as state (seed 002)")
 def build_began(in_shape: tuple[int, ...], num_classes: int, opts: BeganOptions,
                 modules: dict[str, nn.Module] | None = None) -> System:
-    from ..errors import ConfigError
-    from .registry import SYSTEMS
-
     given = user_modules(SYSTEMS["began"], modules)
     if len(in_shape) != 3 and not {"gen", "disc"} <= set(given):
         raise ConfigError(f"began's default networks take images (C, H, W); got input shape {in_shape}")

@@ -29,7 +29,7 @@ from torch import nn
 from ..errors import ConfigError
 from ..phases import OptimizerSpec, Phase, PhaseBatch, System, Terms
 from .evaluation import batched, linear_probe, mlp_probe, save_grid, train_judge, tsne_plot
-from .registry import register_system, user_modules
+from .registry import SYSTEMS, register_system, user_modules
 
 
 @dataclass
@@ -154,8 +154,6 @@ def build_disentangle(in_shape: tuple[int, ...], num_classes: int, opts: Disenta
         "clf_z": MLP(opts.dim_z, list(opts.adversary_hidden), num_classes),
         "clf_x": MLP(d_in, [], num_classes),
     }
-    from .registry import SYSTEMS
-
     nets.update(user_modules(SYSTEMS["disentangle"], modules))
     bind = lambda fn: functools.partial(fn, opts=opts)
     phases = [
