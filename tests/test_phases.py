@@ -295,3 +295,13 @@ def test_each_phase_logs_the_mean_over_its_own_steps(tmp_path):
     records = [r for r in map(__import__("json").loads, (tmp_path / "run" / "metrics.jsonl").read_text().splitlines())]
     assert [r["step"] for r in records] == [2, 4]
     assert all(r["three/one"] == 1.0 and r["once/one"] == 1.0 for r in records)
+
+
+def test_fit_system_checks_what_the_system_needs_before_training():
+    data = _toy_data()
+    out = semireg.fit_system("began", data.x_l, steps=2, batch_size=16, **_tiny_options("began"))  # images alone
+    assert out.metrics["rounds"] == 2 and "classes_covered" not in out.metrics  # no labels: no judge
+    with pytest.raises(ConfigError, match="labels"):
+        semireg.fit_system("disentangle", data.x_l, steps=1, eval_data=data.eval_sets["test"])
+    with pytest.raises(ConfigError, match="held-out test set"):
+        semireg.fit_system("disentangle", data.x_l, data.y_l, steps=1)

@@ -66,10 +66,10 @@ def fit_system(system: str | System, images: Array, labels: Array | None = None,
     networks in `.system.nets`) and `.metrics`.
     """
     x = as_images(images, "images")
-    y = as_labels(labels, "labels") if labels is not None else torch.zeros(len(x), dtype=torch.long)
-    if len(x) != len(y):
+    y = as_labels(labels, "labels") if labels is not None else None  # systems say whether they need labels
+    if y is not None and len(x) != len(y):
         raise ConfigError(f"{len(x)} images but {len(y)} labels")
-    k = num_classes or int(y.max()) + 1
+    k = num_classes or (int(y.max()) + 1 if y is not None else 1)
     eval_sets = {}
     if eval_data is not None:
         eval_sets["test"] = (as_images(eval_data[0], "eval x"), as_labels(eval_data[1], "eval y"))
@@ -86,8 +86,6 @@ def fit_system(system: str | System, images: Array, labels: Array | None = None,
     # The system's own option names win over a config field of the same short name (`hidden`).
     own = {f.name for f in dataclasses.fields(get_system(system).options)}
     cfg = from_kwargs({f"method.{k}" if k in own else k: v for k, v in options.items()}, base=base)
-    if eval_data is None and system == "disentangle":
-        raise ConfigError("disentangle is evaluated on eval_data=(x, y); pass a held-out set")
     return train_system_config(cfg, path, data=data, overwrite=overwrite, modules=modules)
 
 

@@ -35,7 +35,7 @@ class TrainData:
     """Everything the loop draws from, as tensors. x: (N, C, H, W) or (N, D) float32."""
 
     x_l: torch.Tensor
-    y_l: torch.Tensor
+    y_l: torch.Tensor  # (N,); None only for a label-free system trained without labels (fit_system)
     x_u: torch.Tensor | None
     num_classes: int
     eval_sets: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
@@ -537,8 +537,6 @@ def train_system_config(cfg: RunConfig, run_dir: Path | None = None, *, data: Tr
     spec = get_system(cfg.method["name"])
     if data is None:
         data, split = data_from_config(cfg)
-    if cfg.train.threads > 0:
-        torch.set_num_threads(cfg.train.threads)
     torch.manual_seed(cfg.train.seed)  # the networks' initial weights
     system = spec.build(data.in_shape, data.num_classes, method_options(cfg), modules)
     return train_system(cfg, system, data, run_dir, split=split, resume=resume, overwrite=overwrite)

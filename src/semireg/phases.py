@@ -133,7 +133,8 @@ class System:
     state: nn.ModuleDict = field(default_factory=nn.ModuleDict)  # loss state: buffers, no parameters
     # (system, data, out_dir or None, round, final) -> metrics; pictures go to out_dir
     evaluate: Callable[..., dict[str, Any]] | None = None
-    needs_labels: bool = True
+    needs_labels: bool = False  # True: phases read batch.y, so fit_system must be given labels
+    needs_test_set: bool = False  # evaluate reads data.eval_sets["test"]
     headline: tuple[str, ...] = ()  # final metrics printed in the summary table
 
     def check(self) -> None:
@@ -199,11 +200,6 @@ class SystemResult:
     config: Any
 
 
-def _rounds(cfg, n: int) -> int:
-    t = cfg.train
-    return math.ceil(t.epochs * n / t.batch_size) if t.epochs > 0 else t.steps
-
-
 def _checkpoint_state(system: System, optimizers: dict[str, torch.optim.Optimizer], sampler) -> dict[str, Any]:
     return {
         "nets": system.nets.state_dict(), "loss_state": system.state.state_dict(),
@@ -233,10 +229,14 @@ def train_system(cfg, system: System, data, run_dir: Path | None = None, *, spli
     from lightning_fabric import Fabric
 
     from .data import IndexSampler
-    from .engine import Meter, _progress, _seed_everything
+    from .engine import Meter, _progress, _seed_everything, _total_steps
 
     t = cfg.train
     system.check()
+    if system.needs_labels and data.y_l is None:
+        raise ConfigError("this system trains on labels; pass them (labels=...)")
+    if system.needs_test_set and "test" not in data.eval_sets:
+        raise ConfigError("this system is evaluated on a held-out test set; pass one (eval_data=(x, y))")
     if t.threads > 0:
         torch.set_num_threads(t.threads)
     fabric = Fabric(accelerator=t.device, devices=1, precision=t.precision)
@@ -247,9 +247,11 @@ def train_system(cfg, system: System, data, run_dir: Path | None = None, *, spli
 
     nets, state = system.nets.to(device), system.state.to(device)
     optimizers = {ph.name: ph.optimizer.build(trained_parameters(nets, ph.trains)) for ph in system.phases}
-    x_all, y_all = data.x_l.to(device), data.y_l.to(device)
+    x_all = data.x_l.to(device)
+    # Systems that need no labels may have none; their batches carry zeros.
+    y_all = data.y_l.to(device) if data.y_l is not None else torch.zeros(len(x_all), dtype=torch.long, device=device)
     sampler = IndexSampler(len(x_all), t.batch_size, seed=t.seed * 2 + 1, device=device)
-    total = _rounds(cfg, len(x_all))
+    total = _total_steps(cfg, len(x_all))  # rounds: `train.steps`, or `train.epochs` of the images
 
     start, elapsed = 0, 0.0
     metrics_path = run_dir / "metrics.jsonl" if run_dir is not None else None

@@ -169,7 +169,7 @@ def build_began(in_shape: tuple[int, ...], num_classes: int, opts: BeganOptions,
     phases = [Phase("disc", ("disc",), bind(disc_loss), adam, opts.disc_steps),
               Phase("gen", ("gen",), bind(gen_loss), adam, opts.gen_steps)]
     state = nn.ModuleDict({"balance": Balance(opts.gamma, opts.lambda_k, opts.k_init)})
-    return System(nets=nets, phases=phases, state=state, needs_labels=False,
+    return System(nets=nets, phases=phases, state=state,
                   evaluate=functools.partial(evaluate_began, opts=opts),
                   headline=("k", "m_global_start", "m_global_end", "judge_confidence", "classes_covered"))
 

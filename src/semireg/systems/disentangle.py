@@ -161,7 +161,8 @@ def build_disentangle(in_shape: tuple[int, ...], num_classes: int, opts: Disenta
         Phase("adv", ("clf_z",), bind(adv_loss), OptimizerSpec(opts.adv_optimizer, opts.adv_lr), opts.adv_steps),
         Phase("ae", ("enc_z", "dec"), bind(ae_loss), OptimizerSpec("adam", opts.ae_lr), opts.ae_steps, batches=2),
     ]
-    return System(nets=nn.ModuleDict(nets), phases=phases, evaluate=functools.partial(evaluate_disentangle, opts=opts),
+    return System(nets=nn.ModuleDict(nets), phases=phases, needs_labels=True, needs_test_set=True,
+                  evaluate=functools.partial(evaluate_disentangle, opts=opts),
                   headline=("clf_s_accuracy", "z_probe_mlp", "z_probe_linear", "s_probe_mlp", "swap_accuracy", "recon_bce",
                             "recon_bce_other_z"))
 
