@@ -1,4 +1,4 @@
-"""`semireg` command line: train, eval, robustness, recipes, demo."""
+"""`semireg` command line: train, eval, robustness, compare, recipes, demo."""
 
 from __future__ import annotations
 
@@ -212,6 +212,17 @@ def cmd_robustness(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .report.compare import DEFAULT_METRICS, compare
+
+    metrics = tuple(args.metric) if args.metric else DEFAULT_METRICS
+    out = Path(args.out) if args.out else None
+    print(compare([Path(r) for r in args.run_dirs], metrics, out))
+    if out is not None:
+        print(f"\n{out / 'compare.md'}, {out / 'compare.json'}, {out / 'compare.png'}", file=sys.stderr)
+    return 0
+
+
 def cmd_recipes(args: argparse.Namespace) -> int:
     for name in recipe_names():
         recipe = load_recipe(name)
@@ -266,6 +277,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--corruptions", help="comma-separated subset (default: all 19)")
     p.add_argument("--severities", help="comma-separated subset of 1..5")
     p.set_defaults(func=cmd_robustness)
+
+    p = sub.add_parser("compare", help="table (and chart) of finished runs, mean ± std over seeds")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    p.add_argument("--metric", action="append",
+                   help="dotted path into results.json (repeatable; default: test.accuracy, test.macro_f1, train_time_s)")
+    p.add_argument("--out", help="also write compare.md, compare.json and compare.png (chart of the first metric) here")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("recipes", help="list the bundled recipes, one line each")
     p.set_defaults(func=cmd_recipes)

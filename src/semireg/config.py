@@ -49,7 +49,8 @@ class TrainConfig:
     steps: int = 1000
     epochs: float = 0.0  # > 0: steps = ceil(epochs * n_labeled / batch_size) (epochs are a view of steps)
     batch_size: int = 64
-    unlabeled_batch_size: int = 256
+    unlabeled_batch_size: int = 0  # 0: mu * batch_size
+    mu: int = 0  # unlabelled-to-labelled batch ratio; 0: the method's paper value (FixMatch family 7, others 1)
     optimizer: str = "adam"  # adam | adamw | sgd | adadelta
     lr: float = 1e-3
     weight_decay: float = 0.0
@@ -318,11 +319,13 @@ def validate(cfg: RunConfig) -> None:
             raise ConfigError(f"{key}: '{value}' is not one of {', '.join(sorted(allowed))}")
     if cfg.model.name not in MODELS:
         raise ConfigError(f"model.name: unknown model '{cfg.model.name}' (known: {', '.join(sorted(MODELS))})")
-    positive = {"train.steps": t.steps, "train.batch_size": t.batch_size,
-                "train.unlabeled_batch_size": t.unlabeled_batch_size, "data.n_labeled": d.n_labeled}
+    positive = {"train.steps": t.steps, "train.batch_size": t.batch_size, "data.n_labeled": d.n_labeled}
     for key, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{key} must be > 0, got {value}")
+    for key, value in {"train.unlabeled_batch_size": t.unlabeled_batch_size, "train.mu": t.mu}.items():
+        if value < 0:
+            raise ConfigError(f"{key} must be >= 0, got {value}")
     if t.lr <= 0:
         raise ConfigError(f"train.lr must be > 0, got {t.lr}")
     if not 0.0 <= t.ema_decay < 1.0:
@@ -351,21 +354,47 @@ def recipe_names() -> list[str]:
     return sorted(p.name[:-5] for p in files if p.name.endswith(".toml"))
 
 
-def load_recipe(name_or_path: str) -> Recipe:
+def _recipe_text(name_or_path: str) -> tuple[str, str, Path | None]:
+    """(TOML text, recipe name, directory of the file or None for a packaged recipe)."""
     path = Path(name_or_path)
     if path.suffix == ".toml" and path.exists():
-        text, name = path.read_text(), path.stem
-    else:
-        if name_or_path not in recipe_names():
-            raise ConfigError(
-                f"unknown recipe '{name_or_path}' (known: {', '.join(recipe_names())}; or a path to a .toml file)"
-            )
-        text = resources.files("semireg").joinpath("recipes", f"{name_or_path}.toml").read_text()
-        name = name_or_path
+        return path.read_text(), path.stem, path.parent
+    if name_or_path not in recipe_names():
+        raise ConfigError(
+            f"unknown recipe '{name_or_path}' (known: {', '.join(recipe_names())}; or a path to a .toml file)"
+        )
+    return resources.files("semireg").joinpath("recipes", f"{name_or_path}.toml").read_text(), name_or_path, None
+
+
+def _load_raw(name_or_path: str, chain: tuple[str, ...] = ()) -> tuple[dict[str, Any], str]:
+    """A recipe's TOML tree, with `extends = "other-recipe"` resolved: the other recipe's tree lies
+    beneath (its tables deep-merged, except [method], which this recipe's replaces; its variants,
+    seeds and stages kept unless this one names its own)."""
+    text, name, where = _recipe_text(name_or_path)
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"recipe {name_or_path}: {exc}") from None
+    parent = raw.pop("extends", None)
+    if parent is None:
+        return raw, name
+    if not isinstance(parent, str):
+        raise ConfigError(f"recipe {name}: extends must name a recipe, got {parent!r}")
+    if parent in chain or parent == name:
+        raise ConfigError(f"recipe {name}: extends forms a cycle ({' -> '.join((*chain, name, parent))})")
+    if where is not None and (where / f"{parent}.toml").exists():
+        parent = str(where / f"{parent}.toml")
+    base, _ = _load_raw(parent, (*chain, name))
+    base.pop("name", None)
+    base.pop("description", None) if "description" in raw else None
+    if "method" in raw:  # another method's options would not fit: a named method replaces the base's
+        base.pop("method", None)
+    tables = {k: v for k, v in raw.items() if isinstance(v, dict)}
+    return {**merge(base, tables), **{k: v for k, v in raw.items() if not isinstance(v, dict)}}, name
+
+
+def load_recipe(name_or_path: str) -> Recipe:
+    raw, name = _load_raw(name_or_path)
     return parse_recipe(raw, name)
 
 

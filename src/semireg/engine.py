@@ -204,6 +204,7 @@ class Trainables:
     augmenter: Augmenter
     plateau: Plateau
     swa: Any = None  # torch.optim.swa_utils.AveragedModel
+    method_state: nn.Module | None = None  # the method's running state (FlexMatch, FreeMatch, alignment)
     best_weights: dict[str, torch.Tensor] | None = None  # early stopping: the best-monitored weights (CPU)
 
     def state_dict(self) -> dict[str, Any]:
@@ -215,6 +216,7 @@ class Trainables:
             "unlabeled_sampler": self.unl_sampler.state_dict() if self.unl_sampler else None,
             "augmenter": self.augmenter.state_dict(), "plateau": self.plateau.state_dict(),
             "best_weights": self.best_weights,
+            "method_state": self.method_state.state_dict() if self.method_state is not None else None,
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         }
@@ -240,6 +242,10 @@ class Trainables:
         if state.get("plateau") is not None:
             self.plateau.load_state_dict(state["plateau"])
         self.best_weights = state.get("best_weights")
+        if self.method_state is not None:
+            if state.get("method_state") is None:
+                raise RunDirError(f"{path}: checkpoint has no state for this method")
+            self.method_state.load_state_dict(state["method_state"])
         torch.set_rng_state(state["torch_rng"])
         if state.get("cuda_rng"):
             torch.cuda.set_rng_state_all(state["cuda_rng"])
@@ -335,6 +341,14 @@ def _total_steps(cfg: RunConfig, n_labeled: int) -> int:
     return t.steps
 
 
+def unlabeled_batch_size(cfg: RunConfig, paper_mu: int | None) -> int:
+    """train.unlabeled_batch_size if set, else mu * batch_size (mu: train.mu, else the method's paper value, else 1)."""
+    t = cfg.train
+    if t.unlabeled_batch_size > 0:
+        return t.unlabeled_batch_size
+    return (t.mu or paper_mu or 1) * t.batch_size
+
+
 def _steps_per_epoch(cfg: RunConfig, n_labeled: int) -> int:
     return max(1, math.ceil(n_labeled / cfg.train.batch_size))
 
@@ -376,6 +390,8 @@ def train(cfg: RunConfig, run_dir: Path | None = None, *, model: nn.Module | Non
         raise ConfigError(f"labels must lie in [0, {data.num_classes})")
     if spec.needs_teacher and not cfg.teacher:
         raise ConfigError(f"method '{spec.name}' needs a teacher: set teacher=RUN_DIR (a finished run)")
+    if spec.needs_ema and t.ema_decay <= 0:
+        raise ConfigError(f"method '{spec.name}' learns from an EMA of its weights: set train.ema_decay > 0 (e.g. 0.999)")
     if (t.plateau_patience or t.early_stop_patience) and "val" not in data.eval_sets:
         raise ConfigError("train.plateau_patience / train.early_stop_patience need a validation split (data.n_val > 0)")
 
@@ -417,9 +433,14 @@ def train(cfg: RunConfig, run_dir: Path | None = None, *, model: nn.Module | Non
     x_l, y_l = data.x_l.to(device), data.y_l.to(device)
     x_u = data.x_u.to(device) if spec.uses_unlabeled(opts) else None
     lab_sampler = IndexSampler(len(y_l), t.batch_size, seed=t.seed * 2 + 1, device=device)
-    unl_sampler = IndexSampler(len(x_u), t.unlabeled_batch_size, seed=t.seed * 2 + 2, device=device) if x_u is not None else None
+    unl_batch = unlabeled_batch_size(cfg, spec.mu)
+    unl_sampler = IndexSampler(len(x_u), unl_batch, seed=t.seed * 2 + 2, device=device) if x_u is not None else None
+    # The method's running state (thresholds, class statistics): buffers on the device, checkpointed.
+    method_state = spec.make_state(opts, data.num_classes, len(x_u) if x_u is not None else 0).to(device) \
+        if spec.make_state is not None else None
 
-    parts = Trainables(model, optimizer, scheduler, ema, lab_sampler, unl_sampler, augmenter, plateau, swa)
+    parts = Trainables(model, optimizer, scheduler, ema, lab_sampler, unl_sampler, augmenter, plateau, swa,
+                       method_state=method_state)
     start, elapsed = 0, 0.0
     if run_dir is not None:
         metrics_path = run_dir / "metrics.jsonl"
@@ -433,7 +454,8 @@ def train(cfg: RunConfig, run_dir: Path | None = None, *, model: nn.Module | Non
             rundir.write_json(run_dir / "meta.json", {
                 "code": rundir.code_version(), "seed": t.seed, "hardware": rundir.hardware(),
                 "device": str(device), "precision": t.precision, "data": data.summary(),
-                "total_steps": total, "evaluated_weights": "swa" if swa else "ema" if ema else "model",
+                "total_steps": total, "unlabeled_batch_size": unl_batch if x_u is not None else 0,
+                "evaluated_weights": "swa" if swa else "ema" if ema else "model",
                 "teacher": cfg.teacher or None, "init_from": cfg.init_from or None,
             })
             if split is not None:
@@ -455,10 +477,13 @@ def train(cfg: RunConfig, run_dir: Path | None = None, *, model: nn.Module | Non
     stopped_at = None
     for step in range(start, total):
         idx = lab_sampler.next()
+        idx_u = unl_sampler.next() if unl_sampler is not None else None
+        x_u_raw = x_u[idx_u] if idx_u is not None else None
         batch = Batch(
             x_l=augmenter.weak(x_l[idx]), y_l=y_l[idx],
-            x_u=augmenter.weak(x_u[unl_sampler.next()]) if unl_sampler is not None else None,
-            strong=augmenter.strong, teacher=teacher,
+            x_u=augmenter.weak(x_u_raw) if x_u_raw is not None else None,
+            strong=augmenter.strong, teacher=teacher, weak=augmenter.weak, x_u_raw=x_u_raw, idx_u=idx_u,
+            ema=ema.module if ema is not None else None, state=method_state, progress=step / total,
         )
         with fabric.autocast():
             terms = spec.step(model, batch, opts)

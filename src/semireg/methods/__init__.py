@@ -1,10 +1,14 @@
 """Methods: pure loss functions registered by name, each with an options dataclass.
 
 A method's step maps (model, batch, options) to a dict of named scalar terms; "loss" is the total
-that the engine back-propagates. Every other entry is logged.
+that the engine back-propagates. Every other entry is logged. A method's regularisation or
+unsupervised term is returned still attached to its graph under the spec's `unsup_term` name
+(before its weight), so that tests can differentiate that term alone.
 """
 
 from .registry import METHODS, Batch, MethodSpec, get_method, register_method
-from . import consistency, supervised, vat  # noqa: F401  (register the built-in methods)
+from . import (  # noqa: F401  (register the built-in methods)
+    consistency, fixmatch, flexmatch, freematch, meanteacher, pimodel, pseudolabel, supervised, uda, vat,
+)
 
 __all__ = ["METHODS", "Batch", "MethodSpec", "get_method", "register_method"]

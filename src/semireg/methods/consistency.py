@@ -47,7 +47,7 @@ def consistency_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
 
 
 @register_method("consistency", options=ConsistencyOptions, uses_unlabeled=lambda o: o.on == "both",
-                 needs_teacher=True,
+                 needs_teacher=True, unsup_term="kl",
                  description="noisy student: CE + softened KL to a frozen teacher's clean-view predictions")
 def consistency_step(model: nn.Module, batch: Batch, opts: ConsistencyOptions) -> dict[str, torch.Tensor]:
     if batch.teacher is None:
@@ -67,5 +67,5 @@ def consistency_step(model: nn.Module, batch: Batch, opts: ConsistencyOptions) -
     ce = cross_entropy(student_logits[:n_l], batch.y_l)
     kl = consistency_loss(student_logits, teacher_logits, temperature=opts.temperature, t2_scaling=opts.t2_scaling)
     loss = opts.ce_weight * ce + opts.kl_weight * kl
-    return {"loss": loss, "ce": ce.detach(), "kl": kl.detach(), "train_acc": accuracy(student_logits[:n_l], batch.y_l),
+    return {"loss": loss, "ce": ce.detach(), "kl": kl, "train_acc": accuracy(student_logits[:n_l], batch.y_l),
             "teacher_agree": (student_logits.detach().argmax(1) == teacher_logits.argmax(1)).float().mean()}

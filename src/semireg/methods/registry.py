@@ -19,6 +19,13 @@ class Batch:
     # Weak view -> strong view (RandAugment on top of the same crop); drawn from the run's generator.
     strong: Callable[[torch.Tensor], torch.Tensor] | None = None
     teacher: nn.Module | None = None  # a frozen teacher in eval mode, for methods that distil from one
+    # Weak view of raw images (a second, independent draw for Pi-model and Mean Teacher).
+    weak: Callable[[torch.Tensor], torch.Tensor] | None = None
+    x_u_raw: torch.Tensor | None = None  # (Bu, ...) the unlabelled images before the weak view
+    idx_u: torch.Tensor | None = None  # (Bu,) their indices in the unlabelled set (per-sample state, FlexMatch)
+    ema: nn.Module | None = None  # the EMA copy of the model (never trained), for methods that need it
+    state: nn.Module | None = None  # the method's own state (buffers updated without gradient, checkpointed)
+    progress: float = 1.0  # step / total steps, for ramp-ups
 
 
 StepFn = Callable[[nn.Module, Batch, Any], dict[str, torch.Tensor]]
@@ -32,17 +39,28 @@ class MethodSpec:
     uses_unlabeled: Callable[[Any], bool]  # options -> whether batches need x_u
     description: str = ""
     needs_teacher: bool = False  # the run must name a teacher run directory (config key `teacher`)
+    needs_ema: bool = False  # the run must keep an EMA of the weights (train.ema_decay > 0)
+    # (options, num_classes, num_unlabeled) -> an nn.Module of buffers the step updates; None: stateless.
+    make_state: Callable[[Any, int, int], nn.Module] | None = None
+    mu: int | None = None  # the paper's unlabelled-to-labelled batch ratio (used when train.mu = 0)
+    # The weak unlabelled view `x_u` only supplies targets: the loss must not differentiate through
+    # it (checked by the registry-iterated tests).
+    x_u_is_target: bool = False
+    unsup_term: str | None = "unsup"  # the returned term (attached to the graph) a test differentiates alone
 
 
 METHODS: dict[str, MethodSpec] = {}
 
 
 def register_method(name: str, *, options: type, uses_unlabeled: Callable[[Any], bool], description: str = "",
-                    needs_teacher: bool = False):
+                    needs_teacher: bool = False, needs_ema: bool = False,
+                    make_state: Callable[[Any, int, int], nn.Module] | None = None, mu: int | None = None,
+                    x_u_is_target: bool = False, unsup_term: str | None = "unsup"):
     def wrap(step: StepFn) -> StepFn:
         if name in METHODS:
             raise ValueError(f"method '{name}' registered twice")
-        METHODS[name] = MethodSpec(name, step, options, uses_unlabeled, description, needs_teacher)
+        METHODS[name] = MethodSpec(name, step, options, uses_unlabeled, description, needs_teacher, needs_ema,
+                                   make_state, mu, x_u_is_target, unsup_term)
         return step
     return wrap
 

@@ -25,7 +25,7 @@ def cross_entropy(logits: torch.Tensor, y: torch.Tensor, *, label_smoothing: flo
     return (per_sample * sample_weight).sum() / sample_weight.sum().clamp_min(1e-12)
 
 
-@register_method("supervised", options=SupervisedOptions, uses_unlabeled=lambda o: False,
+@register_method("supervised", options=SupervisedOptions, uses_unlabeled=lambda o: False, unsup_term=None,
                  description="cross-entropy on the labelled images only")
 def supervised_step(model: nn.Module, batch: Batch, opts: SupervisedOptions) -> dict[str, torch.Tensor]:
     logits = model(batch.x_l)  # (B, K)

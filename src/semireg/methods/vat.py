@@ -18,6 +18,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..errors import ConfigError
+from .common import ramp_up
 from .registry import Batch, accuracy, register_method
 from .supervised import cross_entropy
 
@@ -120,9 +121,10 @@ class VATOptions:
     weight: float = 1.0  # alpha: weight of the VAT term
     entmin: float = 0.0  # weight of entropy minimisation on the VAT batch's predictions
     on: str = "unlabeled"  # unlabeled | labeled | both: which batch the VAT term regularises
+    warmup: float = 0.0  # fraction of training over which the VAT weight ramps up linearly (USB: 0.4)
 
 
-@register_method("vat", options=VATOptions, uses_unlabeled=lambda o: o.on != "labeled",
+@register_method("vat", options=VATOptions, uses_unlabeled=lambda o: o.on != "labeled", mu=1, unsup_term="vat",
                  description="cross-entropy + virtual adversarial smoothness (+ optional entropy minimisation)")
 def vat_step(model: nn.Module, batch: Batch, opts: VATOptions) -> dict[str, torch.Tensor]:
     if opts.on not in ("unlabeled", "labeled", "both"):
@@ -141,8 +143,8 @@ def vat_step(model: nn.Module, batch: Batch, opts: VATOptions) -> dict[str, torc
         else:
             x_vat, logits_vat = batch.x_u, logits_u
     lds = vat_loss(model, x_vat, logits_vat, xi=opts.xi, eps=opts.eps, power_iters=opts.power_iters)
-    loss = ce + opts.weight * lds
-    terms = {"ce": ce.detach(), "vat": lds.detach(), "train_acc": accuracy(logits_l, batch.y_l)}
+    loss = ce + opts.weight * ramp_up(batch.progress, opts.warmup) * lds
+    terms = {"ce": ce.detach(), "vat": lds, "train_acc": accuracy(logits_l, batch.y_l)}
     if opts.entmin > 0:
         ent = entropy_from_logits(logits_vat)
         loss = loss + opts.entmin * ent

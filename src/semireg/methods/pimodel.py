@@ -1,0 +1,47 @@
+"""Pi-model (Laine & Aila 2017): two stochastic views of an unlabelled image should agree.
+
+    loss = CE(y_l, f(x_l)) + weight * ramp(t) * || softmax f(view_2) - softmax f(view_1) ||^2
+
+view_1 is the batch's weak view, predicted without a graph (the target); view_2 is a second,
+independent weak view (the engine's `weak`), predicted with a graph. The noise is the
+augmentation and the model's dropout: with neither, both views agree and the term is 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ConfigError
+from .common import mse_of_probs, ramp_up
+from .registry import Batch, accuracy, register_method
+from .supervised import cross_entropy
+
+
+@dataclass
+class PiModelOptions:
+    weight: float = 10.0  # USB's lambda_u for the Pi-model
+    warmup: float = 0.4
+
+
+def second_view(batch: Batch) -> torch.Tensor:
+    """An independent weak view of the unlabelled images. (Bu, ...)"""
+    if batch.weak is None or batch.x_u_raw is None:
+        raise ConfigError("this method needs the engine's weak augmentation and the raw unlabelled images")
+    return batch.weak(batch.x_u_raw)
+
+
+@register_method("pimodel", options=PiModelOptions, uses_unlabeled=lambda o: True, mu=1, x_u_is_target=True,
+                 description="agreement between two stochastic views of unlabelled images (Laine & Aila 2017)")
+def pimodel_step(model: nn.Module, batch: Batch, opts: PiModelOptions) -> dict[str, torch.Tensor]:
+    with torch.no_grad():
+        target = F.softmax(model(batch.x_u).float(), dim=1)  # (Bu, K)
+    logits = model(torch.cat([batch.x_l, second_view(batch)]))
+    logits_l, logits_u = logits[: len(batch.x_l)], logits[len(batch.x_l):]
+    ce = cross_entropy(logits_l, batch.y_l)
+    unsup = mse_of_probs(logits_u, target).mean()
+    loss = ce + opts.weight * ramp_up(batch.progress, opts.warmup) * unsup
+    return {"loss": loss, "ce": ce.detach(), "unsup": unsup, "train_acc": accuracy(logits_l, batch.y_l)}

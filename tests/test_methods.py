@@ -1,0 +1,134 @@
+"""Invariants every registered method must satisfy. The tests iterate the method registry, so a
+newly registered method is covered without writing a test for it."""
+
+import copy
+import dataclasses
+
+import pytest
+import torch
+from torch import nn
+
+from semireg.methods import METHODS, Batch, get_method
+
+K = 4  # classes of the toy problem
+
+
+def tiny_model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 8 * 8, K))
+
+
+def test_options(name: str, **changes):
+    """The method's defaults, with every confidence threshold at 0 so that the unsupervised term is
+    active on an untrained model (a 0.95 threshold would mask everything and prove nothing)."""
+    opts = get_method(name).options()
+    if hasattr(opts, "threshold"):
+        changes.setdefault("threshold", 0.0)
+    return dataclasses.replace(opts, **changes)
+
+
+test_options.__test__ = False  # a helper, not a test
+
+
+def noisy(scale: float):
+    # Stand-ins for the augmentations; they detach their input, as a real augmentation's output
+    # carries no gradient to the image it came from.
+    return lambda x: x.detach() + scale * torch.randn_like(x)
+
+
+def make_batch(spec, opts, model, *, x_u_requires_grad=False, progress=1.0) -> tuple[Batch, nn.Module | None]:
+    g = torch.Generator().manual_seed(1)
+    x_l, y_l = torch.randn(8, 1, 8, 8, generator=g), torch.arange(8) % K
+    x_raw = torch.randn(16, 1, 8, 8, generator=g)
+    x_u = noisy(0.1)(x_raw).requires_grad_(x_u_requires_grad)
+    # The EMA copy / teacher *could* receive gradients (requires_grad on), so a leak would show.
+    other = copy.deepcopy(model)
+    with torch.no_grad():
+        for p in other.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    other.requires_grad_(True)
+    state = spec.make_state(opts, K, 16) if spec.make_state is not None else None
+    batch = Batch(x_l=x_l, y_l=y_l, x_u=x_u, strong=noisy(0.5), weak=noisy(0.1), x_u_raw=x_raw,
+                  idx_u=torch.arange(16), state=state, progress=progress,
+                  teacher=other.eval() if spec.needs_teacher else None, ema=other.eval() if spec.needs_ema else None)
+    return batch, other
+
+
+REGULARISED = sorted(name for name, spec in METHODS.items() if spec.unsup_term is not None)
+
+
+def _options_using_unlabelled(name):
+    spec = get_method(name)
+    changes = {"on": "both"} if "on" in {f.name for f in dataclasses.fields(spec.options)} and name == "consistency" else {}
+    return test_options(name, **changes)
+
+
+@pytest.mark.parametrize("name", REGULARISED)
+def test_unsupervised_term_alone_trains_every_student_parameter_and_never_the_teacher(name):
+    spec = get_method(name)
+    opts = _options_using_unlabelled(name)
+    model = tiny_model().train()
+    batch, other = make_batch(spec, opts, model)
+    torch.manual_seed(2)
+    terms = spec.step(model, batch, opts)
+    term = terms[spec.unsup_term]
+    assert term.requires_grad, f"{name}: '{spec.unsup_term}' was returned detached"
+    term.backward()
+    for pname, p in model.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, f"{name}: no gradient for student {pname}"
+    for pname, p in other.named_parameters():
+        assert p.grad is None or p.grad.abs().sum() == 0, f"{name}: the teacher/EMA copy got a gradient ({pname})"
+
+
+@pytest.mark.parametrize("name", sorted(n for n, s in METHODS.items() if s.x_u_is_target))
+def test_the_weak_view_only_supplies_targets(name):
+    """No gradient flows back through the target branch (the predictions a method learns from)."""
+    spec = get_method(name)
+    opts = test_options(name)
+    model = tiny_model().train()
+    batch, _ = make_batch(spec, opts, model, x_u_requires_grad=True)
+    spec.step(model, batch, opts)[spec.unsup_term].backward()
+    assert batch.x_u.grad is None or batch.x_u.grad.abs().sum() == 0
+
+
+@pytest.mark.parametrize("name", sorted(n for n, s in METHODS.items()
+                                        if s.unsup_term and "weight" in {f.name for f in dataclasses.fields(s.options)}))
+def test_the_weighted_term_is_part_of_the_loss(name):
+    """loss(weight=w) - loss(weight=0) == w * term: the term is not computed and then dropped."""
+    spec = get_method(name)
+    losses, term = {}, None
+    for w in (0.0, 3.0):
+        opts = test_options(name, weight=w)
+        model = tiny_model().train()
+        batch, _ = make_batch(spec, opts, model)
+        torch.manual_seed(2)
+        terms = spec.step(model, batch, opts)
+        losses[w], term = float(terms["loss"].detach()), float(terms[spec.unsup_term].detach())
+    assert abs(term) > 0
+    assert losses[3.0] - losses[0.0] == pytest.approx(3.0 * term, rel=1e-4, abs=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(n for n, s in METHODS.items()
+                                        if s.unsup_term and "warmup" in {f.name for f in dataclasses.fields(s.options)}))
+def test_the_ramp_up_starts_at_zero(name):
+    spec = get_method(name)
+    opts = test_options(name, warmup=0.5)
+    model = tiny_model().train()
+    batch, _ = make_batch(spec, opts, model, progress=0.0)
+    torch.manual_seed(2)
+    terms = spec.step(model, batch, opts)
+    assert float(terms["loss"]) == pytest.approx(float(terms["ce"]) + float(terms.get("entropy", 0.0)) * getattr(opts, "entmin", 0.0), rel=1e-5)
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_every_step_returns_a_finite_loss_and_detached_logs(name):
+    spec = get_method(name)
+    opts = test_options(name)
+    model = tiny_model().train()
+    batch, _ = make_batch(spec, opts, model)
+    terms = spec.step(model, batch, opts)
+    assert terms["loss"].requires_grad and torch.isfinite(terms["loss"])
+    for key, value in terms.items():
+        assert value.ndim == 0, key
+        if key not in ("loss", spec.unsup_term):
+            assert not value.requires_grad, f"{name}: logged term '{key}' keeps a graph"
