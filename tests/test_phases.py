@@ -4,7 +4,6 @@ The system tests iterate the registry, so a new system is covered for free.
 """
 
 import copy
-import functools
 
 import pytest
 import torch

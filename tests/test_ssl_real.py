@@ -12,17 +12,24 @@ from conftest import mnist_available
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not mnist_available(), reason="../shared/data/mnist not present")]
 
-# Short and cheap: 200 steps, 2 unlabelled images per labelled one (the papers' mu is 7 for the
-# FixMatch family), every ramp-up over the first 20%, thresholds as the methods define them.
-SHORT = {"train.steps": 200, "train.mu": 2, "train.eval_every": 0, "train.progress": False, "train.threads": 2}
+# Short and cheap: 2 unlabelled images per labelled one (the papers' mu is 7 for the FixMatch
+# family), every ramp-up over the first 20%, thresholds as the methods define them. Methods whose
+# papers use mu = 1 are cheap per step but learn slowly from unlabelled images (Mean Teacher is
+# *below* the baseline at 200 steps, 76.5 vs 86.0%; 90.5% at 500 in the full run), so they get 600
+# steps; each is compared with the labels-only baseline at the same number of steps.
+SHORT = {"train.mu": 2, "train.eval_every": 0, "train.progress": False, "train.threads": 2}
 MARGIN = 0.03
 SEMI_SUPERVISED = sorted(name for name, spec in METHODS.items()
                          if spec.uses_unlabeled(spec.options()) and not spec.needs_teacher)
 
 
-def _short_config(method: str, recipe_name: str = "mnist-100-ssl"):
-    recipe = load_recipe(recipe_name)
-    overrides = dict(SHORT)
+def steps_for(method: str) -> int:
+    return 200 if (METHODS[method].mu or 1) > 1 else 600
+
+
+def _short_config(method: str, steps: int):
+    recipe = load_recipe("mnist-100-ssl")
+    overrides = {**SHORT, "train.steps": steps}
     if method != "supervised":
         overrides["method"] = {"name": method}
         if "warmup" in {f for f in METHODS[method].options.__dataclass_fields__}:
@@ -31,19 +38,27 @@ def _short_config(method: str, recipe_name: str = "mnist-100-ssl"):
 
 
 @pytest.fixture(scope="module")
-def mnist_100(tmp_path_factory):
-    cfg = _short_config("supervised")
-    data, split = data_from_config(cfg)
-    assert (len(split.labeled), len(split.unlabeled)) == (100, 59_900)
-    baseline = train(cfg, tmp_path_factory.mktemp("baseline"), data=data, split=split)
-    accuracy = baseline.metrics["test"]["accuracy"]
-    assert accuracy > 0.6, accuracy  # 100 labels alone: well above chance (0.1)
-    return data, split, accuracy
+def baseline(tmp_path_factory):
+    """(data, split, accuracy of labels only after `steps` steps), trained once per step count."""
+    cache = {}
+
+    def at(steps: int):
+        if steps not in cache:
+            cfg = _short_config("supervised", steps)
+            data, split = data_from_config(cfg)
+            assert (len(split.labeled), len(split.unlabeled)) == (100, 59_900)
+            result = train(cfg, tmp_path_factory.mktemp(f"baseline{steps}"), data=data, split=split)
+            accuracy = result.metrics["test"]["accuracy"]
+            assert accuracy > 0.6, accuracy  # 100 labels alone: well above chance (0.1)
+            cache[steps] = (data, split, accuracy)
+        return cache[steps]
+    return at
 
 
 @pytest.mark.parametrize("method", SEMI_SUPERVISED)
-def test_a_short_run_beats_the_labels_only_baseline(method, mnist_100, tmp_path):
-    data, split, baseline = mnist_100
-    result = train(_short_config(method), tmp_path / method, data=data, split=split)
+def test_a_short_run_beats_the_labels_only_baseline(method, baseline, tmp_path):
+    steps = steps_for(method)
+    data, split, baseline = baseline(steps)
+    result = train(_short_config(method, steps), tmp_path / method, data=data, split=split)
     accuracy = result.metrics["test"]["accuracy"]
-    assert accuracy > baseline + MARGIN, f"{method}: {accuracy:.4f} vs labels only {baseline:.4f}"
+    assert accuracy > baseline + MARGIN, f"{method} ({steps} steps): {accuracy:.4f} vs labels only {baseline:.4f}"

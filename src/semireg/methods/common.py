@@ -81,3 +81,10 @@ def weak_targets(logits_weak: torch.Tensor, state: nn.Module | None, *, dist_ali
 def mask_rate(mask: torch.Tensor) -> torch.Tensor:
     """Fraction of unlabelled samples that passed (a logged diagnostic)."""
     return mask.detach().float().mean()
+
+
+def joint_logits(model: nn.Module, x_l: torch.Tensor, x_other: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One forward with a graph over [x_l; x_other] (BatchNorm sees both as one batch, as in the
+    papers) -> (logits of x_l (B, K), logits of x_other (Bo, K))."""
+    logits = model(torch.cat([x_l, x_other]))
+    return logits[: len(x_l)], logits[len(x_l):]

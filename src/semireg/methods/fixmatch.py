@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
-from .common import make_dist_align, mask_rate, masked_mean, ramp_up, sharpen, soft_cross_entropy, weak_targets
+from .common import joint_logits, make_dist_align, mask_rate, masked_mean, ramp_up, sharpen, soft_cross_entropy, weak_targets
 from .registry import Batch, accuracy, register_method
 from .supervised import cross_entropy
 
@@ -47,8 +47,7 @@ def labeled_and_strong_logits(model: nn.Module, batch: Batch) -> tuple[torch.Ten
     """One forward with a graph over [x_l; strong(x_u)] -> (logits_l (B, K), logits_strong (Bu, K))."""
     if batch.strong is None or batch.x_u is None:
         raise ConfigError("this method needs unlabelled images and the engine's strong augmentation")
-    logits = model(torch.cat([batch.x_l, batch.strong(batch.x_u)]))
-    return logits[: len(batch.x_l)], logits[len(batch.x_l):]
+    return joint_logits(model, batch.x_l, batch.strong(batch.x_u))
 
 
 @torch.no_grad()

@@ -16,10 +16,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
-from .common import mse_of_probs, ramp_up
-from .pimodel import second_view
-from .registry import Batch, accuracy, register_method
-from .supervised import cross_entropy
+from .common import ramp_up
+from .pimodel import agreement_terms
+from .registry import Batch, register_method
 from .vat import frozen_running_stats
 
 
@@ -48,9 +47,4 @@ def meanteacher_step(model: nn.Module, batch: Batch, opts: MeanTeacherOptions) -
     if batch.ema is None:
         raise ConfigError("meanteacher needs an EMA teacher: set train.ema_decay > 0 (e.g. 0.999)")
     target = teacher_probs(batch.ema, batch.x_u)  # (Bu, K)
-    logits = model(torch.cat([batch.x_l, second_view(batch)]))
-    logits_l, logits_u = logits[: len(batch.x_l)], logits[len(batch.x_l):]
-    ce = cross_entropy(logits_l, batch.y_l)
-    unsup = mse_of_probs(logits_u, target).mean()
-    loss = ce + opts.weight * ramp_up(batch.progress, opts.warmup) * unsup
-    return {"loss": loss, "ce": ce.detach(), "unsup": unsup, "train_acc": accuracy(logits_l, batch.y_l)}
+    return agreement_terms(model, batch, target, weight=opts.weight * ramp_up(batch.progress, opts.warmup))

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
-from .common import mse_of_probs, ramp_up
+from .common import joint_logits, mse_of_probs, ramp_up
 from .registry import Batch, accuracy, register_method
 from .supervised import cross_entropy
 
@@ -34,14 +34,18 @@ def second_view(batch: Batch) -> torch.Tensor:
     return batch.weak(batch.x_u_raw)
 
 
+def agreement_terms(model: nn.Module, batch: Batch, target: torch.Tensor, *, weight: float) -> dict[str, torch.Tensor]:
+    """CE on the labelled batch + weight * squared error between the student's probabilities on a
+    second weak view and `target` (Bu, K), the probabilities it should agree with (constant)."""
+    logits_l, logits_u = joint_logits(model, batch.x_l, second_view(batch))
+    ce = cross_entropy(logits_l, batch.y_l)
+    unsup = mse_of_probs(logits_u, target).mean()
+    return {"loss": ce + weight * unsup, "ce": ce.detach(), "unsup": unsup, "train_acc": accuracy(logits_l, batch.y_l)}
+
+
 @register_method("pimodel", options=PiModelOptions, uses_unlabeled=lambda o: True, mu=1, x_u_is_target=True,
                  description="agreement between two stochastic views of unlabelled images (Laine & Aila 2017)")
 def pimodel_step(model: nn.Module, batch: Batch, opts: PiModelOptions) -> dict[str, torch.Tensor]:
     with torch.no_grad():
         target = F.softmax(model(batch.x_u).float(), dim=1)  # (Bu, K)
-    logits = model(torch.cat([batch.x_l, second_view(batch)]))
-    logits_l, logits_u = logits[: len(batch.x_l)], logits[len(batch.x_l):]
-    ce = cross_entropy(logits_l, batch.y_l)
-    unsup = mse_of_probs(logits_u, target).mean()
-    loss = ce + opts.weight * ramp_up(batch.progress, opts.warmup) * unsup
-    return {"loss": loss, "ce": ce.detach(), "unsup": unsup, "train_acc": accuracy(logits_l, batch.y_l)}
+    return agreement_terms(model, batch, target, weight=opts.weight * ramp_up(batch.progress, opts.warmup))

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import make_dist_align, mask_rate, masked_mean, ramp_up, weak_targets
+from .common import joint_logits, make_dist_align, mask_rate, masked_mean, ramp_up, weak_targets
 from .registry import Batch, accuracy, register_method
 from .supervised import cross_entropy
 
@@ -31,8 +31,7 @@ class PseudoLabelOptions:
                  make_state=make_dist_align,
                  description="confident own predictions on unlabelled images as hard labels (Lee 2013)")
 def pseudolabel_step(model: nn.Module, batch: Batch, opts: PseudoLabelOptions) -> dict[str, torch.Tensor]:
-    logits = model(torch.cat([batch.x_l, batch.x_u]))
-    logits_l, logits_u = logits[: len(batch.x_l)], logits[len(batch.x_l):]
+    logits_l, logits_u = joint_logits(model, batch.x_l, batch.x_u)
     probs = weak_targets(logits_u, batch.state, dist_align=opts.dist_align)  # (Bu, K), constant
     confidence, labels = probs.max(dim=1)
     mask = (confidence >= opts.threshold).float()

@@ -244,7 +244,7 @@ def _pictures(nets, x_test, y_test, s_test, z_test, shape, out_dir: Path, opts: 
         (f"originals\n{lab(idx)}", x_test[idx]),
         ("reconstructed", decode(nets, z_test[idx], s_test[idx], shape)),
         (f"s from\n{lab(other)}", decode(nets, z_test[idx], s_test[other], shape)),
-        (f"z from\nothers", decode(nets, z_test[other], s_test[idx], shape)),
+        ("z from\nothers", decode(nets, z_test[other], s_test[idx], shape)),
     ]
     save_grid(out_dir / "swaps.png", rows, "rows 3-4: z of the originals with s of other images; s of the originals with z of others")
     # Analogy grid: row i takes z (style) from image i, column j takes s (class) from digit j.
