@@ -117,7 +117,7 @@ def test_the_ramp_up_starts_at_zero(name):
     batch, _ = make_batch(spec, opts, model, progress=0.0)
     torch.manual_seed(2)
     terms = spec.step(model, batch, opts)
-    assert float(terms["loss"]) == pytest.approx(float(terms["ce"]) + float(terms.get("entropy", 0.0)) * getattr(opts, "entmin", 0.0), rel=1e-5)
+    assert float(terms["loss"].detach()) == pytest.approx(float(terms["ce"]) + float(terms.get("entropy", 0.0)) * getattr(opts, "entmin", 0.0), rel=1e-5)
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))

@@ -55,7 +55,14 @@ def baseline(tmp_path_factory):
     return at
 
 
-@pytest.mark.parametrize("method", SEMI_SUPERVISED)
+# Mean Teacher learns from unlabelled images only late: at 600 steps it is below labels only (81.7 vs
+# 89.1%, 2026-11-23), at the full 1,500-step budget above (92.3 vs 89.4%, docs/results.md), which is
+# too long for CI. Strict: the day it passes, this marker fails and must go.
+_SLOW_STARTERS = {"meanteacher": "below labels only at 600 steps; above at 1,500 (docs/results.md)"}
+
+
+@pytest.mark.parametrize("method", [pytest.param(m, marks=pytest.mark.xfail(reason=_SLOW_STARTERS[m], strict=True))
+                                    if m in _SLOW_STARTERS else m for m in SEMI_SUPERVISED])
 def test_a_short_run_beats_the_labels_only_baseline(method, baseline, tmp_path):
     steps = steps_for(method)
     data, split, baseline = baseline(steps)
