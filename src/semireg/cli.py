@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from . import rundir
-from .config import RunConfig, config_for, is_system, load_recipe, parse_override, recipe_names, resolve
+from .config import (RunConfig, config_for, fill_short_keys, is_system, load_recipe, merge, parse_override,
+                     recipe_names, resolve)
+from .distributed import env_rank
 from .errors import ConfigError, SemiregError
 
 
@@ -39,9 +41,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         run_dir = Path(args.resume)
         if not (run_dir / "config.json").exists():
             raise ConfigError(f"{run_dir}: no config.json; not a semireg run directory")
-        cfg = resolve(json.loads((run_dir / "config.json").read_text()))
+        cfg = _resume_config(json.loads((run_dir / "config.json").read_text()), _overrides(args.overrides, args))
         result = train(cfg, run_dir, resume=True, split=None, data=_data_for_run(cfg, run_dir))
-        _print_table([(cfg.name, cfg.train.seed, result.metrics)])
+        if env_rank() == 0:
+            _print_table([(cfg.name, cfg.train.seed, result.metrics)])
         return 0
     if not args.recipe:
         raise ConfigError("train needs a RECIPE (see `semireg recipes`) or --resume RUN_DIR")
@@ -62,20 +65,26 @@ def cmd_train(args: argparse.Namespace) -> int:
             teacher_dirs = {st: str(d.resolve()) for st, d in dirs.items()}
             for st in stages:
                 plan.append((v, seed, st, config_for(recipe, v, seed, overrides, st, teacher_dirs), dirs[st]))
-    if not args.overwrite:  # refuse before anything runs, so nothing is half-done
+    main = env_rank() == 0  # under torchrun every rank runs this command; rank 0 alone checks and prints
+    if not args.overwrite and main:  # refuse before anything runs, so nothing is half-done
         for *_, d in plan:
             if d.exists() and (d / "config.json").exists():
                 raise ConfigError(f"{d} already exists; pass --overwrite to replace it or --resume {d} to continue it")
     rows = []
     for variant, seed, stage, cfg, run_dir in plan:
-        print(f"== {cfg.name} seed={seed} -> {run_dir}", file=sys.stderr)
+        if main:
+            print(f"== {cfg.name} seed={seed} -> {run_dir}", file=sys.stderr)
         result = train(cfg, run_dir, overwrite=args.overwrite)
         metrics = dict(result.metrics)
+        if not main:
+            continue
         if cfg.robustness.after_train:
             from .robustness import run_robustness
 
             metrics["robustness"] = run_robustness(run_dir, cfg=cfg, model=result.model)["summary"]
         rows.append(("/".join(p for p in (variant, stage) if p) or cfg.name, seed, metrics))
+    if not main:
+        return 0
     table = _print_table(rows)
     if len(plan) > 1:
         summary_dir = root / recipe.name if not single else Path(args.run_dir)
@@ -83,6 +92,23 @@ def cmd_train(args: argparse.Namespace) -> int:
         (summary_dir / "summary.md").write_text(table + "\n")
         rundir.write_json(summary_dir / "summary.json", [{"variant": v, "seed": s, **_row(m)} for v, s, m in rows])
     return 0
+
+
+# What may change when a run is resumed: how it runs, never what it computes.
+RESUME_KEYS = {"train.devices", "train.num_nodes", "train.threads", "train.progress", "train.compile",
+               "train.channels_last", "data.data_dir"}
+
+
+def _resume_config(saved: dict[str, Any], overrides: dict[str, Any]) -> RunConfig:
+    flat = {}
+    for key, value in fill_short_keys(overrides).items():
+        for sub, v in (value.items() if isinstance(value, dict) else [("", value)]):
+            flat[f"{key}.{sub}" if sub else key] = v
+    refused = sorted(set(flat) - RESUME_KEYS)
+    if refused:
+        raise ConfigError(f"--resume continues the saved config; only {', '.join(sorted(RESUME_KEYS))} may change "
+                          f"(not {', '.join(refused)})")
+    return resolve(merge(saved, flat))
 
 
 def _select(chosen: list[str] | None, known: list[str], what: str, recipe: str) -> list[str]:

@@ -67,6 +67,12 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | mps
     precision: str = "32-true"  # any Lightning Fabric precision: 32-true, bf16-mixed, 16-mixed
+    # Data parallelism (DDP through Lightning Fabric): batch sizes stay global and are split across
+    # the devices * num_nodes processes. Under torchrun / `fabric run` the launcher's world is used.
+    devices: int = 1
+    num_nodes: int = 1
+    channels_last: bool = False  # 4-D inputs and the model in channels-last memory format (speed only)
+    compile: bool = False  # torch.compile the model's forward (speed only; the first steps compile)
     deterministic: bool = False
     threads: int = 0  # > 0: torch.set_num_threads
     progress: bool = True
@@ -233,7 +239,7 @@ def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _fill_short_keys(tree: dict[str, Any]) -> dict[str, Any]:
+def fill_short_keys(tree: dict[str, Any]) -> dict[str, Any]:
     """Let `steps=500` mean `train.steps=500` when the short key names exactly one field."""
     out: dict[str, Any] = {}
     sections = {
@@ -343,6 +349,8 @@ def validate(cfg: RunConfig) -> None:
     bad_sev = [s for s in cfg.robustness.severities if s not in (1, 2, 3, 4, 5)]
     if bad_sev:
         raise ConfigError(f"robustness.severities must be in 1..5, got {bad_sev}")
+    if t.devices < 1 or t.num_nodes < 1:
+        raise ConfigError(f"train.devices and train.num_nodes must be >= 1, got {t.devices} and {t.num_nodes}")
     validate_augment(cfg.augment)
 
 
@@ -438,14 +446,14 @@ def config_for(recipe: Recipe, variant: str, seed: int, overrides: dict[str, Any
                teacher_dirs: dict[str, str] | None = None) -> RunConfig:
     """Base < variant < stage < seed < command-line overrides. `@stage` teachers become directories."""
     variant_tree = {k: v for k, v in dict(recipe.variants)[variant].items() if k != "stages"}
-    merged = merge(recipe.base, _fill_short_keys(variant_tree))
-    merged = merge(merged, _fill_short_keys(dict(recipe.stages)[stage]))
+    merged = merge(recipe.base, fill_short_keys(variant_tree))
+    merged = merge(merged, fill_short_keys(dict(recipe.stages)[stage]))
     merged = merge(merged, {"train.seed": seed})
-    merged = merge(merged, _fill_short_keys(overrides))
+    merged = merge(merged, fill_short_keys(overrides))
     # A variant may hold per-stage overrides: `stages = { student = { ... } }`.
     per_stage = dict(recipe.variants)[variant].get("stages", {})
     if stage and stage in per_stage:
-        merged = merge(merged, _fill_short_keys(per_stage[stage]))
+        merged = merge(merged, fill_short_keys(per_stage[stage]))
     merged.pop("stages", None)
     for key in ("teacher", "init_from"):
         ref = merged.get(key, "")
@@ -459,4 +467,4 @@ def config_for(recipe: Recipe, variant: str, seed: int, overrides: dict[str, Any
 
 def from_kwargs(options: dict[str, Any], base: dict[str, Any] | None = None) -> RunConfig:
     """The Python API: flat keyword options routed to their sections."""
-    return resolve(merge(base or {}, _fill_short_keys(options)))
+    return resolve(merge(base or {}, fill_short_keys(options)))

@@ -7,6 +7,7 @@ device and the precision; batches are drawn by index from tensors already on tha
 from __future__ import annotations
 
 import copy
+import io
 import math
 import time
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import rundir
+from . import distributed, rundir
 from .augment import Augmenter
 from .config import RunConfig, is_system, method_options
 from .data import IndexSampler, Split, load_dataset, make_split
@@ -141,11 +142,12 @@ class Meter:
             self.sums[key] = self.sums[key] + value if key in self.sums else value
         self.count += 1
 
-    def flush(self) -> dict[str, float]:
+    def flush(self, reduce=lambda v: v) -> dict[str, float]:
+        """Means since the last flush; `reduce` averages them across data-parallel ranks (one collective)."""
         if not self.count:
             return {}
         keys = list(self.sums)
-        values = torch.stack([self.sums[k] for k in keys]).div(self.count).tolist()
+        values = reduce(torch.stack([self.sums[k] for k in keys]).div(self.count)).tolist()
         self.sums, self.count = {}, 0
         return dict(zip(keys, values))
 
@@ -369,14 +371,41 @@ def train(cfg: RunConfig, run_dir: Path | None = None, *, model: nn.Module | Non
 
     With `run_dir`, the run directory receives config.json, meta.json, split.npz, metrics.jsonl,
     checkpoint.pt, results.json and the plots; `resume=True` continues from its checkpoint.
+    With `train.devices` > 1 the ranks are spawned here and rank 0's result is returned.
     """
-    from lightning_fabric import Fabric
-    from torch.optim.swa_utils import AveragedModel
-
     if is_system(cfg.method["name"]):
         if model is not None:
             raise ConfigError(f"'{cfg.method['name']}' is a multi-network system: pass modules to fit_system, not a model")
+        if cfg.train.devices * cfg.train.num_nodes > 1 or distributed.launched_externally():
+            raise ConfigError("multi-network systems train in one process: train.devices and train.num_nodes must be 1")
         return train_system_config(cfg, run_dir, data=data, split=split, resume=resume, overwrite=overwrite)
+    fabric, spawn = distributed.make_fabric(cfg.train)
+    if spawn:
+        if run_dir is not None and not resume and not overwrite and run_dir.exists() and any(run_dir.iterdir()):
+            raise RunDirError(f"{run_dir} already exists; pass --overwrite to replace it or --resume to continue it")
+        payload = fabric.launch(_train_rank_serialised, cfg, run_dir, model, data, split, resume, overwrite)
+        return torch.load(io.BytesIO(payload), weights_only=False)  # our own child's Result, not a file
+    return _train_rank(fabric, cfg, run_dir, model, data, split, resume, overwrite)
+
+
+def _train_rank_serialised(fabric, *args) -> bytes | None:
+    """A spawned rank: rank 0 returns its Result as bytes (tensors handed over through shared memory
+    would vanish with the process that owns them)."""
+    result = _train_rank(fabric, *args)
+    if fabric.global_rank != 0:
+        return None
+    buffer = io.BytesIO()
+    torch.save(result, buffer)
+    return buffer.getvalue()
+
+
+def _train_rank(fabric, cfg: RunConfig, run_dir: Path | None, model: nn.Module | None, data: TrainData | None,
+                split: Split | None, resume: bool, overwrite: bool) -> Result:
+    """The loop, as run by each data-parallel rank (or the only process)."""
+    from torch.optim.swa_utils import AveragedModel
+
+    ranks = distributed.Ranks.of(fabric)
+    main = ranks.is_main
     t = cfg.train
     spec = get_method(cfg.method["name"])
     opts = method_options(cfg)
@@ -395,15 +424,19 @@ def train(cfg: RunConfig, run_dir: Path | None = None, *, model: nn.Module | Non
     if (t.plateau_patience or t.early_stop_patience) and "val" not in data.eval_sets:
         raise ConfigError("train.plateau_patience / train.early_stop_patience need a validation split (data.n_val > 0)")
 
-    fabric = Fabric(accelerator=t.device, devices=1, precision=t.precision)
     device = fabric.device
     teacher = load_teacher(cfg.teacher, data, device) if cfg.teacher else None
     init_weights = evaluated_weights(_finished_run(Path(cfg.init_from), "init_from run")[1])[0] if cfg.init_from else None
+    unl_batch = unlabeled_batch_size(cfg, spec.mu)
+    ranks.check_divisible(**{"train.batch_size": t.batch_size, "unlabelled batch size": unl_batch})
     if run_dir is not None:  # only once the data, the config and the teacher are known to be good
-        rundir.prepare(run_dir, overwrite=overwrite, resume=resume)
-    _seed_everything(t.seed, t.deterministic)
+        if main:
+            rundir.prepare(run_dir, overwrite=overwrite, resume=resume)
+        ranks.barrier()
+    _seed_everything(t.seed, t.deterministic)  # the same initial weights on every rank
 
-    augmenter = Augmenter(cfg.augment, device, seed=t.seed * 2 + 3)
+    # Rank 0 draws the random numbers a single process would; the others their own streams.
+    augmenter = Augmenter(cfg.augment, device, seed=t.seed * 2 + 3 + _RANK_SEED_STRIDE * ranks.rank)
     view = augmenter.eval_view
     model = model if model is not None else model_from_config(cfg, data)
     if init_weights is not None:
@@ -413,6 +446,13 @@ def train(cfg: RunConfig, run_dir: Path | None = None, *, model: nn.Module | Non
             raise ConfigError(f"init_from {cfg.init_from}: another architecture ({str(exc).splitlines()[0]})") from None
     model = model.to(device)
     _check_model(model, data, device, view)
+    channels_last = t.channels_last and data.x_l.ndim == 4
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    # `model` is the plain module (weights, EMA, evaluation, checkpoints); `step_model` what a step calls.
+    step_model = torch.compile(model) if t.compile else model
+    if ranks.world > 1:
+        step_model = fabric.setup_module(step_model)  # DDP: gradients averaged over ranks in backward
     optimizer = fabric.setup_optimizers(build_optimizer(model.parameters(), cfg))
     total = _total_steps(cfg, len(data.y_l))
     per_epoch = _steps_per_epoch(cfg, len(data.y_l))
@@ -432,8 +472,8 @@ def train(cfg: RunConfig, run_dir: Path | None = None, *, model: nn.Module | Non
     # Data on the training device once; batches are index lookups from here on.
     x_l, y_l = data.x_l.to(device), data.y_l.to(device)
     x_u = data.x_u.to(device) if spec.uses_unlabeled(opts) else None
+    # Samplers draw global batches (the same on every rank); each rank keeps its share.
     lab_sampler = IndexSampler(len(y_l), t.batch_size, seed=t.seed * 2 + 1, device=device)
-    unl_batch = unlabeled_batch_size(cfg, spec.mu)
     unl_sampler = IndexSampler(len(x_u), unl_batch, seed=t.seed * 2 + 2, device=device) if x_u is not None else None
     # The method's running state (thresholds, class statistics): buffers on the device, checkpointed.
     method_state = spec.make_state(opts, data.num_classes, len(x_u) if x_u is not None else 0).to(device) \
@@ -448,45 +488,66 @@ def train(cfg: RunConfig, run_dir: Path | None = None, *, model: nn.Module | Non
             state = rundir.load_checkpoint(run_dir / rundir.CHECKPOINT)
             parts.load_state_dict(state, run_dir / rundir.CHECKPOINT)
             start, elapsed = int(state["step"]), float(state["elapsed"])
-            rundir.truncate_jsonl(metrics_path, start)
-        else:
+            _restore_rank_rng(state, ranks, augmenter, t.seed)
+            if main:
+                rundir.truncate_jsonl(metrics_path, start)
+        elif main:
             rundir.write_json(run_dir / "config.json", cfg.to_dict())
             rundir.write_json(run_dir / "meta.json", {
                 "code": rundir.code_version(), "seed": t.seed, "hardware": rundir.hardware(),
-                "device": str(device), "precision": t.precision, "data": data.summary(),
+                "device": str(device), "precision": t.precision, "world_size": ranks.world, "data": data.summary(),
                 "total_steps": total, "unlabeled_batch_size": unl_batch if x_u is not None else 0,
                 "evaluated_weights": "swa" if swa else "ema" if ema else "model",
                 "teacher": cfg.teacher or None, "init_from": cfg.init_from or None,
             })
             if split is not None:
                 split.save(run_dir / "split.npz")
+    if not resume and ranks.rank > 0:
+        torch.manual_seed(t.seed + _RANK_SEED_STRIDE * ranks.rank)  # dropout, VAT's random directions
+
+    def sync_state() -> None:
+        """Before evaluating or saving: one set of BatchNorm statistics for all ranks, and a check that
+        the trained weights and the method's state really are the same on every rank."""
+        ranks.average_buffers(model, ema.module if ema else None)
+        ranks.assert_same("the weights", list(model.parameters()))
+        if method_state is not None:
+            ranks.assert_same("the method's state", list(method_state.buffers()))
 
     def checkpoint(step: int, extra: dict[str, Any] | None = None) -> None:
         if run_dir is None:
             return
         if not parts.finite():  # never replace the last good checkpoint with a broken one
             raise DivergedError(f"weights are not finite at step {step}; last good checkpoint kept in {run_dir}")
-        rundir.save_checkpoint(run_dir / rundir.CHECKPOINT,
-                               {"step": step, "elapsed": elapsed, "config": cfg.to_dict(), **parts.state_dict(), **(extra or {})})
+        extra = dict(extra or {})
+        if ranks.world > 1:  # each rank's random streams, so that a resume with as many ranks continues them
+            extra["rng_by_rank"] = ranks.objects({"torch": torch.get_rng_state(), "augmenter": augmenter.state_dict()})
+        if main:
+            rundir.save_checkpoint(run_dir / rundir.CHECKPOINT,
+                                   {"step": step, "elapsed": elapsed, "config": cfg.to_dict(), **parts.state_dict(), **extra})
+        ranks.barrier()  # no rank reads a checkpoint that is still being written
+
+    def to_format(x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
     eval_model = ema.module if ema else model
     meter = Meter()
-    bar = _progress(total, start, t.progress)
+    bar = _progress(total, start, t.progress and main)
     model.train()
     tick = time.perf_counter()
     stopped_at = None
     for step in range(start, total):
-        idx = lab_sampler.next()
-        idx_u = unl_sampler.next() if unl_sampler is not None else None
+        idx = ranks.shard(lab_sampler.next())  # (B / world,)
+        idx_u = ranks.shard(unl_sampler.next()) if unl_sampler is not None else None  # (Bu / world,)
         x_u_raw = x_u[idx_u] if idx_u is not None else None
         batch = Batch(
-            x_l=augmenter.weak(x_l[idx]), y_l=y_l[idx],
-            x_u=augmenter.weak(x_u_raw) if x_u_raw is not None else None,
+            x_l=to_format(augmenter.weak(x_l[idx])), y_l=y_l[idx],
+            x_u=to_format(augmenter.weak(x_u_raw)) if x_u_raw is not None else None,
             strong=augmenter.strong, teacher=teacher, weak=augmenter.weak, x_u_raw=x_u_raw, idx_u=idx_u,
             ema=ema.module if ema is not None else None, state=method_state, progress=step / total,
+            gather=ranks.gather,
         )
         with fabric.autocast():
-            terms = spec.step(model, batch, opts)
+            terms = spec.step(step_model, batch, opts)
         optimizer.zero_grad(set_to_none=True)
         fabric.backward(terms["loss"])
         optimizer.step()
@@ -504,20 +565,22 @@ def train(cfg: RunConfig, run_dir: Path | None = None, *, model: nn.Module | Non
         stop = False
         if done % t.log_every == 0 or do_ckpt:
             elapsed += time.perf_counter() - tick
-            logged = meter.flush()
+            logged = meter.flush(ranks.mean)
             if not all(math.isfinite(v) for v in logged.values()):
                 bar.close()
                 where = f"; the last good checkpoint is kept in {run_dir / rundir.CHECKPOINT}" if run_dir else ""
                 raise DivergedError(f"loss became non-finite ({_fmt(logged)}) between steps {done - t.log_every + 1} and {done}{where}; lower train.lr or check the inputs")
             record = {"kind": "train", "step": done, "epoch": round(done * t.batch_size / len(y_l), 4),
                       "lr": scheduler.get_last_lr()[0], "time": round(elapsed, 3), **logged}
-            if run_dir is not None:
+            if run_dir is not None and main:
                 rundir.append_jsonl(metrics_path, record)
             bar.set_postfix(loss=f"{logged.get('loss', float('nan')):.4f}", acc=f"{logged.get('train_acc', float('nan')):.3f}", refresh=False)
+            if do_eval or do_ckpt or stop:
+                sync_state()
             if do_eval:
                 for name, (x, y) in data.eval_sets.items():
-                    m = summary(_metrics_on(eval_model, x, y, data.num_classes, view))
-                    if run_dir is not None:
+                    m = summary(_metrics_on(eval_model, x, y, data.num_classes, view, ranks))
+                    if run_dir is not None and main:
                         rundir.append_jsonl(metrics_path, {"kind": "eval", "step": done, "split": name,
                                                            "time": round(elapsed, 3), **m})
                     bar.set_postfix(loss=f"{logged.get('loss', 0):.4f}", **{f"{name}_acc": f"{m['accuracy']:.4f}"}, refresh=False)
@@ -544,12 +607,34 @@ def train(cfg: RunConfig, run_dir: Path | None = None, *, model: nn.Module | Non
             swa.update_parameters(model)
         recompute_bn(swa.module, x_l, max(t.batch_size, 256), view)
         eval_model = swa.module
-    final = _final_metrics(eval_model, data, cfg, total, elapsed, final_kind, view)
+    final = _final_metrics(eval_model, data, cfg, total, elapsed, final_kind, view, ranks)
     final["stopped_at"] = stopped_at
+    if ranks.world > 1:
+        final["world_size"] = ranks.world
     if run_dir is not None:
         checkpoint(stopped_at or total, {"final": eval_model.state_dict(), "final_kind": final_kind})
-        _write_outputs(run_dir, final, data)
+        if main:
+            _write_outputs(run_dir, final, data)
     return Result(model=eval_model, metrics=final, run_dir=run_dir, config=cfg)
+
+
+_RANK_SEED_STRIDE = 1_000_003  # rank r > 0 seeds its random streams seed + r * stride (rank 0: as one process)
+
+
+def _restore_rank_rng(state: dict[str, Any], ranks: distributed.Ranks, augmenter: Augmenter, seed: int) -> None:
+    """After loading a checkpoint (which holds rank 0's random state): give each rank its own streams.
+    Resumed with as many ranks as wrote it, each continues its own; with another count, ranks > 0
+    draw fresh streams from (seed, step, rank). The sample order does not depend on this."""
+    if ranks.world == 1:
+        return
+    saved = state.get("rng_by_rank") or []
+    if len(saved) == ranks.world:
+        torch.set_rng_state(saved[ranks.rank]["torch"])
+        augmenter.load_state_dict(saved[ranks.rank]["augmenter"])
+    elif ranks.rank > 0:
+        fresh = seed + _RANK_SEED_STRIDE * ranks.rank + 7 * int(state["step"])
+        torch.manual_seed(fresh)
+        augmenter.generator.manual_seed(fresh * 2 + 3)
 
 
 def train_system_config(cfg: RunConfig, run_dir: Path | None = None, *, data: TrainData | None = None,
@@ -598,7 +683,7 @@ def _progress(total: int, start: int, enabled: bool):
 
 
 def _final_metrics(eval_model: nn.Module, data: TrainData, cfg: RunConfig, total: int, elapsed: float,
-                   kind: str, view=None) -> dict[str, Any]:
+                   kind: str, view=None, ranks: distributed.Ranks | None = None) -> dict[str, Any]:
     epochs = total * cfg.train.batch_size / max(1, len(data.y_l))
     out: dict[str, Any] = {
         "steps": total, "epochs": epochs, "train_time_s": round(elapsed, 2),
@@ -606,12 +691,16 @@ def _final_metrics(eval_model: nn.Module, data: TrainData, cfg: RunConfig, total
         "evaluated_weights": kind,
     }
     for name, (x, y) in data.eval_sets.items():
-        out[name] = _metrics_on(eval_model, x, y, data.num_classes, view)
+        out[name] = _metrics_on(eval_model, x, y, data.num_classes, view, ranks)
     return out
 
 
-def _metrics_on(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int, view=None) -> dict[str, Any]:
-    logits = predict_logits(model, x, transform=view)  # (N, K)
+def _metrics_on(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int, view=None,
+                ranks: distributed.Ranks | None = None) -> dict[str, Any]:
+    def predict(part: torch.Tensor) -> torch.Tensor:
+        return predict_logits(model, part, transform=view)  # (n, K)
+
+    logits = ranks.predict(predict, x) if ranks is not None else predict(x)  # (N, K), each rank a share
     m = classification_metrics(y.numpy(), logits.argmax(1).cpu().numpy(), num_classes)
     m["loss"] = float(torch.nn.functional.cross_entropy(logits, y.to(logits.device)))
     return m

@@ -7,6 +7,8 @@ predictions only, never through the predictions it learns from.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -43,6 +45,10 @@ def mse_of_probs(logits: torch.Tensor, target_probs: torch.Tensor) -> torch.Tens
     return (F.softmax(logits.float(), dim=1) - target_probs).pow(2).mean(dim=1)
 
 
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
 class DistAlign(nn.Module):
     """Distribution alignment (ReMixMatch): scale predictions by p_target / p_model, where p_model
     is an EMA of the mean prediction on unlabelled images, and renormalise. p_target is uniform."""
@@ -53,9 +59,9 @@ class DistAlign(nn.Module):
         self.register_buffer("p_model", torch.full((num_classes,), 1.0 / num_classes))
 
     @torch.no_grad()
-    def forward(self, probs: torch.Tensor) -> torch.Tensor:
-        """probs (B, K) from the weak view -> aligned probs (B, K); updates p_model."""
-        self.p_model.lerp_(probs.mean(dim=0), 1.0 - self.momentum)
+    def forward(self, probs: torch.Tensor, gather: Callable[[torch.Tensor], torch.Tensor] = _identity) -> torch.Tensor:
+        """probs (B, K) from the weak view -> aligned probs (B, K); updates p_model from the global batch."""
+        self.p_model.lerp_(gather(probs).mean(dim=0), 1.0 - self.momentum)
         target = torch.full_like(self.p_model, 1.0 / len(self.p_model))
         aligned = probs * (target / self.p_model.clamp_min(1e-12))
         return aligned / aligned.sum(dim=1, keepdim=True)
@@ -70,11 +76,12 @@ def make_dist_align(opts, num_classes: int, num_unlabeled: int) -> nn.Module:
 
 
 @torch.no_grad()
-def weak_targets(logits_weak: torch.Tensor, state: nn.Module | None, *, dist_align: bool) -> torch.Tensor:
+def weak_targets(logits_weak: torch.Tensor, state: nn.Module | None, *, dist_align: bool,
+                 gather: Callable[[torch.Tensor], torch.Tensor] = _identity) -> torch.Tensor:
     """Class probabilities of the weak view, distribution-aligned if asked. (B, K) -> (B, K), no graph."""
     probs = F.softmax(logits_weak.detach().float(), dim=1)
     if dist_align:
-        probs = state["dist_align"](probs)
+        probs = state["dist_align"](probs, gather)
     return probs
 
 

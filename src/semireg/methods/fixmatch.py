@@ -60,7 +60,7 @@ def weak_logits(model: nn.Module, x_weak: torch.Tensor) -> torch.Tensor:
                  make_state=make_dist_align,
                  description="confident weak-view predictions as hard labels for RandAugment views (Sohn et al. 2020)")
 def fixmatch_step(model: nn.Module, batch: Batch, opts: FixMatchOptions) -> dict[str, torch.Tensor]:
-    probs_weak = weak_targets(weak_logits(model, batch.x_u), batch.state, dist_align=opts.dist_align)  # (Bu, K)
+    probs_weak = weak_targets(weak_logits(model, batch.x_u), batch.state, dist_align=opts.dist_align, gather=batch.gather)  # (Bu, K)
     logits_l, logits_s = labeled_and_strong_logits(model, batch)
     ce = cross_entropy(logits_l, batch.y_l)
     mask = (probs_weak.max(dim=1).values >= opts.threshold).float()  # (Bu,)

@@ -54,6 +54,7 @@ class LearningStatus(nn.Module):
 
     @torch.no_grad()
     def remember(self, idx: torch.Tensor, confidence: torch.Tensor, labels: torch.Tensor, threshold: float) -> None:
+        """idx, confidence, labels: (B,) of the global batch (gathered across ranks), so every rank remembers the same."""
         over = confidence > threshold
         self.selected[idx] = torch.where(over, labels, self.selected[idx])
 
@@ -81,11 +82,11 @@ def flexmatch_step(model: nn.Module, batch: Batch, opts: FlexMatchOptions) -> di
     if batch.idx_u is None or batch.state is None:
         raise ConfigError("flexmatch needs the unlabelled images' indices and its state (the engine passes both)")
     status: LearningStatus = batch.state["status"]
-    probs_weak = weak_targets(weak_logits(model, batch.x_u), batch.state, dist_align=opts.dist_align)  # (Bu, K)
+    probs_weak = weak_targets(weak_logits(model, batch.x_u), batch.state, dist_align=opts.dist_align, gather=batch.gather)  # (Bu, K)
     confidence, labels = probs_weak.max(dim=1)  # (Bu,), (Bu,)
     thresholds = class_thresholds(status.refresh(opts.threshold_warmup), opts.threshold, opts.mapping)  # (K,)
     mask = (confidence >= thresholds[labels]).float()
-    status.remember(batch.idx_u, confidence, labels, opts.threshold)
+    status.remember(batch.gather(batch.idx_u), batch.gather(confidence), batch.gather(labels), opts.threshold)
     logits_l, logits_s = labeled_and_strong_logits(model, batch)
     ce = cross_entropy(logits_l, batch.y_l)
     unsup = pseudo_label_loss(logits_s, probs_weak, mask, hard_labels=opts.hard_labels, temperature=opts.temperature)

@@ -42,15 +42,18 @@ class SelfAdaptiveThreshold(nn.Module):
         self.register_buffer("label_hist", torch.full((num_classes,), 1.0 / num_classes))
 
     @torch.no_grad()
-    def update(self, probs_weak: torch.Tensor) -> torch.Tensor:
-        """Fold in one weak-view batch (B, K); return the mask (B,) of images that pass."""
+    def update(self, probs_weak: torch.Tensor, gather=lambda x: x) -> torch.Tensor:
+        """Fold in one weak-view batch (B, K) (gathered across ranks by `gather`); return the mask
+        (B,) of this rank's images that pass."""
         w = 1.0 - self.momentum
-        confidence, labels = probs_weak.max(dim=1)
-        self.tau.lerp_(confidence.mean(), w)
-        self.p_model.lerp_(probs_weak.mean(dim=0), w)
-        hist = torch.bincount(labels, minlength=len(self.p_model)).float() / len(labels)
+        everyone = gather(probs_weak)  # (world * B, K)
+        all_confidence, all_labels = everyone.max(dim=1)
+        self.tau.lerp_(all_confidence.mean(), w)
+        self.p_model.lerp_(everyone.mean(dim=0), w)
+        hist = torch.bincount(all_labels, minlength=len(self.p_model)).float() / len(all_labels)
         self.label_hist.lerp_(hist, w)
         local = self.p_model / self.p_model.max()  # (K,)
+        confidence, labels = probs_weak.max(dim=1)
         return (confidence >= self.tau * local[labels]).float()
 
 
@@ -84,8 +87,8 @@ def fairness_loss(logits_strong: torch.Tensor, mask: torch.Tensor, p_model: torc
                  description="self-adaptive global and per-class thresholds plus a fairness term (Wang et al. 2023)")
 def freematch_step(model: nn.Module, batch: Batch, opts: FreeMatchOptions) -> dict[str, torch.Tensor]:
     sat: SelfAdaptiveThreshold = batch.state["threshold"]
-    probs_weak = weak_targets(weak_logits(model, batch.x_u), batch.state, dist_align=opts.dist_align)  # (Bu, K)
-    mask = sat.update(probs_weak)
+    probs_weak = weak_targets(weak_logits(model, batch.x_u), batch.state, dist_align=opts.dist_align, gather=batch.gather)  # (Bu, K)
+    mask = sat.update(probs_weak, batch.gather)
     logits_l, logits_s = labeled_and_strong_logits(model, batch)
     ce = cross_entropy(logits_l, batch.y_l)
     unsup = pseudo_label_loss(logits_s, probs_weak, mask, hard_labels=opts.hard_labels, temperature=opts.temperature)

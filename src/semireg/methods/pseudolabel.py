@@ -32,7 +32,7 @@ class PseudoLabelOptions:
                  description="confident own predictions on unlabelled images as hard labels (Lee 2013)")
 def pseudolabel_step(model: nn.Module, batch: Batch, opts: PseudoLabelOptions) -> dict[str, torch.Tensor]:
     logits_l, logits_u = joint_logits(model, batch.x_l, batch.x_u)
-    probs = weak_targets(logits_u, batch.state, dist_align=opts.dist_align)  # (Bu, K), constant
+    probs = weak_targets(logits_u, batch.state, dist_align=opts.dist_align, gather=batch.gather)  # (Bu, K), constant
     confidence, labels = probs.max(dim=1)
     mask = (confidence >= opts.threshold).float()
     unsup = masked_mean(F.cross_entropy(logits_u.float(), labels, reduction="none"), mask)

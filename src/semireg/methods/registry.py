@@ -26,6 +26,9 @@ class Batch:
     ema: nn.Module | None = None  # the EMA copy of the model (never trained), for methods that need it
     state: nn.Module | None = None  # the method's own state (buffers updated without gradient, checkpointed)
     progress: float = 1.0  # step / total steps, for ramp-ups
+    # Per-rank (B, ...) -> every data-parallel rank's, concatenated (world * B, ...); the identity in
+    # one process. Running state is updated from gathered tensors so that it stays the same on every rank.
+    gather: Callable[[torch.Tensor], torch.Tensor] = lambda x: x
 
 
 StepFn = Callable[[nn.Module, Batch, Any], dict[str, torch.Tensor]]

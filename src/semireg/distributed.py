@@ -1,0 +1,157 @@
+"""Data-parallel training: who starts the processes, and the few collectives the loop needs.
+
+Batch sizes in a config are global. Every rank draws the same global index batch from the same
+sampler and keeps its contiguous share, so the samples seen per step do not depend on the number of
+processes, no sample is drawn twice within a step, and a checkpoint resumes under any process count.
+Gradients are averaged by DDP (Lightning Fabric). BatchNorm running statistics are kept per rank
+(no broadcast at every forward) and averaged across ranks before each evaluation and checkpoint.
+
+Three ways in:
+- `train.devices=N [train.num_nodes=M]` in one process: the engine spawns N ranks (`ddp_spawn`; on
+  CPU with the gloo backend) and returns rank 0's result;
+- `torchrun --nproc-per-node N $(which semireg) train ...` or `fabric run ...`: the processes exist
+  already; the world size comes from the environment and `train.devices` is not used;
+- one process (the default): no collectives at all.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from .errors import ConfigError
+
+
+def launched_externally() -> bool:
+    """Whether torchrun / `fabric run` (or another torchelastic launcher) started this process."""
+    from lightning_fabric.connector import _is_using_cli
+
+    return _is_using_cli() or ("LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ and "RANK" in os.environ)
+
+
+def env_rank() -> int:
+    """This process's global rank as the launcher set it (0 without one): for printing on rank 0 only."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def make_fabric(t) -> tuple[Any, bool]:
+    """(Fabric for `t: TrainConfig`, spawn): spawn means this process must start the ranks itself
+    with `fabric.launch(fn, ...)`; otherwise it is one rank (or the only process), already launched."""
+    from lightning_fabric import Fabric
+    from lightning_fabric.connector import _is_using_cli
+    from lightning_fabric.strategies import DDPStrategy
+
+    if t.devices < 1 or t.num_nodes < 1:
+        raise ConfigError(f"train.devices and train.num_nodes must be >= 1, got {t.devices} and {t.num_nodes}")
+    if launched_externally():
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
+        strategy = DDPStrategy(broadcast_buffers=False) if world > 1 else "auto"
+        fabric = Fabric(accelerator=t.device, devices=local, num_nodes=max(1, world // local), strategy=strategy,
+                        precision=t.precision)
+        if not _is_using_cli():  # `fabric run` set the environment up in Fabric's constructor
+            fabric.launch()
+        return fabric, False
+    if t.devices * t.num_nodes == 1:
+        fabric = Fabric(accelerator=t.device, devices=1, precision=t.precision)
+        fabric.launch()
+        return fabric, False
+    # DDP's default re-broadcasts BatchNorm buffers from rank 0 at every forward: several forwards a
+    # step (VAT, FixMatch) would pay one collective each. We average them at sync points instead.
+    strategy = DDPStrategy(start_method="spawn", broadcast_buffers=False)
+    return Fabric(accelerator=t.device, devices=t.devices, num_nodes=t.num_nodes, strategy=strategy,
+                  precision=t.precision), True
+
+
+@dataclass
+class Ranks:
+    """This process's place among the data-parallel ranks and the collectives the loop uses.
+    With world == 1 every method is the identity and no collective runs."""
+
+    fabric: Any
+    rank: int = 0
+    world: int = 1
+
+    @classmethod
+    def of(cls, fabric) -> "Ranks":
+        return cls(fabric, fabric.global_rank, fabric.world_size)
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def check_divisible(self, **sizes: int) -> None:
+        for key, size in sizes.items():
+            if size % self.world:
+                raise ConfigError(f"{key}={size} is a global batch size and must be divisible by the "
+                                  f"{self.world} data-parallel processes")
+
+    def shard(self, x: torch.Tensor) -> torch.Tensor:
+        """This rank's contiguous share of a global batch: (B, ...) -> (B / world, ...)."""
+        if self.world == 1:
+            return x
+        n = len(x) // self.world
+        return x[self.rank * n : (self.rank + 1) * n]
+
+    def gather(self, x: torch.Tensor) -> torch.Tensor:
+        """Every rank's equal-sized (B, ...) tensor, concatenated in rank order: (world * B, ...).
+        For state updates (no gradient flows back through it)."""
+        if self.world == 1:
+            return x
+        return self.fabric.all_gather(x.detach()).flatten(0, 1)
+
+    def mean(self, x: torch.Tensor) -> torch.Tensor:
+        if self.world == 1:
+            return x
+        return self.fabric.all_reduce(x, reduce_op="mean")
+
+    @torch.no_grad()
+    def average_buffers(self, *modules: nn.Module | None) -> None:
+        """Floating-point buffers (BatchNorm running statistics) averaged across ranks, in place."""
+        if self.world == 1:
+            return
+        for module in modules:
+            if module is None:
+                continue
+            buffers = [b for b in module.buffers() if b.is_floating_point()]
+            if buffers:
+                flat = torch.cat([b.reshape(-1).float() for b in buffers])
+                flat = self.fabric.all_reduce(flat, reduce_op="mean")
+                for b, v in zip(buffers, flat.split([b.numel() for b in buffers])):
+                    b.copy_(v.view_as(b))
+
+    def predict(self, predict: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """predict(x) for the whole of x (N, ...), each rank computing one contiguous share: (N, K) on every rank."""
+        if self.world == 1:
+            return predict(x)
+        n = len(x)
+        per = -(-n // self.world)
+        part = x[self.rank * per : (self.rank + 1) * per]
+        if len(part) < per:  # the last shares are padded with the final image so all_gather sees equal sizes
+            part = torch.cat([part, x[-1:].expand(per - len(part), *x.shape[1:])])
+        return self.gather(predict(part))[:n]
+
+    def objects(self, obj: Any) -> list[Any]:
+        """Every rank's picklable `obj`, in rank order."""
+        if self.world == 1:
+            return [obj]
+        out: list[Any] = [None] * self.world
+        torch.distributed.all_gather_object(out, obj)
+        return out
+
+    def assert_same(self, what: str, tensors: list[torch.Tensor]) -> None:
+        """Raise if the ranks hold different values (a data-parallel bug, caught where it starts)."""
+        if self.world == 1 or not tensors:
+            return
+        probe = torch.stack([t.detach().double().sum() for t in tensors])  # (T,)
+        everyone = self.fabric.all_gather(probe)  # (world, T)
+        if not torch.equal(everyone, everyone[:1].expand_as(everyone)):
+            raise RuntimeError(f"data-parallel ranks disagree on {what}: {everyone.tolist()}")
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            self.fabric.barrier()
