@@ -50,7 +50,7 @@ def make_fabric(t) -> tuple[Any, bool]:
     if launched_externally():
         world = int(os.environ.get("WORLD_SIZE", "1"))
         local = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
-        strategy = DDPStrategy(broadcast_buffers=False) if world > 1 else "auto"
+        strategy = DDPStrategy(forward_sync_buffers=False) if world > 1 else "auto"
         fabric = Fabric(accelerator=t.device, devices=local, num_nodes=max(1, world // local), strategy=strategy,
                         precision=t.precision)
         if not _is_using_cli():  # `fabric run` set the environment up in Fabric's constructor
@@ -62,7 +62,7 @@ def make_fabric(t) -> tuple[Any, bool]:
         return fabric, False
     # DDP's default re-broadcasts BatchNorm buffers from rank 0 at every forward: several forwards a
     # step (VAT, FixMatch) would pay one collective each. We average them at sync points instead.
-    strategy = DDPStrategy(start_method="spawn", broadcast_buffers=False)
+    strategy = DDPStrategy(start_method="spawn", forward_sync_buffers=False)
     return Fabric(accelerator=t.device, devices=t.devices, num_nodes=t.num_nodes, strategy=strategy,
                   precision=t.precision), True
 
@@ -102,12 +102,16 @@ class Ranks:
         For state updates (no gradient flows back through it)."""
         if self.world == 1:
             return x
-        return self.fabric.all_gather(x.detach()).flatten(0, 1)
+        parts = [torch.empty_like(x) for _ in range(self.world)]
+        torch.distributed.all_gather(parts, x.detach().contiguous())
+        return torch.cat(parts)
 
     def mean(self, x: torch.Tensor) -> torch.Tensor:
         if self.world == 1:
             return x
-        return self.fabric.all_reduce(x, reduce_op="mean")
+        total = x.detach().clone()
+        torch.distributed.all_reduce(total)  # a sum
+        return total / self.world
 
     @torch.no_grad()
     def average_buffers(self, *modules: nn.Module | None) -> None:
@@ -120,7 +124,7 @@ class Ranks:
             buffers = [b for b in module.buffers() if b.is_floating_point()]
             if buffers:
                 flat = torch.cat([b.reshape(-1).float() for b in buffers])
-                flat = self.fabric.all_reduce(flat, reduce_op="mean")
+                flat = self.mean(flat)
                 for b, v in zip(buffers, flat.split([b.numel() for b in buffers])):
                     b.copy_(v.view_as(b))
 
@@ -148,7 +152,7 @@ class Ranks:
         if self.world == 1 or not tensors:
             return
         probe = torch.stack([t.detach().double().sum() for t in tensors])  # (T,)
-        everyone = self.fabric.all_gather(probe)  # (world, T)
+        everyone = self.gather(probe[None])  # (world, T)
         if not torch.equal(everyone, everyone[:1].expand_as(everyone)):
             raise RuntimeError(f"data-parallel ranks disagree on {what}: {everyone.tolist()}")
 

@@ -7,8 +7,8 @@ device and the precision; batches are drawn by index from tensors already on tha
 from __future__ import annotations
 
 import copy
-import io
 import math
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -380,23 +380,27 @@ def train(cfg: RunConfig, run_dir: Path | None = None, *, model: nn.Module | Non
             raise ConfigError("multi-network systems train in one process: train.devices and train.num_nodes must be 1")
         return train_system_config(cfg, run_dir, data=data, split=split, resume=resume, overwrite=overwrite)
     fabric, spawn = distributed.make_fabric(cfg.train)
-    if spawn:
+    if spawn:  # errors the parent can see are raised here, not as a crashed child process
+        world = cfg.train.devices * cfg.train.num_nodes
+        distributed.Ranks(None, 0, world).check_divisible(**{
+            "train.batch_size": cfg.train.batch_size,
+            "unlabelled batch size": unlabeled_batch_size(cfg, get_method(cfg.method["name"]).mu)})
         if run_dir is not None and not resume and not overwrite and run_dir.exists() and any(run_dir.iterdir()):
             raise RunDirError(f"{run_dir} already exists; pass --overwrite to replace it or --resume to continue it")
-        payload = fabric.launch(_train_rank_serialised, cfg, run_dir, model, data, split, resume, overwrite)
-        return torch.load(io.BytesIO(payload), weights_only=False)  # our own child's Result, not a file
+        with tempfile.TemporaryDirectory(prefix="semireg-ranks-") as handover:
+            result_path = Path(handover) / "result.pt"
+            fabric.launch(_train_spawned_rank, result_path, cfg, run_dir, model, data, split, resume, overwrite)
+            return torch.load(result_path, weights_only=False)  # written a moment ago by our own rank 0
     return _train_rank(fabric, cfg, run_dir, model, data, split, resume, overwrite)
 
 
-def _train_rank_serialised(fabric, *args) -> bytes | None:
-    """A spawned rank: rank 0 returns its Result as bytes (tensors handed over through shared memory
-    would vanish with the process that owns them)."""
+def _train_spawned_rank(fabric, result_path: Path, *args) -> None:
+    """A spawned rank. Rank 0 hands its Result over in a file: through the launcher's return queue a
+    large one would fill the pipe while the parent waits for the children to exit (a deadlock), and
+    tensors shared through memory vanish with the process that owns them."""
     result = _train_rank(fabric, *args)
-    if fabric.global_rank != 0:
-        return None
-    buffer = io.BytesIO()
-    torch.save(result, buffer)
-    return buffer.getvalue()
+    if fabric.global_rank == 0:
+        torch.save(result, result_path)
 
 
 def _train_rank(fabric, cfg: RunConfig, run_dir: Path | None, model: nn.Module | None, data: TrainData | None,
