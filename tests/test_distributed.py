@@ -161,3 +161,21 @@ def test_resume_may_change_how_a_run_runs_but_not_what_it_computes():
     assert cfg.train.devices == 2 and cfg.train.threads == 2 and cfg.train.lr == saved["train"]["lr"]
     with pytest.raises(ConfigError, match="train.lr"):
         _resume_config(saved, {"lr": 0.5})
+
+
+def test_cli_resume_under_two_processes(tmp_path, capsys):
+    from semireg.cli import main
+
+    recipe = tmp_path / "tiny.toml"
+    recipe.write_text('[data]\ndataset = "digits"\nn_labeled = 200\nn_test = 200\n[model]\nname = "cnn_small"\n'
+                      '[train]\nsteps = 6\nbatch_size = 16\nprogress = false\nthreads = 1\ncheckpoint_every = 3\n')
+    run = tmp_path / "run"
+    assert main(["train", str(recipe), "--run-dir", str(run), "train.steps=3"]) == 0
+    cfg = json.loads((run / "config.json").read_text())
+    cfg["train"]["steps"] = 6  # as if the first process had been stopped at its step-3 checkpoint
+    (run / "config.json").write_text(json.dumps(cfg))
+    assert main(["train", "--resume", str(run), "devices=2"]) == 0
+    assert _load(run)["step"] == 6
+    assert json.loads((run / "results.json").read_text())["world_size"] == 2
+    assert main(["train", "--resume", str(run), "lr=0.5"]) == 2  # what a run computes is not changed on resume
+    assert "only" in capsys.readouterr().err

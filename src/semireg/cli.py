@@ -41,7 +41,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         run_dir = Path(args.resume)
         if not (run_dir / "config.json").exists():
             raise ConfigError(f"{run_dir}: no config.json; not a semireg run directory")
-        cfg = _resume_config(json.loads((run_dir / "config.json").read_text()), _overrides(args.overrides, args))
+        # argparse reads the first `key=value` after --resume as the (optional) recipe.
+        items = ([args.recipe] if args.recipe else []) + list(args.overrides)
+        if args.recipe and "=" not in args.recipe:
+            raise ConfigError(f"--resume continues {run_dir}'s own config; drop the recipe '{args.recipe}'")
+        cfg = _resume_config(json.loads((run_dir / "config.json").read_text()), _overrides(items, args))
         result = train(cfg, run_dir, resume=True, split=None, data=_data_for_run(cfg, run_dir))
         if env_rank() == 0:
             _print_table([(cfg.name, cfg.train.seed, result.metrics)])
