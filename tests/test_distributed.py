@@ -179,3 +179,14 @@ def test_cli_resume_under_two_processes(tmp_path, capsys):
     assert json.loads((run / "results.json").read_text())["world_size"] == 2
     assert main(["train", "--resume", str(run), "lr=0.5"]) == 2  # what a run computes is not changed on resume
     assert "only" in capsys.readouterr().err
+
+
+def test_an_existing_run_is_refused_before_any_rank_starts(tmp_path):
+    from semireg.errors import RunDirError
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "keep.txt").write_text("mine")
+    with pytest.raises(RunDirError, match="--overwrite"):
+        train(cfg_for("supervised", devices=2), run, model=plain_net(), data=image_data())
+    assert [p.name for p in run.iterdir()] == ["keep.txt"]

@@ -45,8 +45,6 @@ def make_fabric(t) -> tuple[Any, bool]:
     from lightning_fabric.connector import _is_using_cli
     from lightning_fabric.strategies import DDPStrategy
 
-    if t.devices < 1 or t.num_nodes < 1:
-        raise ConfigError(f"train.devices and train.num_nodes must be >= 1, got {t.devices} and {t.num_nodes}")
     if launched_externally():
         world = int(os.environ.get("WORLD_SIZE", "1"))
         local = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))

@@ -385,8 +385,8 @@ def train(cfg: RunConfig, run_dir: Path | None = None, *, model: nn.Module | Non
         distributed.Ranks(None, 0, world).check_divisible(**{
             "train.batch_size": cfg.train.batch_size,
             "unlabelled batch size": unlabeled_batch_size(cfg, get_method(cfg.method["name"]).mu)})
-        if run_dir is not None and not resume and not overwrite and run_dir.exists() and any(run_dir.iterdir()):
-            raise RunDirError(f"{run_dir} already exists; pass --overwrite to replace it or --resume to continue it")
+        if run_dir is not None:
+            rundir.check_target(run_dir, overwrite=overwrite, resume=resume)
         with tempfile.TemporaryDirectory(prefix="semireg-ranks-") as handover:
             result_path = Path(handover) / "result.pt"
             fabric.launch(_train_spawned_rank, result_path, cfg, run_dir, model, data, split, resume, overwrite)

@@ -19,15 +19,21 @@ CHECKPOINT = "checkpoint.pt"
 
 def prepare(run_dir: Path, *, overwrite: bool, resume: bool) -> None:
     """Refuse to clobber an existing run unless asked; nothing is deleted before training starts."""
+    check_target(run_dir, overwrite=overwrite, resume=resume)
+    if resume:
+        return
+    if run_dir.exists() and any(run_dir.iterdir()):
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def check_target(run_dir: Path, *, overwrite: bool, resume: bool) -> None:
+    """The errors `prepare` would raise, without touching anything (a parent checks before spawning ranks)."""
     if resume:
         if not (run_dir / CHECKPOINT).exists():
             raise RunDirError(f"{run_dir}: no {CHECKPOINT} to resume from")
-        return
-    if run_dir.exists() and any(run_dir.iterdir()):
-        if not overwrite:
-            raise RunDirError(f"{run_dir} already exists; pass --overwrite to replace it or --resume to continue it")
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    elif run_dir.exists() and any(run_dir.iterdir()) and not overwrite:
+        raise RunDirError(f"{run_dir} already exists; pass --overwrite to replace it or --resume to continue it")
 
 
 def code_version() -> dict[str, Any]:
