@@ -1,4 +1,4 @@
-"""`semireg` command line: train, eval, robustness, compare, recipes, demo."""
+"""`semireg` command line: train, eval, robustness, compare, report, predict, export, recipes, demo."""
 
 from __future__ import annotations
 
@@ -253,6 +253,36 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from .errors import DataError
+    from .report.html import REPORT, build_comparison, build_report
+
+    runs = [Path(r) for r in args.run_dirs]
+    if len(runs) == 1 and args.out is None:
+        run_dir = runs[0]
+        if not (run_dir / "config.json").exists():
+            raise ConfigError(f"{run_dir}: no config.json; not a semireg run directory")
+        try:
+            data = _data_for_run(resolve(json.loads((run_dir / "config.json").read_text())), run_dir)
+        except DataError as exc:  # the report is still worth having, without its sample grids
+            print(f"semireg: data not available ({exc}); the report has no sample grids", file=sys.stderr)
+            data = None
+        page = build_report(run_dir, data)
+    else:
+        metrics = tuple(args.metric) if args.metric else None
+        page = build_comparison(runs, Path(args.out or REPORT.replace("report", "compare")), metrics)
+    print(page)
+    if args.check:
+        from .report.browser import check_page
+
+        check = check_page(page)
+        print(f"chromium: {len(check.images)} images, {len(check.broken_images)} broken, {len(check.errors)} errors")
+        for err in check.errors:
+            print(f"  {err}")
+        return 0 if check.ok else 1
+    return 0
+
+
 def cmd_recipes(args: argparse.Namespace) -> int:
     for name in recipe_names():
         recipe = load_recipe(name)
@@ -314,6 +344,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dotted path into results.json (repeatable; default: test.accuracy, test.macro_f1, train_time_s)")
     p.add_argument("--out", help="also write compare.md, compare.json and compare.png (chart of the first metric) here")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("report", help="(re)build a run's report.html; several runs: one comparison page")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    p.add_argument("--out", help="where the comparison page goes (default: compare.html here)")
+    p.add_argument("--metric", action="append", help="dotted path into results.json for the comparison (repeatable)")
+    p.add_argument("--check", action="store_true", help="open the page in headless Chromium; fail on errors or broken images")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("recipes", help="list the bundled recipes, one line each")
     p.set_defaults(func=cmd_recipes)

@@ -26,6 +26,7 @@ from .errors import ConfigError, DivergedError, RunDirError
 from .evaluate import classification_metrics, plot_confusion, plot_curves, predict_logits, summary
 from .methods import Batch, get_method
 from .models import build_model
+from .report.html import build_report
 
 
 # ----------------------------------------------------------------------------- data
@@ -716,3 +717,4 @@ def _write_outputs(run_dir: Path, final: dict[str, Any], data: TrainData) -> Non
         plot_confusion(final["test"]["confusion"], run_dir / "confusion.png", data.class_names,
                        title=f"test confusion (accuracy {final['test']['accuracy']:.4f})")
     plot_curves(run_dir / "metrics.jsonl", run_dir / "curves.png")
+    build_report(run_dir, data)

@@ -337,6 +337,9 @@ def train_system(cfg, system: System, data, run_dir: Path | None = None, *, spli
     if run_dir is not None:
         rundir.write_json(run_dir / "results.json", final)
         plot_terms(metrics_path, run_dir / "curves.png")
+        from .report.html import build_report
+
+        build_report(run_dir, data)
     return SystemResult(system=system, metrics=final, run_dir=run_dir, config=cfg)
 
 

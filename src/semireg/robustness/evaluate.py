@@ -151,6 +151,9 @@ def run_robustness(run_dir: Path, *, cfg=None, model: nn.Module | None = None, r
     }
     rundir.write_json(run_dir / "robustness.json", result)
     plot_robustness(result, run_dir, title=cfg.name)
+    from ..report.html import build_report
+
+    build_report(run_dir, data)
     return result
 
 
