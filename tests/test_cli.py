@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 from semireg.cli import main
 
@@ -155,6 +156,15 @@ def test_multi_network_recipes_through_the_cli(tmp_path, capsys, recipe, extra):
     assert "| run | seed |" in table and "train time" in table
     run = next(p.parent for p in tmp_path.rglob("results.json"))
     assert (run / "checkpoint.pt").exists() and (run / "curves.png").exists()
+    page = (run / "report.html").read_text()
+    pictures = sorted(p.stem for p in run.glob("*.png") if p.name != "curves.png")
+    assert pictures and all(f'alt="{name}"' in page for name in pictures)  # the system's own pictures
+    assert main(["export", str(run)]) == 0  # every network's weights, names prefixed by the network
+    from safetensors.torch import load_file
+
+    exported = load_file(str(run / "model.safetensors"))
+    state = torch.load(run / "checkpoint.pt", weights_only=True)["nets"]
+    assert exported.keys() == state.keys() and all(torch.equal(exported[k], state[k]) for k in state)
     assert main(["train", "--resume", str(run)]) == 0
     assert main(["eval", str(run)]) == 0  # the system's evaluation again, from the checkpoint
     again, saved = json.loads((run / "eval.json").read_text()), json.loads((run / "results.json").read_text())

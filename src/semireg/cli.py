@@ -100,7 +100,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 # What may change when a run is resumed: how it runs, never what it computes.
 RESUME_KEYS = {"train.devices", "train.num_nodes", "train.threads", "train.progress", "train.compile",
-               "train.channels_last", "data.data_dir"}
+               "train.channels_last", "data.data_dir", "logger"}
 
 
 def _resume_config(saved: dict[str, Any], overrides: dict[str, Any]) -> RunConfig:
@@ -283,6 +283,31 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .export import predict_files
+
+    rows = predict_files(Path(args.source), args.files, top=args.top)
+    if args.out:
+        out = Path(args.out)
+        if out.suffix == ".csv":
+            lines = ["file,index,class,name,probability"] + [
+                f"{r['file']},{r['index']},{r['class']},{r['name']},{r['probability']:.6f}" for r in rows]
+            out.write_text("\n".join(lines) + "\n")
+        else:
+            rundir.write_json(out, rows)
+    for r in rows:
+        others = "  ".join(f"{t['name']} {t['probability']:.3f}" for t in r["top"][1:])
+        print(f"{r['file']}[{r['index']}]\t{r['name']}\t{r['probability']:.4f}" + (f"\t({others})" if others else ""))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_run
+
+    print(export_run(Path(args.run_dir), Path(args.out) if args.out else None))
+    return 0
+
+
 def cmd_recipes(args: argparse.Namespace) -> int:
     for name in recipe_names():
         recipe = load_recipe(name)
@@ -351,6 +376,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metric", action="append", help="dotted path into results.json for the comparison (repeatable)")
     p.add_argument("--check", action="store_true", help="open the page in headless Chromium; fail on errors or broken images")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("predict", help="predict classes of image files or .npz arrays with a run (or an export)")
+    p.add_argument("source", metavar="RUN_DIR", help="a run directory, or a .safetensors file from `semireg export`")
+    p.add_argument("files", nargs="+", metavar="FILE", help="images (PNG, JPEG, ...) or .npz arrays")
+    p.add_argument("--top", type=int, default=1, help="also list the next most likely classes")
+    p.add_argument("--out", help="write the predictions to a .csv or .json file")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("export", help="the run's evaluated weights as safetensors (no pickle), with their config")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--out", help="file to write (default: RUN_DIR/model.safetensors)")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("recipes", help="list the bundled recipes, one line each")
     p.set_defaults(func=cmd_recipes)

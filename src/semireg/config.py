@@ -117,6 +117,7 @@ class RunConfig:
     teacher: str = ""  # run directory of a trained teacher (methods that distil from one)
     init_from: str = ""  # run directory whose evaluated weights initialise the model (same architecture)
     robustness: RobustnessConfig = field(default_factory=RobustnessConfig)
+    logger: str = "jsonl"  # jsonl | tensorboard (events in run_dir/tensorboard/ next to metrics.jsonl)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -319,6 +320,7 @@ def validate(cfg: RunConfig) -> None:
         "train.schedule": (t.schedule, {"constant", "cosine", "linear", "step"}),
         "data.protocol": (d.protocol, {"standard", "holdout"}),
         "train.monitor": (t.monitor, {"val_loss", "val_accuracy"}),
+        "logger": (cfg.logger, {"jsonl", "tensorboard"}),
     }
     for key, (value, allowed) in choices.items():
         if value not in allowed:

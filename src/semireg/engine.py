@@ -50,7 +50,8 @@ class TrainData:
 
     def summary(self) -> dict[str, Any]:
         return {
-            "name": self.name, "in_shape": list(self.in_shape), "num_classes": self.num_classes, "labeled": len(self.x_l),
+            "name": self.name, "in_shape": list(self.in_shape), "num_classes": self.num_classes,
+            "class_names": self.class_names, "labeled": len(self.x_l),
             "unlabeled": 0 if self.x_u is None else len(self.x_u),
             **{f"eval_{k}": len(v[1]) for k, v in self.eval_sets.items()},
         }
@@ -535,6 +536,7 @@ def _train_rank(fabric, cfg: RunConfig, run_dir: Path | None, model: nn.Module |
         return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
     eval_model = ema.module if ema else model
+    log = rundir.MetricsLog(run_dir, cfg.logger) if run_dir is not None and main else None
     meter = Meter()
     bar = _progress(total, start, t.progress and main)
     model.train()
@@ -577,17 +579,16 @@ def _train_rank(fabric, cfg: RunConfig, run_dir: Path | None, model: nn.Module |
                 raise DivergedError(f"loss became non-finite ({_fmt(logged)}) between steps {done - t.log_every + 1} and {done}{where}; lower train.lr or check the inputs")
             record = {"kind": "train", "step": done, "epoch": round(done * t.batch_size / len(y_l), 4),
                       "lr": scheduler.get_last_lr()[0], "time": round(elapsed, 3), **logged}
-            if run_dir is not None and main:
-                rundir.append_jsonl(metrics_path, record)
+            if log is not None:
+                log.write(record)
             bar.set_postfix(loss=f"{logged.get('loss', float('nan')):.4f}", acc=f"{logged.get('train_acc', float('nan')):.3f}", refresh=False)
             if do_eval or do_ckpt or stop:
                 sync_state()
             if do_eval:
                 for name, (x, y) in data.eval_sets.items():
                     m = summary(_metrics_on(eval_model, x, y, data.num_classes, view, ranks))
-                    if run_dir is not None and main:
-                        rundir.append_jsonl(metrics_path, {"kind": "eval", "step": done, "split": name,
-                                                           "time": round(elapsed, 3), **m})
+                    if log is not None:
+                        log.write({"kind": "eval", "step": done, "split": name, "time": round(elapsed, 3), **m})
                     bar.set_postfix(loss=f"{logged.get('loss', 0):.4f}", **{f"{name}_acc": f"{m['accuracy']:.4f}"}, refresh=False)
                     if name == "val" and (t.plateau_patience or t.early_stop_patience):
                         improved, stop = plateau.update(m["loss"] if t.monitor == "val_loss" else m["accuracy"], done)
@@ -601,6 +602,8 @@ def _train_rank(fabric, cfg: RunConfig, run_dir: Path | None, model: nn.Module |
             stopped_at = done
             break
     bar.close()
+    if log is not None:
+        log.close()
 
     final_kind = "swa" if swa is not None else "ema" if ema else "model"
     if stopped_at is not None or (t.early_stop_patience and t.restore_best):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -98,9 +97,9 @@ def plot_confusion(confusion: list[list[int]], path: Path, class_names: list[str
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    from .rundir import read_jsonl as read
+
+    return read(path)
 
 
 def plot_curves(metrics_path: Path, path: Path) -> None:

@@ -286,6 +286,7 @@ def train_system(cfg, system: System, data, run_dir: Path | None = None, *, spli
         return PhaseBatch(x_all[idx], y_all[idx])
 
     meters = {phase.name: Meter() for phase in system.phases}  # phases run different step counts: own means
+    log = rundir.MetricsLog(run_dir, cfg.logger) if run_dir is not None else None
     bar = _progress(total, start, t.progress)
     nets.train()
     tick = time.perf_counter()
@@ -311,20 +312,22 @@ def train_system(cfg, system: System, data, run_dir: Path | None = None, *, spli
             if not all(math.isfinite(v) for v in logged.values()):
                 bar.close()
                 raise DivergedError(f"a loss became non-finite by round {done}: {logged}")
-            if metrics_path is not None:
-                rundir.append_jsonl(metrics_path, {"kind": "train", "step": done, "time": round(elapsed, 3), **logged})
+            if log is not None:
+                log.write({"kind": "train", "step": done, "time": round(elapsed, 3), **logged})
             bar.set_postfix({k: f"{v:.3g}" for k, v in list(logged.items())[:4]}, refresh=False)
             if do_eval:
                 nets.eval()
                 m = system.evaluate(system, data, run_dir, done, False)
                 nets.train()
-                if metrics_path is not None:
-                    rundir.append_jsonl(metrics_path, {"kind": "eval", "step": done, "time": round(elapsed, 3), **m})
+                if log is not None:
+                    log.write({"kind": "eval", "step": done, "time": round(elapsed, 3), **m})
             if do_ckpt:
                 checkpoint(done)
             tick = time.perf_counter()
         bar.update(1)
     bar.close()
+    if log is not None:
+        log.close()
 
     nets.eval()
     final: dict[str, Any] = {"rounds": total, "steps_per_round": {p.name: p.steps for p in system.phases},

@@ -83,12 +83,63 @@ def append_jsonl(path: Path, record: dict[str, Any]) -> None:
         f.write(json.dumps(record) + "\n")
 
 
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The records of a JSONL file. A torn last line (a process killed while appending) is
+    dropped; a damaged line before it is an error."""
+    if not path.exists():
+        return []
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    records = []
+    for i, line in enumerate(lines):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            if i == len(lines) - 1:
+                break
+            raise RunDirError(f"{path}: line {i + 1} is not valid JSON ({exc})") from None
+    return records
+
+
+class MetricsLog:
+    """metrics.jsonl (always: the record the report, compare and resume read) and, with
+    `logger="tensorboard"`, the same scalars as TensorBoard events in run_dir/tensorboard/.
+    Tags: train/<term>, <split>/<metric> (eval records), system/<phase>/<term>."""
+
+    def __init__(self, run_dir: Path, logger: str = "jsonl") -> None:
+        self.path = run_dir / "metrics.jsonl"
+        self.writer = None
+        if logger == "tensorboard":
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                from .errors import ConfigError
+
+                raise ConfigError("logger=tensorboard needs the tensorboard package: pip install tensorboard") from None
+            self.writer = SummaryWriter(str(run_dir / "tensorboard"), flush_secs=10)
+
+    def write(self, record: dict[str, Any]) -> None:
+        append_jsonl(self.path, record)
+        if self.writer is None:
+            return
+        prefix = record.get("split", "eval") if record.get("kind") == "eval" else "train"
+        for key, value in record.items():
+            if key not in ("kind", "step", "split") and isinstance(value, (int, float)) and not isinstance(value, bool):
+                self.writer.add_scalar(f"{prefix}/{key}", value, record["step"])
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
 def truncate_jsonl(path: Path, max_step: int) -> None:
-    """Drop records logged after `max_step` (they will be logged again on resume)."""
+    """Drop records logged after `max_step` (they will be logged again on resume), and a torn last line."""
     if not path.exists():
         return
-    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line).get("step", 0) <= max_step]
-    path.write_text("".join(line + "\n" for line in keep))
+    keep = [r for r in read_jsonl(path) if r.get("step", 0) <= max_step]
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in keep))
+    os.replace(tmp, path)
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:

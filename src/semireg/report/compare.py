@@ -62,6 +62,7 @@ def config_key(config: dict[str, Any]) -> str:
     cfg = json.loads(json.dumps(config))
     for section, key in _NOT_PART_OF_A_RESULT:
         cfg.get(section, {}).pop(key, None)
+    cfg.pop("logger", None)
     return hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:8]
 
 

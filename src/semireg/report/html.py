@@ -119,16 +119,6 @@ def _read_json(path: Path) -> dict[str, Any] | None:
         raise RunDirError(f"{path}: not valid JSON ({exc})") from None
 
 
-def _records(path: Path) -> list[dict[str, Any]]:
-    """metrics.jsonl, tolerating a torn last line (a run killed while appending)."""
-    out = []
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return out
 
 
 # ----------------------------------------------------------------------------- sections
@@ -197,7 +187,7 @@ def _curves_section(run_dir: Path, config: dict[str, Any]) -> str:
     path = run_dir / "metrics.jsonl"
     if not path.exists():
         return ""
-    if run_dir.joinpath("curves.png").exists() and "/" in "".join(k for r in _records(path)[:1] for k in r):
+    if run_dir.joinpath("curves.png").exists() and "/" in "".join(k for r in read_jsonl(path)[:1] for k in r):
         png = (run_dir / "curves.png").read_bytes()  # a multi-network system: one panel per phase
     else:
         png = _figure_png(lambda buf: plot_curves(path, buf))
@@ -292,7 +282,7 @@ def build_report(run_dir: str | Path, data=None) -> Path:
         raise RunDirError(f"{run_dir}: no config.json; not a semireg run directory")
     meta = _read_json(run_dir / "meta.json") or {}
     results = _read_json(run_dir / "results.json")
-    records = _records(run_dir / "metrics.jsonl")
+    records = read_jsonl(run_dir / "metrics.jsonl")
     class_names = getattr(data, "class_names", None)
     body = "".join([
         _header(run_dir, config, meta, results, records), _metrics_section(results, run_dir),
