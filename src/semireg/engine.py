@@ -22,7 +22,7 @@ from . import distributed, rundir
 from .augment import Augmenter
 from .config import RunConfig, is_system, method_options
 from .data import IndexSampler, Split, load_dataset, make_split
-from .errors import ConfigError, DivergedError, RunDirError
+from .errors import ConfigError, DivergedError, RunDirError, mismatch
 from .evaluate import classification_metrics, plot_confusion, plot_curves, predict_logits, summary
 from .methods import Batch, get_method
 from .models import build_model
@@ -229,7 +229,7 @@ class Trainables:
         try:
             self.model.load_state_dict(state["model"])
         except RuntimeError as exc:
-            raise RunDirError(f"{path}: checkpoint is of another model ({str(exc).splitlines()[0]})") from None
+            raise RunDirError(f"{path}: checkpoint of another model ({mismatch(exc)})") from None
         if self.ema is not None:
             if state.get("ema") is None:
                 raise RunDirError(f"{path}: checkpoint has no EMA weights but train.ema_decay > 0")
@@ -319,7 +319,7 @@ def load_finished_model(run_dir: str | Path, data: TrainData, what: str = "run")
     try:
         model.load_state_dict(weights)
     except RuntimeError as exc:
-        raise ConfigError(f"{what} {run_dir}: checkpoint does not match its model ({str(exc).splitlines()[0]})") from None
+        raise ConfigError(f"{what} {run_dir}: checkpoint of another model ({mismatch(exc)})") from None
     return model, kind, int(state["step"])
 
 
@@ -449,7 +449,7 @@ def _train_rank(fabric, cfg: RunConfig, run_dir: Path | None, model: nn.Module |
         try:
             model.load_state_dict(init_weights)
         except RuntimeError as exc:
-            raise ConfigError(f"init_from {cfg.init_from}: another architecture ({str(exc).splitlines()[0]})") from None
+            raise ConfigError(f"init_from {cfg.init_from}: another architecture ({mismatch(exc)})") from None
     model = model.to(device)
     _check_model(model, data, device, view)
     channels_last = t.channels_last and data.x_l.ndim == 4
@@ -673,7 +673,7 @@ def evaluate_finished_system(run_dir: str | Path, data: TrainData) -> dict[str, 
         system.nets.load_state_dict(state["nets"])
         system.state.load_state_dict(state["loss_state"])
     except (RuntimeError, KeyError) as exc:
-        raise ConfigError(f"{run_dir}: checkpoint does not match its system ({str(exc).splitlines()[0]})") from None
+        raise ConfigError(f"{run_dir}: checkpoint does not match its system ({mismatch(exc)})") from None
     system.nets.eval()
     if system.evaluate is None:
         return {"round": int(state["step"])}

@@ -19,3 +19,11 @@ class RunDirError(SemiregError):
 
 class DivergedError(SemiregError):
     """The loss turned NaN or infinite; the last good checkpoint is kept."""
+
+
+def mismatch(exc: BaseException) -> str:
+    """The informative line of a load_state_dict error (its first line only names the module):
+    'size mismatch for 0.weight: ...' or 'Missing key(s) in state_dict: ...', shortened."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    detail = lines[1] if len(lines) > 1 else (lines[0] if lines else type(exc).__name__)
+    return detail if len(detail) <= 240 else detail[:237] + "..."

@@ -22,7 +22,7 @@ from torch import nn
 
 from . import rundir
 from .config import is_system, resolve
-from .errors import ConfigError, DataError, RunDirError
+from .errors import ConfigError, DataError, RunDirError, mismatch
 
 FORMAT = "semireg-model/1"
 EXPORT_NAME = "model.safetensors"
@@ -45,12 +45,14 @@ def export_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
 
     run_dir = Path(run_dir)
     config, meta, state = _run_files(run_dir)
-    if is_system(config.get("method", {}).get("name", "")):
+    cfg = resolve(config)  # a config this version cannot read is refused before anything is written
+    data = meta.get("data", {})
+    if is_system(cfg.method["name"]):
         tensors = dict(state["nets"])  # one ModuleDict's state: keys already carry the network's name
         kind = "system"
     else:
         tensors, kind = evaluated_weights(state)
-    data = meta.get("data", {})
+        _build(cfg, data, tensors, f"{run_dir}")  # only weights that load into the model they name
     metadata = {
         "format": FORMAT, "config": json.dumps(config), "evaluated_weights": kind, "step": str(int(state["step"])),
         "in_shape": json.dumps(data.get("in_shape")), "num_classes": str(data.get("num_classes", "")),
@@ -70,7 +72,6 @@ def load_exported(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     from safetensors import SafetensorError
     from safetensors.torch import load_file, safe_open
 
-    from .models import build_model
 
     path = Path(path)
     try:
@@ -88,13 +89,7 @@ def load_exported(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     if is_system(cfg.method["name"]):
         raise ConfigError(f"{path}: a '{cfg.method['name']}' system export holds several networks; "
                           "load its tensors with safetensors.torch.load_file")
-    model = build_model(cfg.model.name, tuple(info["in_shape"]), info["num_classes"], dropout=cfg.model.dropout,
-                        hidden=cfg.model.hidden)
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as exc:
-        raise RunDirError(f"{path}: weights do not match the model they name ({str(exc).splitlines()[0]})") from None
-    return model.eval(), info
+    return _build(cfg, info, weights, str(path)), info
 
 
 def _model_for(source: Path) -> tuple[nn.Module, dict[str, Any]]:
@@ -102,24 +97,31 @@ def _model_for(source: Path) -> tuple[nn.Module, dict[str, Any]]:
     if source.is_file():
         return load_exported(source)
     from .engine import evaluated_weights
-    from .models import build_model
 
     config, meta, state = _run_files(source)
     cfg = resolve(config)
     if is_system(cfg.method["name"]):
         raise ConfigError(f"{source}: predict is for classifier runs, not the '{cfg.method['name']}' system")
     data = meta.get("data", {})
-    if "in_shape" not in data:
-        raise RunDirError(f"{source}: meta.json does not say the input shape")
-    model = build_model(cfg.model.name, tuple(data["in_shape"]), data["num_classes"], dropout=cfg.model.dropout,
-                        hidden=cfg.model.hidden)
     weights, kind = evaluated_weights(state)
+    model = _build(cfg, data, weights, str(source))
+    return model, {"config": config, "in_shape": data["in_shape"], "num_classes": data["num_classes"],
+                          "class_names": data.get("class_names"), "evaluated_weights": kind}
+
+
+def _build(cfg, shapes: dict[str, Any], weights: dict[str, torch.Tensor], where: str) -> nn.Module:
+    """The run's model with `weights` (eval mode); shapes holds in_shape and num_classes."""
+    from .models import build_model
+
+    if not shapes.get("in_shape") or not shapes.get("num_classes"):
+        raise RunDirError(f"{where}: the input shape and class count are not recorded")
+    model = build_model(cfg.model.name, tuple(shapes["in_shape"]), int(shapes["num_classes"]),
+                        dropout=cfg.model.dropout, hidden=cfg.model.hidden)
     try:
         model.load_state_dict(weights)
     except RuntimeError as exc:
-        raise RunDirError(f"{source}: checkpoint of another model ({str(exc).splitlines()[0]})") from None
-    return model.eval(), {"config": config, "in_shape": data["in_shape"], "num_classes": data["num_classes"],
-                          "class_names": data.get("class_names"), "evaluated_weights": kind}
+        raise RunDirError(f"{where}: checkpoint of another model ({mismatch(exc)})") from None
+    return model.eval()
 
 
 def read_inputs(path: Path, in_shape: tuple[int, ...]) -> torch.Tensor:

@@ -29,7 +29,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _NormBase
 
 from . import rundir
-from .errors import ConfigError, DivergedError, RunDirError
+from .errors import ConfigError, DivergedError, RunDirError, mismatch
 
 # ----------------------------------------------------------------------------- loss terms
 
@@ -213,7 +213,7 @@ def _load_state(system: System, optimizers: dict[str, torch.optim.Optimizer], sa
         system.nets.load_state_dict(state["nets"])
         system.state.load_state_dict(state["loss_state"])
     except (RuntimeError, KeyError) as exc:
-        raise RunDirError(f"{path}: checkpoint is of another system ({str(exc).splitlines()[0]})") from None
+        raise RunDirError(f"{path}: checkpoint is of another system ({mismatch(exc)})") from None
     for name, opt in optimizers.items():
         opt.load_state_dict(state["optimizers"][name])
     sampler.load_state_dict(state["sampler"])

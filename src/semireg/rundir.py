@@ -146,7 +146,22 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Write to a temporary file, then rename: a crash mid-write leaves the old checkpoint intact."""
     tmp = path.with_name(path.name + ".tmp")
     torch.save(state, tmp)
+    _fsync(tmp)  # the bytes on disk before the rename makes them the checkpoint (a power cut, not just a kill)
     os.replace(tmp, path)
+    _fsync(path.parent)
+
+
+def _fsync(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems cannot fsync a directory
+    finally:
+        os.close(fd)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
