@@ -270,7 +270,10 @@ def fill_short_keys(tree: dict[str, Any]) -> dict[str, Any]:
 def resolve(tree: dict[str, Any]) -> RunConfig:
     """Build a validated RunConfig from a nested dict (recipe + variant + overrides)."""
     tree = copy.deepcopy(tree)
-    if tree.get("version", CONFIG_VERSION) > CONFIG_VERSION:
+    version = tree.get("version", CONFIG_VERSION)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ConfigError(f"version: expected an integer, got {version!r}")
+    if version > CONFIG_VERSION:
         raise ConfigError(
             f"config version {tree['version']} was written by a newer semireg "
             f"(this one reads version {CONFIG_VERSION}); upgrade semireg"

@@ -38,12 +38,21 @@ def check_labels(y: torch.Tensor, num_classes: int, what: str) -> None:
         raise DataError(f"{what}: labels must lie in [0, {num_classes}), found {lo}..{hi}")
 
 
+def _numeric(x: np.ndarray | torch.Tensor, what: str) -> torch.Tensor:
+    if isinstance(x, torch.Tensor):
+        return x
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "biuf":  # strings, objects, complex, dates: not pixels or labels
+        raise DataError(f"{what}: expected numbers, got an array of {arr.dtype}")
+    return torch.as_tensor(arr)
+
+
 def as_images(x: np.ndarray | torch.Tensor, what: str = "x") -> torch.Tensor:
     """Float32 tensor from an array shaped (N, C, H, W), (N, H, W) or (N, D).
 
     uint8 input is scaled to [0, 1]; float input is kept as it is (the user's own scale).
     """
-    t = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
+    t = _numeric(x, what)
     if t.ndim not in (2, 3, 4):
         raise DataError(f"{what}: expected shape (N, C, H, W), (N, H, W) or (N, D), got {tuple(t.shape)}")
     if t.dtype == torch.uint8:
@@ -57,7 +66,7 @@ def as_images(x: np.ndarray | torch.Tensor, what: str = "x") -> torch.Tensor:
 
 
 def as_labels(y: np.ndarray | torch.Tensor, what: str = "y") -> torch.Tensor:
-    t = torch.as_tensor(np.asarray(y) if not isinstance(y, torch.Tensor) else y)
+    t = _numeric(y, what)
     if t.ndim != 1:
         raise DataError(f"{what}: expected shape (N,), got {tuple(t.shape)}")
     if t.is_floating_point():

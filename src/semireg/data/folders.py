@@ -27,8 +27,8 @@ def load_npz(path: Path) -> ArrayDataset:
     try:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
-    except (OSError, ValueError, EOFError) as exc:
-        raise DataError(f"{path}: not a readable .npz file ({exc})") from None
+    except Exception as exc:  # np.load of damaged bytes raises BadZipFile, zlib.error, KeyError, ...: all one error
+        raise DataError(f"{path}: not a readable .npz file ({type(exc).__name__}: {exc})") from None
     for key in ("x", "y"):
         if key not in arrays:
             raise DataError(f"{path}: missing array '{key}' (found: {', '.join(arrays) or 'none'})")
