@@ -33,11 +33,10 @@ def main() -> None:
     targets = {}
     for block in re.split(r"\n(?=tests/test_fuzz.py::)", out):
         name = re.match(r"tests/test_fuzz.py::(\w+)", block)
-        tried = re.findall(r"- (\d+) passing(?: and (\d+) failing)?(?: and (\d+) invalid)? examples", block)
+        tried = re.findall(r"- (\d+) passing, (\d+) failing, and (\d+) invalid", block)
         if name and tried:
-            passing = sum(int(t[0]) for t in tried)
-            failing = sum(int(t[1] or 0) for t in tried)
-            targets[name.group(1)] = {"passing": passing, "failing": failing}
+            targets[name.group(1)] = {"passing": sum(int(t[0]) for t in tried), "failing": sum(int(t[1]) for t in tried),
+                                      "invalid": sum(int(t[2]) for t in tried)}
     summary = {"examples_per_target": args.examples, "targets": targets, "pytest_exit": proc.returncode,
                "result_line": out.strip().splitlines()[-1] if out.strip() else "", "seconds": round(time.perf_counter() - start, 1)}
     print(out[-3000:] if proc.returncode else summary["result_line"])

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from semireg.config import config_for, fill_short_keys, load_recipe, parse_override
@@ -101,6 +101,8 @@ def test_override_parser_on_arbitrary_text(item):
 
 
 @FUZZ
+@example(items=[("method.name", "[1, 2]")])  # found by fuzzing: was a TypeError
+@example(items=[("version", '"vat"')])  # found by fuzzing: was a TypeError
 @given(items=st.lists(st.tuples(st.sampled_from(KEYS), st.one_of(st.sampled_from(TOML_VALUES), st.text(max_size=12))),
                       min_size=1, max_size=4))
 def test_overrides_resolve_or_raise_a_config_error(items):
@@ -132,6 +134,7 @@ FIELDS = ["name", "steps", "lr", "dataset", "n_labeled", "hidden", "eps", "pad",
                                  st.lists(st.tuples(st.sampled_from(FIELDS), st.sampled_from(TOML_VALUES)), max_size=4)),
                        max_size=5),
        noise=st.text(max_size=20))
+@example(top=[], tables=[("train", True, [])], noise="")  # found by fuzzing: [[train]] was an AttributeError
 def test_recipe_files_load_or_raise_a_config_error(top, tables, noise):
     text = _toml_table(top)
     for name, array, entries in tables:

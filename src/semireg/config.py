@@ -283,6 +283,8 @@ def resolve(tree: dict[str, Any]) -> RunConfig:
         raise ConfigError(f"method: expected a table, got {method!r}")
     cfg = build_dataclass(RunConfig, tree, "")
     name = method.get("name", "supervised")
+    if not isinstance(name, str):
+        raise ConfigError(f"method.name: expected a string, got {name!r}")
     options = {k: v for k, v in method.items() if k != "name"}
     opts = build_dataclass(options_class(name), options, "method.")
     cfg.method = {"name": name, **dataclasses.asdict(opts)}
@@ -413,6 +415,12 @@ def load_recipe(name_or_path: str) -> Recipe:
 
 def parse_recipe(raw: dict[str, Any], name: str) -> Recipe:
     raw = copy.deepcopy(raw)
+    for key in ("data", "model", "method", "train", "augment", "robustness"):
+        if key in raw and not isinstance(raw[key], dict):
+            raise ConfigError(f"recipe {name}: [{key}] must be a table, got {raw[key]!r}")
+    for key in ("variants", "stages"):
+        if not isinstance(raw.get(key, []), list):
+            raise ConfigError(f"recipe {name}: {key} must be an array of tables ([[{key}]]), got {raw[key]!r}")
     variants_raw = raw.pop("variants", [])
     stages_raw = raw.pop("stages", [])
     seeds = raw.pop("seeds", None)
@@ -424,6 +432,9 @@ def parse_recipe(raw: dict[str, Any], name: str) -> Recipe:
             raise ConfigError(f"recipe {name}: variants[{i}] needs a name")
         v = dict(v)
         vname = v.pop("name")
+        per_stage = v.get("stages", {})
+        if not isinstance(per_stage, dict) or not all(isinstance(t, dict) for t in per_stage.values()):
+            raise ConfigError(f"recipe {name}: variants[{i}].stages must map stage names to tables")
         variants.append((str(vname), v))
     stages: list[tuple[str, dict[str, Any]]] = []
     for i, st in enumerate(stages_raw):
