@@ -55,6 +55,7 @@ def test_idx_parser_on_arbitrary_bytes(data):
 @given(code=st.sampled_from(sorted(_DTYPES) + [0x00, 0x0A, 0xFF]),
        dims=st.lists(st.one_of(st.integers(0, 6), st.integers(0, 2**32 - 1)), min_size=0, max_size=5),
        extra=st.integers(-8, 8), seed=st.integers(0, 2**16))
+@example(code=8, dims=[0, 87, 472778, 473287, 473793], extra=0, seed=0)  # found by fuzzing: was a ValueError
 def test_idx_parser_on_headers_with_any_dimensions(code, dims, extra, seed):
     size = np.dtype(_DTYPES[code]).itemsize if code in _DTYPES else 1
     count = math.prod(dims)

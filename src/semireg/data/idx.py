@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import zlib
 from pathlib import Path
 
@@ -43,7 +44,9 @@ def parse_idx(data: bytes, what: str = "IDX data") -> np.ndarray:
         raise DataError(f"{what}: truncated IDX header")
     dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     dtype = np.dtype(_DTYPES[code])
-    count = int(np.prod(dims, dtype=np.int64)) if dims else 0
+    count = math.prod(dims)  # Python ints: an int64 product of four 32-bit dims can wrap
+    if math.prod(d for d in dims if d) * dtype.itemsize >= 2**62:  # numpy refuses such a shape even when empty
+        raise DataError(f"{what}: shape {tuple(dims)} is too large to be a real IDX file")
     expected = header + count * dtype.itemsize
     if len(data) != expected:
         raise DataError(f"{what}: expected {expected} bytes for shape {tuple(dims)}, found {len(data)} (truncated or corrupt)")

@@ -187,21 +187,28 @@ def _curves_section(run_dir: Path, config: dict[str, Any]) -> str:
     path = run_dir / "metrics.jsonl"
     if not path.exists():
         return ""
-    if run_dir.joinpath("curves.png").exists() and "/" in "".join(k for r in read_jsonl(path)[:1] for k in r):
-        png = (run_dir / "curves.png").read_bytes()  # a multi-network system: one panel per phase
+    saved = run_dir / "curves.png"
+    if _fresh(saved, path):  # drawn from these very records at the end of the run (per phase for a system)
+        png = saved.read_bytes()
     else:
         png = _figure_png(lambda buf: plot_curves(path, buf))
     return "<h2>Loss and accuracy curves</h2>" + _img(png, "training curves", "loss terms (log scale) and accuracy against the step")
 
 
-def _per_class_section(results: dict[str, Any] | None, class_names: list[str] | None) -> str:
+def _fresh(picture: Path, source: Path) -> bool:
+    """A picture the run drew is reused when it is not older than the file it was drawn from."""
+    return picture.exists() and source.exists() and picture.stat().st_mtime_ns >= source.stat().st_mtime_ns
+
+
+def _per_class_section(results: dict[str, Any] | None, class_names: list[str] | None, run_dir: Path) -> str:
     test = (results or {}).get("test")
     if not isinstance(test, dict) or "confusion" not in test:
         return ""
     k = len(test["confusion"])
     names = class_names or [str(i) for i in range(k)]
-    png = _figure_png(lambda buf: plot_confusion(test["confusion"], buf, names,
-                                                 title=f"test confusion (accuracy {test['accuracy']:.4f})"))
+    saved = run_dir / "confusion.png"
+    png = saved.read_bytes() if _fresh(saved, run_dir / "results.json") else _figure_png(
+        lambda buf: plot_confusion(test["confusion"], buf, names, title=f"test confusion (accuracy {test['accuracy']:.4f})"))
     pc = test["per_class"]
     rows = [[names[i], pc["precision"][i], pc["recall"][i], pc["f1"][i],
              _Raw(f'<span class=bar style="width:{120 * pc["f1"][i]:.0f}px"></span>'), pc["support"][i]]
@@ -286,7 +293,7 @@ def build_report(run_dir: str | Path, data=None) -> Path:
     class_names = getattr(data, "class_names", None)
     body = "".join([
         _header(run_dir, config, meta, results, records), _metrics_section(results, run_dir),
-        _curves_section(run_dir, config), _per_class_section(results, class_names), _samples_section(data, config),
+        _curves_section(run_dir, config), _per_class_section(results, class_names, run_dir), _samples_section(data, config),
         _method_pictures(run_dir), _data_section(meta, run_dir, data), _provenance(meta), _config_section(config),
     ])
     return _write(run_dir / REPORT, _page(f"semireg: {config.get('name', run_dir.name)}", body))
