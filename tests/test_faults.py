@@ -149,3 +149,19 @@ def test_damaged_image_in_a_class_folder_is_a_clear_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "b/3.png" in err and "cannot decode image" in err
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_failed_checkpoint_write_is_one_error_and_keeps_the_previous(tmp_path, monkeypatch):
+    path = tmp_path / "checkpoint.pt"
+    rundir.save_checkpoint(path, {"step": 1})
+
+    def disk_full(obj, f):
+        with open(f, "wb") as fh:
+            fh.write(b"partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", disk_full)
+    with pytest.raises(RunDirError, match="No space left"):
+        rundir.save_checkpoint(path, {"step": 2})
+    monkeypatch.undo()
+    assert rundir.load_checkpoint(path)["step"] == 1 and not path.with_name("checkpoint.pt.tmp").exists()

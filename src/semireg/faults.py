@@ -96,11 +96,12 @@ def interrupted_run(run_dir: Path, steps: int, kills: int, seed: int) -> Drill:
     fresh = _cli([*DRILL_ARGS, f"train.steps={steps}", "--run-dir", str(run_dir)])
     resume = _cli(["--resume", str(run_dir)])
     started = False
-    for _ in range(kills):
+    for left in range(kills, 0, -1):
         done = _last_step(run_dir / "metrics.jsonl") if started else 0
         if done >= steps - 10:
             break
-        target = rng.randint(done + 1, steps - 10)
+        # A random step in this kill's share of what is left, so that the kills spread over the run.
+        target = done + rng.randint(1, max(1, (steps - 10 - done) // left))
         if not (run_dir / rundir.CHECKPOINT).exists():  # killed before its first checkpoint: start again
             cmd = [*fresh, "--overwrite"] if started else fresh
             drill.restarts_from_scratch += int(started)

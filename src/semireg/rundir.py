@@ -145,9 +145,13 @@ def truncate_jsonl(path: Path, max_step: int) -> None:
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Write to a temporary file, then rename: a crash mid-write leaves the old checkpoint intact."""
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    _fsync(tmp)  # the bytes on disk before the rename makes them the checkpoint (a power cut, not just a kill)
-    os.replace(tmp, path)
+    try:
+        torch.save(state, tmp)
+        _fsync(tmp)  # the bytes on disk before the rename makes them the checkpoint (a power cut, not just a kill)
+        os.replace(tmp, path)
+    except OSError as exc:  # a full disk, a vanished directory: the previous checkpoint is still the checkpoint
+        tmp.unlink(missing_ok=True)
+        raise RunDirError(f"{path}: cannot write checkpoint ({exc}); the previous one, if any, is intact") from None
     _fsync(path.parent)
 
 
