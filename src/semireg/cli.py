@@ -45,7 +45,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         items = ([args.recipe] if args.recipe else []) + list(args.overrides)
         if args.recipe and "=" not in args.recipe:
             raise ConfigError(f"--resume continues {run_dir}'s own config; drop the recipe '{args.recipe}'")
-        cfg = _resume_config(json.loads((run_dir / "config.json").read_text()), _overrides(items, args))
+        cfg = _resume_config(rundir.read_config(run_dir), _overrides(items, args))
         result = train(cfg, run_dir, resume=True, split=None, data=_data_for_run(cfg, run_dir))
         if env_rank() == 0:
             _print_table([(cfg.name, cfg.train.seed, result.metrics)])
@@ -199,7 +199,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
     if not (run_dir / "config.json").exists():
         raise ConfigError(f"{run_dir}: no config.json; not a finished semireg run directory")
-    cfg = resolve(json.loads((run_dir / "config.json").read_text()))
+    cfg = resolve(rundir.read_config(run_dir))
     data = _data_for_run(cfg, run_dir)
     if is_system(cfg.method["name"]):
         from .engine import evaluate_finished_system
@@ -263,7 +263,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         if not (run_dir / "config.json").exists():
             raise ConfigError(f"{run_dir}: no config.json; not a semireg run directory")
         try:
-            data = _data_for_run(resolve(json.loads((run_dir / "config.json").read_text())), run_dir)
+            data = _data_for_run(resolve(rundir.read_config(run_dir)), run_dir)
         except DataError as exc:  # the report is still worth having, without its sample grids
             print(f"semireg: data not available ({exc}); the report has no sample grids", file=sys.stderr)
             data = None

@@ -299,14 +299,13 @@ def model_from_config(cfg: RunConfig, data: TrainData) -> nn.Module:
 
 def _finished_run(run_dir: Path, what: str) -> tuple[RunConfig, dict[str, Any]]:
     """The resolved config and the checkpoint of a finished run directory."""
-    import json
 
     from .config import resolve
 
     for name in ("config.json", rundir.CHECKPOINT):
         if not (run_dir / name).exists():
             raise ConfigError(f"{what} {run_dir}: no {name}; train the {what} first")
-    cfg = resolve(json.loads((run_dir / "config.json").read_text()))
+    cfg = resolve(rundir.read_config(run_dir))
     return cfg, rundir.load_checkpoint(run_dir / rundir.CHECKPOINT)
 
 

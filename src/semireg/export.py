@@ -32,7 +32,7 @@ def _run_files(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str,
     for name in ("config.json", rundir.CHECKPOINT):
         if not (run_dir / name).exists():
             raise RunDirError(f"{run_dir}: no {name}; not a finished semireg run")
-    config = json.loads((run_dir / "config.json").read_text())
+    config = rundir.read_config(run_dir)
     meta = json.loads((run_dir / "meta.json").read_text()) if (run_dir / "meta.json").exists() else {}
     return config, meta, rundir.load_checkpoint(run_dir / rundir.CHECKPOINT)
 

@@ -36,6 +36,28 @@ def check_target(run_dir: Path, *, overwrite: bool, resume: bool) -> None:
         raise RunDirError(f"{run_dir} already exists; pass --overwrite to replace it or --resume to continue it")
 
 
+def read_config(run_dir: Path) -> dict[str, Any]:
+    """run_dir/config.json as a tree; a damaged file, or one written by a newer semireg, is an
+    error that names the file."""
+    from .config import CONFIG_VERSION
+    from .errors import ConfigError
+
+    path = run_dir / "config.json"
+    if not path.exists():
+        raise RunDirError(f"{run_dir}: no config.json; not a semireg run directory")
+    try:
+        tree = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RunDirError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(tree, dict):
+        raise RunDirError(f"{path}: expected a JSON object")
+    version = tree.get("version", CONFIG_VERSION)
+    if isinstance(version, int) and not isinstance(version, bool) and version > CONFIG_VERSION:
+        raise ConfigError(f"{path}: config version {version} was written by a newer semireg "
+                          f"(this one reads version {CONFIG_VERSION}); upgrade semireg")
+    return tree
+
+
 def code_version() -> dict[str, Any]:
     """The code this process runs: read once, at first use, so that a commit made while a long
     job is running is not recorded for code the job imported before it."""

@@ -14,7 +14,6 @@ corruption code version), so every model of a comparison sees exactly the same i
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -113,7 +112,7 @@ def run_robustness(run_dir: Path, *, cfg=None, model: nn.Module | None = None, r
     if cfg is None:
         if not (run_dir / "config.json").exists():
             raise ConfigError(f"{run_dir}: no config.json; not a semireg run directory")
-        cfg = resolve(json.loads((run_dir / "config.json").read_text()))
+        cfg = resolve(rundir.read_config(run_dir))
     r = cfg.robustness
     released = released_dir if released_dir is not None else r.released_dir
     n_images = r.n_images if n_images is None else n_images
