@@ -299,7 +299,6 @@ def model_from_config(cfg: RunConfig, data: TrainData) -> nn.Module:
 
 def _finished_run(run_dir: Path, what: str) -> tuple[RunConfig, dict[str, Any]]:
     """The resolved config and the checkpoint of a finished run directory."""
-
     from .config import resolve
 
     for name in ("config.json", rundir.CHECKPOINT):
