@@ -135,6 +135,8 @@ method = {{ name = "consistency" }}
     for run in (teacher, student):
         result = json.loads((run / "robustness.json").read_text())
         assert set(result["accuracy"]) == {"contrast", "fog"}
+        page = (run / "report.html").read_text()  # rebuilt after the robustness run: its pictures and table
+        assert 'alt="robustness_heatmap"' in page and "robustness (" in page
     assert "student" in (root / "staged" / "summary.md").read_text()
     # A stage naming a later (or unknown) stage as its teacher is refused when the recipe loads.
     bad = tmp_path / "bad.toml"

@@ -255,7 +255,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from .errors import DataError
-    from .report.html import REPORT, build_comparison, build_report
+    from .report.html import build_comparison, build_report
 
     runs = [Path(r) for r in args.run_dirs]
     if len(runs) == 1 and args.out is None:
@@ -270,7 +270,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         page = build_report(run_dir, data)
     else:
         metrics = tuple(args.metric) if args.metric else None
-        page = build_comparison(runs, Path(args.out or REPORT.replace("report", "compare")), metrics)
+        page = build_comparison(runs, Path(args.out or "compare.html"), metrics)
     print(page)
     if args.check:
         from .report.browser import check_page
