@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..config import is_system
 from ..errors import RunDirError
 from ..evaluate import plot_confusion, plot_curves, read_jsonl
 
@@ -173,8 +174,10 @@ def _metrics_section(results: dict[str, Any] | None, run_dir: Path) -> str:
     out = "<h2>Final metrics</h2>"
     if eval_rows:
         out += _table(["split", "accuracy", "macro-F1", "loss"], eval_rows)
-    scalars = [[k, v] for k, v in results.items() if not isinstance(v, (dict, list))]
-    scalars += [[f"headline.{k}", v] for k, v in results.get("headline", {}).items() if not isinstance(v, (dict, list))]
+    headline = [k for k, v in results.get("headline", {}).items() if not isinstance(v, (dict, list))]
+    # A system's headline metrics first, in bold; the rest after (each once).
+    scalars = [[_Raw(f"<b>{_esc(k)}</b>"), results.get("headline", {})[k]] for k in headline]
+    scalars += [[k, v] for k, v in results.items() if not isinstance(v, (dict, list)) and k not in headline]
     out += _table(["what", "value"], scalars)
     robust = _read_json(run_dir / "robustness.json")
     if robust and "summary" in robust:
@@ -188,11 +191,14 @@ def _curves_section(run_dir: Path, config: dict[str, Any]) -> str:
     if not path.exists():
         return ""
     saved = run_dir / "curves.png"
+    caption = "loss terms (log scale) and accuracy against the step"
+    if is_system(config.get("method", {}).get("name", "")):
+        caption = "the terms each phase logged, against the round"
     if _fresh(saved, path):  # drawn from these very records at the end of the run (per phase for a system)
         png = saved.read_bytes()
     else:
         png = _figure_png(lambda buf: plot_curves(path, buf))
-    return "<h2>Loss and accuracy curves</h2>" + _img(png, "training curves", "loss terms (log scale) and accuracy against the step")
+    return "<h2>Loss and accuracy curves</h2>" + _img(png, "training curves", caption)
 
 
 def _fresh(picture: Path, source: Path) -> bool:
