@@ -180,3 +180,18 @@ def test_tensorboard_logger_writes_the_jsonl_scalars(tmp_path):
     assert [(e.step, pytest.approx(e.value, rel=1e-6)) for e in events.Scalars("train/loss")] == train_loss
     assert [e.step for e in events.Scalars("test/accuracy")] == [20, 40]
     assert main(["train", "demo", "--runs-root", str(tmp_path), "logger=wandb"]) == 2  # unknown logger: an error
+
+
+def test_read_inputs_converts_channels_and_size(tmp_path):
+    from semireg.export import read_inputs
+
+    Image.new("L", (40, 30), 255).save(tmp_path / "gray.png")  # another size, one channel
+    x = read_inputs(tmp_path / "gray.png", (3, 32, 32))
+    assert x.shape == (1, 3, 32, 32) and torch.allclose(x, torch.ones_like(x))
+    Image.new("RGB", (8, 8), (255, 0, 0)).save(tmp_path / "red.jpg")
+    assert read_inputs(tmp_path / "red.jpg", (1, 8, 8)).shape == (1, 1, 8, 8)
+    np.savez(tmp_path / "one.npz", np.full((1, 8, 8), 128, np.uint8))  # a single example, uint8 pixels
+    one = read_inputs(tmp_path / "one.npz", (1, 8, 8))
+    assert one.shape == (1, 1, 8, 8) and abs(float(one.mean()) - 128 / 255) < 1e-6
+    with pytest.raises(DataError, match="vectors"):
+        read_inputs(tmp_path / "red.jpg", (64,))
