@@ -161,6 +161,8 @@ def test_multi_network_recipes_through_the_cli(tmp_path, capsys, recipe, extra):
     page = (run / "report.html").read_text()
     pictures = sorted(p.stem for p in run.glob("*.png") if p.name != "curves.png")
     assert pictures and all(f'alt="{name}"' in page for name in pictures)  # the system's own pictures
+    assert main(["report", str(run), str(run), "--out", str(tmp_path / "cmp.html")]) == 0  # on headline metrics
+    assert "headline." in (tmp_path / "cmp.html").read_text()
     assert main(["export", str(run)]) == 0  # every network's weights, names prefixed by the network
     from safetensors.torch import load_file
 

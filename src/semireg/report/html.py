@@ -309,6 +309,10 @@ def build_comparison(run_dirs: list[Path], out: Path, metrics: tuple[str, ...] |
     """One page for several finished runs: mean ± std per configuration and every run's curves."""
     from .compare import DEFAULT_METRICS, _fmt as fmt_metric, group_runs, plot_comparison
 
+    if not metrics:  # a system's runs have no test accuracy: compare them on their headline metrics
+        first = _read_json(Path(run_dirs[0]) / "results.json") or {}
+        headline = first.get("headline") if "test" not in first else None
+        metrics = tuple(f"headline.{k}" for k, v in headline.items() if isinstance(v, (int, float))) if headline else None
     metrics = tuple(metrics or DEFAULT_METRICS)
     groups = group_runs(run_dirs, metrics)
     out = Path(out)
