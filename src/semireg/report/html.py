@@ -62,10 +62,11 @@ def _img(png: bytes, alt: str, caption: str = "", width: int | None = None) -> s
     return f'<figure><img src="{_png_uri(png)}" alt="{_esc(alt)}"{style}>{cap}</figure>'
 
 
-def _table(head: list[str], rows: list[list[Any]], numeric_from: int = 1) -> str:
+def _table(head: list[str], rows: list[list[Any]], numeric_from: int | None = 1) -> str:
+    """An HTML table; columns from `numeric_from` on are right-aligned (None: none are)."""
     out = ["<table><tr>" + "".join(f"<th>{_esc(h)}</th>" for h in head) + "</tr>"]
     for row in rows:
-        cells = [f'<td{" class=num" if i >= numeric_from else ""}>{c if isinstance(c, _Raw) else _esc(_fmt(c))}</td>'
+        cells = [f'<td{" class=num" if numeric_from is not None and i >= numeric_from else ""}>{c if isinstance(c, _Raw) else _esc(_fmt(c))}</td>'
                  for i, c in enumerate(row)]
         out.append("<tr>" + "".join(cells) + "</tr>")
     return "".join(out) + "</table>"
@@ -145,7 +146,7 @@ def _provenance(meta: dict[str, Any]) -> str:
     rows += [[k, meta[k]] for k in ("device", "precision", "world_size", "evaluated_weights", "teacher", "init_from")
              if k in meta]
     dirty = " <span class=warn>uncommitted changes in the code</span>" if code.get("git_dirty") else ""
-    return "<h2>Code version and hardware</h2>" + dirty + _table(["what", "value"], rows, numeric_from=9)
+    return "<h2>Code version and hardware</h2>" + dirty + _table(["what", "value"], rows, numeric_from=None)
 
 
 def _data_section(meta: dict[str, Any], run_dir: Path, data) -> str:
@@ -158,7 +159,7 @@ def _data_section(meta: dict[str, Any], run_dir: Path, data) -> str:
         s = Split.load(split_path).summary()
         rows += [[f"split.{k}", "official test set" if k == "test_held_out" and v < 0 else v] for k, v in s.items()]
     rows += [["unlabelled batch size", meta.get("unlabeled_batch_size")], ["total steps", meta.get("total_steps")]]
-    out = "<h2>Data and split</h2>" + _table(["what", "value"], rows, numeric_from=9)
+    out = "<h2>Data and split</h2>" + _table(["what", "value"], rows, numeric_from=None)
     if data is not None and getattr(data, "y_l", None) is not None and len(data.y_l):
         counts = torch.bincount(data.y_l, minlength=data.num_classes).tolist()
         names = data.class_names or [str(i) for i in range(data.num_classes)]
