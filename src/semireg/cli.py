@@ -197,8 +197,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .evaluate import classification_metrics, predict_logits
 
     run_dir = Path(args.run_dir)
-    if not (run_dir / "config.json").exists():
-        raise ConfigError(f"{run_dir}: no config.json; not a finished semireg run directory")
     cfg = resolve(rundir.read_config(run_dir))
     data = _data_for_run(cfg, run_dir)
     if is_system(cfg.method["name"]):
@@ -260,8 +258,6 @@ def cmd_report(args: argparse.Namespace) -> int:
     runs = [Path(r) for r in args.run_dirs]
     if len(runs) == 1 and args.out is None:
         run_dir = runs[0]
-        if not (run_dir / "config.json").exists():
-            raise ConfigError(f"{run_dir}: no config.json; not a semireg run directory")
         try:
             data = _data_for_run(resolve(rundir.read_config(run_dir)), run_dir)
         except DataError as exc:  # the report is still worth having, without its sample grids

@@ -72,7 +72,6 @@ def load_exported(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     from safetensors import SafetensorError
     from safetensors.torch import load_file, safe_open
 
-
     path = Path(path)
     try:
         with safe_open(str(path), framework="pt") as f:
@@ -106,7 +105,7 @@ def _model_for(source: Path) -> tuple[nn.Module, dict[str, Any]]:
     weights, kind = evaluated_weights(state)
     model = _build(cfg, data, weights, str(source))
     return model, {"config": config, "in_shape": data["in_shape"], "num_classes": data["num_classes"],
-                          "class_names": data.get("class_names"), "evaluated_weights": kind}
+                   "class_names": data.get("class_names"), "evaluated_weights": kind}
 
 
 def _build(cfg, shapes: dict[str, Any], weights: dict[str, torch.Tensor], where: str) -> nn.Module:

@@ -125,7 +125,8 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 class MetricsLog:
     """metrics.jsonl (always: the record the report, compare and resume read) and, with
     `logger="tensorboard"`, the same scalars as TensorBoard events in run_dir/tensorboard/.
-    Tags: train/<term>, <split>/<metric> (eval records), system/<phase>/<term>."""
+    Tags: train/<term> (a system's: train/<phase>/<term>), <split>/<metric> for evaluations
+    (a system's: eval/<metric>)."""
 
     def __init__(self, run_dir: Path, logger: str = "jsonl") -> None:
         self.path = run_dir / "metrics.jsonl"
