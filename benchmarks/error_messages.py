@@ -52,6 +52,17 @@ def messages(root: Path) -> None:
     (root / "other" / "config.json").write_text(json.dumps(config))
     for command in ("train --resume", "eval", "report", "export"):
         print(f"newer config, {command}:", run([*command.split(), str(root / "other")]))
+    from PIL import Image
+
+    folders = root / "folders"
+    for cls in ("a", "b"):
+        (folders / cls).mkdir(parents=True)
+        for i in range(6):
+            Image.new("RGB", (8, 8), (40 * i, 0, 0)).save(folders / cls / f"{i}.png")
+    (folders / "b" / "3.png").write_bytes((folders / "b" / "3.png").read_bytes()[:30])
+    print("truncated PNG in a class folder:", run(["train", "demo", "--runs-root", str(root / "runs"),
+                                                    f"data.dataset=folder:{folders}", "data.n_labeled=4",
+                                                    "data.n_test=2", "train.steps=2"]))
     (root / "half.pt").write_bytes((root / "other" / "checkpoint.pt").read_bytes()[:1000])
     try:
         rundir.load_checkpoint(root / "half.pt")

@@ -72,7 +72,9 @@ def _decode(data: bytes, name: str) -> np.ndarray:
         with Image.open(io.BytesIO(data)) as img:
             img = img.convert("L") if img.mode in ("L", "1", "I;16", "I") else img.convert("RGB")
             return np.asarray(img, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except UnidentifiedImageError:  # its message names an in-memory buffer, not the file
+        raise DataError(f"{name}: cannot decode image (not a known image format, or cut short)") from None
+    except (OSError, ValueError) as exc:
         raise DataError(f"{name}: cannot decode image ({exc})") from None
 
 
@@ -84,7 +86,7 @@ def decode_folder(source: Path) -> dict[str, np.ndarray]:
             continue  # an image at the top level has no class folder
         cls = parts[-2]
         split = parts[-3] if len(parts) >= 3 and parts[-3] in ("train", "test") else "train"
-        records.setdefault(split, []).append((cls, _decode(data, "/".join(parts))))
+        records.setdefault(split, []).append((cls, _decode(data, f"{source}/{'/'.join(parts)}")))
     if not records.get("train"):
         raise DataError(f"{source}: no images in class folders (<root>/<class>/<image> or <root>/train/<class>/...)")
     classes = sorted({c for recs in records.values() for c, _ in recs})

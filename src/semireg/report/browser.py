@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import select
 import shutil
 import subprocess
 import tempfile
@@ -84,8 +85,6 @@ class _Pipe:
             self.events.append(ev)
 
     def _read(self, timeout: float) -> dict[str, Any]:
-        import select
-
         deadline = time.monotonic() + timeout
         while b"\0" not in self.buffer:
             left = deadline - time.monotonic()

@@ -121,8 +121,6 @@ def _read_json(path: Path) -> dict[str, Any] | None:
         raise RunDirError(f"{path}: not valid JSON ({exc})") from None
 
 
-
-
 # ----------------------------------------------------------------------------- sections
 
 
@@ -297,7 +295,8 @@ def build_report(run_dir: str | Path, data=None) -> Path:
     meta = _read_json(run_dir / "meta.json") or {}
     results = _read_json(run_dir / "results.json")
     records = read_jsonl(run_dir / "metrics.jsonl")
-    class_names = getattr(data, "class_names", None)
+    # meta.json records the class names, so a report rebuilt without the data still names them
+    class_names = getattr(data, "class_names", None) or meta.get("data", {}).get("class_names")
     body = "".join([
         _header(run_dir, config, meta, results, records), _metrics_section(results, run_dir),
         _curves_section(run_dir, config), _per_class_section(results, class_names, run_dir), _samples_section(data, config),
@@ -324,11 +323,10 @@ def build_comparison(run_dirs: list[Path], out: Path, metrics: tuple[str, ...] |
     chart = _figure_png(lambda buf: plot_comparison(groups, metrics[0], buf))
     run_rows = []
     for g in groups:
-        for run, seed in zip(g.runs, g.seeds):
-            link = os.path.relpath(run / REPORT, out.parent.resolve() if out.parent.exists() else out.parent)
-            has = (run / REPORT).exists()
-            name = _Raw(f'<a href="{_esc(Path(link).as_posix())}">{_esc(run)}</a>' if has else _esc(run))
-            run_rows.append([name, g.label, seed] + [g.values[m][g.runs.index(run)] for m in metrics])
+        for i, (run, seed) in enumerate(zip(g.runs, g.seeds)):
+            link = Path(os.path.relpath(run / REPORT, out.parent.resolve())).as_posix()
+            name = _Raw(f'<a href="{_esc(link)}">{_esc(run)}</a>' if (run / REPORT).exists() else _esc(run))
+            run_rows.append([name, g.label, seed] + [g.values[m][i] for m in metrics])
     body = (f"<h1>semireg: {len(run_dirs)} runs compared</h1>"
             "<h2>Mean ± std over seeds</h2>" + _table(head, rows, numeric_from=2)
             + _img(chart, "comparison chart", f"{metrics[0]}: mean ± std over seeds")
