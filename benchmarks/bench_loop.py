@@ -20,8 +20,10 @@ from _timing import header, write
 from semireg.augment import Augmenter
 from semireg.config import config_for, load_recipe, method_options
 from semireg.data import IndexSampler
-from semireg.engine import (build_optimizer, data_from_config, lr_factor, model_from_config, train,
-                            unlabeled_batch_size)
+from semireg.engine import train, unlabeled_batch_size
+from semireg.finished import model_from_config
+from semireg.optim import build_optimizer, lr_factor
+from semireg.traindata import data_from_config
 from semireg.methods import Batch, get_method
 
 STRONG_AUGMENTATION = {"fixmatch", "flexmatch", "freematch", "uda", "consistency"}  # RandAugment in the loop

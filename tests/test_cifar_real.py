@@ -3,7 +3,8 @@
 import torch
 
 from semireg.config import from_kwargs
-from semireg.engine import TrainData, train
+from semireg.engine import train
+from semireg.traindata import TrainData
 
 
 def test_teacher_then_noisy_student_on_real_cifar(real_cifar, tmp_path):

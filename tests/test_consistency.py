@@ -7,7 +7,9 @@ import torch
 
 from semireg.augment import AugmentConfig, Augmenter
 from semireg.config import from_kwargs
-from semireg.engine import Plateau, TrainData, train
+from semireg.engine import train
+from semireg.optim import Plateau
+from semireg.traindata import TrainData
 from semireg.errors import ConfigError
 from semireg.methods import Batch, get_method
 from semireg.methods.consistency import ConsistencyOptions, consistency_loss
@@ -164,7 +166,7 @@ def test_init_from_starts_the_student_at_the_teachers_weights(tmp_path):
     res = train(cfg(steps=1, lr=1e-12, optimizer="sgd", momentum=0.0, method={"name": "consistency"},
                     teacher=str(tmp_path / "teacher"), init_from=str(tmp_path / "teacher")), tmp_path / "student", data=data)
     from semireg import rundir
-    from semireg.engine import evaluated_weights
+    from semireg.finished import evaluated_weights
 
     teacher_w, _ = evaluated_weights(rundir.load_checkpoint(tmp_path / "teacher" / "checkpoint.pt"))
     for name, value in res.model.state_dict().items():

@@ -12,7 +12,8 @@ from torch import nn
 from semireg import distributed
 from semireg.cli import _resume_config
 from semireg.config import from_kwargs
-from semireg.engine import TrainData, _train_rank, train
+from semireg.engine import train, train_rank
+from semireg.traindata import TrainData
 from semireg.errors import ConfigError
 from semireg.methods import METHODS
 
@@ -50,7 +51,7 @@ def _every_method(fabric, root: str, teacher: str) -> None:
     """Runs in each of the 2 spawned ranks: every registered method, one after the other."""
     for name in sorted(METHODS):
         cfg = cfg_for(name, teacher if METHODS[name].needs_teacher else "")
-        _train_rank(fabric, cfg, distributed_dir(root, name), plain_net(), image_data(), None, False, False)
+        train_rank(fabric, cfg, distributed_dir(root, name), plain_net(), image_data(), None, False, False)
 
 
 def distributed_dir(root, name):

@@ -6,7 +6,9 @@ from torch import nn
 
 import semireg
 from semireg.config import from_kwargs
-from semireg.engine import EMA, TrainData, lr_factor, train
+from semireg.engine import train
+from semireg.optim import EMA, lr_factor
+from semireg.traindata import TrainData
 from semireg.errors import ConfigError, DivergedError, RunDirError
 
 

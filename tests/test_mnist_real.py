@@ -3,7 +3,8 @@
 import pytest
 
 from semireg.config import config_for, load_recipe
-from semireg.engine import data_from_config, train
+from semireg.engine import train
+from semireg.traindata import data_from_config
 
 from conftest import mnist_available
 

@@ -12,9 +12,10 @@ from torch import nn
 
 import semireg
 from semireg.config import from_kwargs
-from semireg.engine import TrainData, train_system_config
+from semireg.phase_loop import train_system, train_system_config
+from semireg.traindata import TrainData
 from semireg.errors import ConfigError
-from semireg.phases import OptimizerSpec, Phase, PhaseBatch, System, Terms, reduce_per_sample, train_system, trained_only
+from semireg.phases import OptimizerSpec, Phase, PhaseBatch, System, Terms, reduce_per_sample, trained_only
 from semireg.systems import SYSTEMS, get_system
 from semireg.systems.began import Balance, BeganOptions, build_began
 

@@ -105,7 +105,8 @@ def test_export_loads_without_pickle_and_matches_the_run(runs, tmp_path, monkeyp
     run = runs[0]
     path = export_run(run, tmp_path / "m.safetensors")
     from semireg.config import resolve
-    from semireg.engine import data_from_config, load_finished_model
+    from semireg.finished import load_finished_model
+    from semireg.traindata import data_from_config
 
     data, _ = data_from_config(resolve(json.loads((run / "config.json").read_text())))
     reference, _, _ = load_finished_model(run, data)
@@ -132,7 +133,8 @@ def test_export_loads_without_pickle_and_matches_the_run(runs, tmp_path, monkeyp
 def test_predict_files_npz_and_images(runs, tmp_path):
     run = runs[0]
     from semireg.config import resolve
-    from semireg.engine import data_from_config, load_finished_model
+    from semireg.finished import load_finished_model
+    from semireg.traindata import data_from_config
 
     data, _ = data_from_config(resolve(json.loads((run / "config.json").read_text())))
     x, _ = data.eval_sets["test"]

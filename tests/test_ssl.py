@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from semireg.config import from_kwargs, load_recipe
-from semireg.engine import TrainData, train, unlabeled_batch_size
+from semireg.engine import train, unlabeled_batch_size
+from semireg.traindata import TrainData
 from semireg.errors import ConfigError
 from semireg.methods import get_method
 from semireg.methods.common import DistAlign, ramp_up, sharpen

@@ -5,7 +5,8 @@ iterated, so a new method gets this test for free."""
 import pytest
 
 from semireg.config import config_for, load_recipe
-from semireg.engine import data_from_config, train
+from semireg.engine import train
+from semireg.traindata import data_from_config
 from semireg.methods import METHODS
 
 from conftest import mnist_available

@@ -12,11 +12,13 @@ from torch import nn
 
 from .config import from_kwargs, is_system
 from .data.arrays import as_images, as_labels
-from .engine import Result, TrainData, train, train_system_config
-from .phases import System, SystemResult, train_system
-from .systems import SYSTEMS, get_system
+from .engine import Result, train
 from .errors import ConfigError
 from .evaluate import evaluate
+from .phase_loop import SystemResult, train_system, train_system_config
+from .phases import System
+from .systems import SYSTEMS, get_system
+from .traindata import TrainData
 
 Array = np.ndarray | torch.Tensor
 

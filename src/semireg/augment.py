@@ -28,6 +28,8 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
+from .errors import ConfigError
+
 Tensor = torch.Tensor
 
 
@@ -354,8 +356,6 @@ class Augmenter:
 
 
 def validate_augment(cfg: AugmentConfig) -> None:
-    from .errors import ConfigError
-
     if cfg.resize > 0 and not 0 < cfg.crop <= cfg.resize:
         raise ConfigError(f"augment.crop must be in (0, augment.resize={cfg.resize}], got {cfg.crop}")
     if cfg.resize == 0 and cfg.crop:

@@ -11,10 +11,21 @@ from pathlib import Path
 from typing import Any
 
 from . import rundir
-from .config import (RunConfig, config_for, fill_short_keys, is_system, load_recipe, merge, parse_override,
-                     recipe_names, resolve)
+from .augment import eval_transform
+from .config import RunConfig, config_for, fill_short_keys, is_system, load_recipe, merge, parse_override, recipe_names, resolve
+from .data import Split
 from .distributed import env_rank
-from .errors import ConfigError, SemiregError
+from .engine import train
+from .errors import ConfigError, DataError, SemiregError
+from .evaluate import classification_metrics, predict_logits
+from .export import export_run, predict_files
+from .finished import load_finished_model
+from .phase_loop import evaluate_finished_system
+from .report.browser import check_page
+from .report.compare import DEFAULT_METRICS, compare
+from .report.html import build_comparison, build_report
+from .robustness import run_robustness
+from .traindata import data_from_config
 
 
 def _overrides(items: list[str], args: argparse.Namespace) -> dict[str, Any]:
@@ -35,8 +46,6 @@ def _run_dir_for(root: Path, recipe: str, variant: str, seed: int, n_seeds: int,
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .engine import train
-
     if args.resume:
         run_dir = Path(args.resume)
         if not (run_dir / "config.json").exists():
@@ -83,7 +92,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         if not main:
             continue
         if cfg.robustness.after_train:
-            from .robustness import run_robustness
 
             metrics["robustness"] = run_robustness(run_dir, cfg=cfg, model=result.model)["summary"]
         rows.append(("/".join(p for p in (variant, stage) if p) or cfg.name, seed, metrics))
@@ -126,8 +134,6 @@ def _select(chosen: list[str] | None, known: list[str], what: str, recipe: str) 
 
 def _data_for_run(cfg: RunConfig, run_dir: Path):
     """Rebuild the run's data from its saved split indices (exactly the images it trained on)."""
-    from .data import Split
-    from .engine import data_from_config
 
     data, split = data_from_config(cfg)
     saved = run_dir / "split.npz"
@@ -192,15 +198,10 @@ def _print_table(rows: list[tuple[str, int, dict[str, Any]]]) -> str:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .augment import eval_transform
-    from .engine import load_finished_model
-    from .evaluate import classification_metrics, predict_logits
-
     run_dir = Path(args.run_dir)
     cfg = resolve(rundir.read_config(run_dir))
     data = _data_for_run(cfg, run_dir)
     if is_system(cfg.method["name"]):
-        from .engine import evaluate_finished_system
 
         out = evaluate_finished_system(run_dir, data)
         rundir.write_json(run_dir / "eval.json", out)
@@ -219,8 +220,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_robustness(args: argparse.Namespace) -> int:
-    from .robustness import run_robustness
-
     rows = []
     for run_dir in args.run_dirs:
         corruptions = args.corruptions.split(",") if args.corruptions else None
@@ -241,8 +240,6 @@ def cmd_robustness(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from .report.compare import DEFAULT_METRICS, compare
-
     metrics = tuple(args.metric) if args.metric else DEFAULT_METRICS
     out = Path(args.out) if args.out else None
     print(compare([Path(r) for r in args.run_dirs], metrics, out))
@@ -252,9 +249,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .errors import DataError
-    from .report.html import build_comparison, build_report
-
     runs = [Path(r) for r in args.run_dirs]
     if len(runs) == 1 and args.out is None:
         run_dir = runs[0]
@@ -269,7 +263,6 @@ def cmd_report(args: argparse.Namespace) -> int:
         page = build_comparison(runs, Path(args.out or "compare.html"), metrics)
     print(page)
     if args.check:
-        from .report.browser import check_page
 
         check = check_page(page)
         print(f"chromium: {len(check.images)} images, {len(check.broken_images)} broken, {len(check.errors)} errors")
@@ -280,8 +273,6 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .export import predict_files
-
     rows = predict_files(Path(args.source), args.files, top=args.top)
     if args.out:
         out = Path(args.out)
@@ -298,8 +289,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .export import export_run
-
     print(export_run(Path(args.run_dir), Path(args.out) if args.out else None))
     return 0
 

@@ -19,8 +19,10 @@ from typing import Any
 
 from .augment import AugmentConfig, validate_augment
 from .errors import ConfigError
-
-CONFIG_VERSION = 1
+from .methods import METHODS, get_method
+from .models import MODELS
+from .systems import SYSTEMS  # late import: systems and methods register themselves on import
+from .version import CONFIG_VERSION
 
 
 @dataclass
@@ -294,15 +296,12 @@ def resolve(tree: dict[str, Any]) -> RunConfig:
 
 def is_system(name: str) -> bool:
     """Whether `method.name` names a multi-network system (trained in phases) rather than a method."""
-    from .systems import SYSTEMS  # late import: systems and methods register themselves on import
 
     return name in SYSTEMS
 
 
 def options_class(name: str) -> type:
     """The options dataclass of a registered method or system."""
-    from .methods import METHODS, get_method
-    from .systems import SYSTEMS
 
     if name in SYSTEMS:
         return SYSTEMS[name].options
@@ -317,8 +316,6 @@ def method_options(cfg: RunConfig) -> Any:
 
 
 def validate(cfg: RunConfig) -> None:
-    from .models import MODELS
-
     t, d = cfg.train, cfg.data
     choices = {
         "train.optimizer": (t.optimizer, {"adam", "adamw", "sgd", "adadelta"}),

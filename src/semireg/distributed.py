@@ -21,6 +21,9 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
+from lightning_fabric import Fabric
+from lightning_fabric.connector import _is_using_cli  # Fabric's own test for `fabric run`; no public name
+from lightning_fabric.strategies import DDPStrategy
 from torch import nn
 
 from .errors import ConfigError
@@ -28,8 +31,6 @@ from .errors import ConfigError
 
 def launched_externally() -> bool:
     """Whether torchrun / `fabric run` (or another torchelastic launcher) started this process."""
-    from lightning_fabric.connector import _is_using_cli
-
     return _is_using_cli() or ("LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ and "RANK" in os.environ)
 
 
@@ -41,10 +42,6 @@ def env_rank() -> int:
 def make_fabric(t) -> tuple[Any, bool]:
     """(Fabric for `t: TrainConfig`, spawn): spawn means this process must start the ranks itself
     with `fabric.launch(fn, ...)`; otherwise it is one rank (or the only process), already launched."""
-    from lightning_fabric import Fabric
-    from lightning_fabric.connector import _is_using_cli
-    from lightning_fabric.strategies import DDPStrategy
-
     if launched_externally():
         world = int(os.environ.get("WORLD_SIZE", "1"))
         local = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))

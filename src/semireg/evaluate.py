@@ -10,6 +10,9 @@ import torch
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 from torch import nn
 
+from .data.arrays import as_images, as_labels
+from .rundir import read_jsonl
+
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 1000, transform=None) -> torch.Tensor:
@@ -47,8 +50,6 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, num_classes: 
 def evaluate(model: nn.Module, data: tuple[Any, Any], num_classes: int | None = None,
              batch_size: int = 1000) -> dict[str, Any]:
     """Accuracy, macro-F1, per-class precision/recall/F1 and the confusion matrix of `model` on (x, y)."""
-    from .data.arrays import as_images, as_labels
-
     x, y = as_images(data[0]), as_labels(data[1])
     logits = predict_logits(model, x, batch_size)
     k = num_classes or logits.shape[1]
@@ -65,7 +66,9 @@ def summary(metrics: dict[str, Any]) -> dict[str, float]:
 # ----------------------------------------------------------------------------- plots
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the Agg backend. Imported here, at first use: importing matplotlib costs
+    about half a second, which a run without plots (or `semireg --help`) should not pay."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -76,7 +79,7 @@ def _pyplot():
 
 def plot_confusion(confusion: list[list[int]], path: Path, class_names: list[str] | None = None,
                    title: str = "confusion matrix") -> None:
-    plt = _pyplot()
+    plt = pyplot()
     cm = np.asarray(confusion)
     k = len(cm)
     names = class_names or [str(i) for i in range(k)]
@@ -96,15 +99,9 @@ def plot_confusion(confusion: list[list[int]], path: Path, class_names: list[str
     plt.close(fig)
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    from .rundir import read_jsonl as read
-
-    return read(path)
-
-
 def plot_curves(metrics_path: Path, path: Path) -> None:
     """Training loss terms and evaluation accuracy / macro-F1 against the step."""
-    plt = _pyplot()
+    plt = pyplot()
     records = read_jsonl(metrics_path)
     train = [r for r in records if r.get("kind") == "train"]
     evals = [r for r in records if r.get("kind") == "eval"]

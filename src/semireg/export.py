@@ -18,11 +18,19 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image, UnidentifiedImageError
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
 from . import rundir
+from .augment import AugmentConfig, eval_transform
 from .config import is_system, resolve
+from .data.arrays import as_images
 from .errors import ConfigError, DataError, RunDirError, mismatch
+from .evaluate import predict_logits
+from .finished import evaluated_weights
+from .models import build_model
 
 FORMAT = "semireg-model/1"
 EXPORT_NAME = "model.safetensors"
@@ -39,9 +47,7 @@ def _run_files(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str,
 
 def export_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
     """Write the run's evaluated weights to safetensors (default run_dir/model.safetensors)."""
-    from safetensors.torch import save_file
 
-    from .engine import evaluated_weights
 
     run_dir = Path(run_dir)
     config, meta, state = _run_files(run_dir)
@@ -69,8 +75,6 @@ def export_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
 
 def load_exported(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """(eval-mode model, info) from an exported file; info holds config, in_shape, class_names, ..."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file, safe_open
 
     path = Path(path)
     try:
@@ -95,7 +99,6 @@ def _model_for(source: Path) -> tuple[nn.Module, dict[str, Any]]:
     """A run directory (its checkpoint) or an exported .safetensors file."""
     if source.is_file():
         return load_exported(source)
-    from .engine import evaluated_weights
 
     config, meta, state = _run_files(source)
     cfg = resolve(config)
@@ -110,7 +113,6 @@ def _model_for(source: Path) -> tuple[nn.Module, dict[str, Any]]:
 
 def _build(cfg, shapes: dict[str, Any], weights: dict[str, torch.Tensor], where: str) -> nn.Module:
     """The run's model with `weights` (eval mode); shapes holds in_shape and num_classes."""
-    from .models import build_model
 
     if not shapes.get("in_shape") or not shapes.get("num_classes"):
         raise RunDirError(f"{where}: the input shape and class count are not recorded")
@@ -127,7 +129,6 @@ def read_inputs(path: Path, in_shape: tuple[int, ...]) -> torch.Tensor:
     """Images from one file, as the model takes them: (N, *in_shape) float in [0, 1].
     An image file is converted to the run's channels and resized to its size; an .npz holds
     one array (or 'x'): uint8 pixels or floats already scaled like the training data."""
-    from .data.arrays import as_images
 
     if path.suffix.lower() == ".npz":
         try:
@@ -145,7 +146,6 @@ def read_inputs(path: Path, in_shape: tuple[int, ...]) -> torch.Tensor:
             arr = arr[None]  # a single example
         x = as_images(arr, str(path))
     else:
-        from PIL import Image, UnidentifiedImageError
 
         if len(in_shape) != 3:
             raise DataError(f"{path}: this model takes vectors of shape {tuple(in_shape)}; pass an .npz")
@@ -167,8 +167,6 @@ def read_inputs(path: Path, in_shape: tuple[int, ...]) -> torch.Tensor:
 
 def predict_files(source: str | Path, files: list[str | Path], top: int = 1) -> list[dict[str, Any]]:
     """One row per input: file, index within it, predicted class (index and name), probabilities of the top k."""
-    from .augment import AugmentConfig, eval_transform
-    from .evaluate import predict_logits
 
     model, info = _model_for(Path(source))
     in_shape = tuple(info["in_shape"])

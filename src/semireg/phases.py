@@ -5,7 +5,7 @@ weights), a list of `Phase`s run in written order every round (each names the mo
 its optimizer, its loss and how many steps it runs per round), and `state`, a `ModuleDict` of loss
 state (buffers such as BEGAN's k) that losses update, that is logged and that checkpoints hold.
 
-`train_system` is the loop. Every optimizer step is visible in it:
+`phase_loop.train_system` is the loop. Every optimizer step is visible in it:
 
     for round:
         for phase in phases:
@@ -17,19 +17,15 @@ state (buffers such as BEGAN's k) that losses update, that is logged and that ch
 
 from __future__ import annotations
 
-import math
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _NormBase
 
-from . import rundir
-from .errors import ConfigError, DivergedError, RunDirError, mismatch
+from .errors import ConfigError
 
 # ----------------------------------------------------------------------------- loss terms
 
@@ -187,183 +183,3 @@ def trained_only(nets: nn.ModuleDict, trains: tuple[str, ...]) -> Iterator[None]
             p.requires_grad_(flag)
         for m in frozen_norms:
             m.train()
-
-
-# ----------------------------------------------------------------------------- the loop
-
-
-@dataclass
-class SystemResult:
-    system: System
-    metrics: dict[str, Any]
-    run_dir: Path | None
-    config: Any
-
-
-def _checkpoint_state(system: System, optimizers: dict[str, torch.optim.Optimizer], sampler) -> dict[str, Any]:
-    return {
-        "nets": system.nets.state_dict(), "loss_state": system.state.state_dict(),
-        "optimizers": {name: opt.state_dict() for name, opt in optimizers.items()},
-        "sampler": sampler.state_dict(), "torch_rng": torch.get_rng_state(),
-    }
-
-
-def _load_state(system: System, optimizers: dict[str, torch.optim.Optimizer], sampler, state: dict[str, Any], path: Path) -> None:
-    try:
-        system.nets.load_state_dict(state["nets"])
-        system.state.load_state_dict(state["loss_state"])
-    except (RuntimeError, KeyError) as exc:
-        raise RunDirError(f"{path}: checkpoint is of another system ({mismatch(exc)})") from None
-    for name, opt in optimizers.items():
-        opt.load_state_dict(state["optimizers"][name])
-    sampler.load_state_dict(state["sampler"])
-    torch.set_rng_state(state["torch_rng"])
-
-
-def train_system(cfg, system: System, data, run_dir: Path | None = None, *, split=None,
-                 resume: bool = False, overwrite: bool = False) -> SystemResult:
-    """Run `system`'s phases for `cfg.train.steps` rounds (or `epochs` of the training images).
-
-    `data` is a TrainData: phases draw (x, y) batches of `train.batch_size` from its labelled set.
-    """
-    from lightning_fabric import Fabric
-
-    from .data import IndexSampler
-    from .engine import Meter, _progress, _seed_everything, _total_steps
-
-    t = cfg.train
-    system.check()
-    if system.needs_labels and data.y_l is None:
-        raise ConfigError("this system trains on labels; pass them (labels=...)")
-    if system.needs_test_set and "test" not in data.eval_sets:
-        raise ConfigError("this system is evaluated on a held-out test set; pass one (eval_data=(x, y))")
-    if t.threads > 0:
-        torch.set_num_threads(t.threads)
-    fabric = Fabric(accelerator=t.device, devices=1, precision=t.precision)
-    device = fabric.device
-    if run_dir is not None:
-        rundir.prepare(run_dir, overwrite=overwrite, resume=resume)
-    _seed_everything(t.seed, t.deterministic)
-
-    nets, state = system.nets.to(device), system.state.to(device)
-    optimizers = {ph.name: ph.optimizer.build(trained_parameters(nets, ph.trains)) for ph in system.phases}
-    x_all = data.x_l.to(device)
-    # Systems that need no labels may have none; their batches carry zeros.
-    y_all = data.y_l.to(device) if data.y_l is not None else torch.zeros(len(x_all), dtype=torch.long, device=device)
-    sampler = IndexSampler(len(x_all), t.batch_size, seed=t.seed * 2 + 1, device=device)
-    total = _total_steps(cfg, len(x_all))  # rounds: `train.steps`, or `train.epochs` of the images
-
-    start, elapsed = 0, 0.0
-    metrics_path = run_dir / "metrics.jsonl" if run_dir is not None else None
-    if run_dir is not None:
-        if resume:
-            ckpt = rundir.load_checkpoint(run_dir / rundir.CHECKPOINT)
-            _load_state(system, optimizers, sampler, ckpt, run_dir / rundir.CHECKPOINT)
-            start, elapsed = int(ckpt["step"]), float(ckpt["elapsed"])
-            rundir.truncate_jsonl(metrics_path, start)
-        else:
-            rundir.write_json(run_dir / "config.json", cfg.to_dict())
-            rundir.write_json(run_dir / "meta.json", {
-                "code": rundir.code_version(), "seed": t.seed, "hardware": rundir.hardware(), "device": str(device),
-                "precision": t.precision, "data": data.summary(), "total_rounds": total,
-                "phases": [{"name": p.name, "trains": list(p.trains), "steps": p.steps, "batches": p.batches,
-                            "optimizer": vars(p.optimizer)} for p in system.phases],
-                "parameters": {name: sum(p.numel() for p in m.parameters()) for name, m in nets.items()},
-            })
-            if split is not None:
-                split.save(run_dir / "split.npz")
-
-    def checkpoint(done: int) -> None:
-        if run_dir is None:
-            return
-        if not all(bool(p.isfinite().all()) for p in nets.parameters()):
-            raise DivergedError(f"weights are not finite at round {done}; last good checkpoint kept in {run_dir}")
-        rundir.save_checkpoint(run_dir / rundir.CHECKPOINT, {"step": done, "elapsed": elapsed, "config": cfg.to_dict(),
-                                                              **_checkpoint_state(system, optimizers, sampler)})
-
-    def draw() -> PhaseBatch:
-        idx = sampler.next()
-        return PhaseBatch(x_all[idx], y_all[idx])
-
-    meters = {phase.name: Meter() for phase in system.phases}  # phases run different step counts: own means
-    log = rundir.MetricsLog(run_dir, cfg.logger) if run_dir is not None else None
-    bar = _progress(total, start, t.progress)
-    nets.train()
-    tick = time.perf_counter()
-    for rnd in range(start, total):
-        for phase in system.phases:
-            optimizer = optimizers[phase.name]
-            for _ in range(phase.steps):
-                batches = [draw() for _ in range(phase.batches)]
-                nets.zero_grad(set_to_none=True)  # no gradient left over from another phase
-                with trained_only(nets, phase.trains):
-                    with fabric.autocast():
-                        terms = phase.loss(nets, batches, state)
-                    fabric.backward(terms["loss"])
-                optimizer.step()
-                meters[phase.name].add(terms)
-        done = rnd + 1
-        is_last = done == total
-        do_eval = system.evaluate is not None and t.eval_every and done % t.eval_every == 0 and not is_last
-        do_ckpt = is_last or do_eval or (t.checkpoint_every and done % t.checkpoint_every == 0)
-        if done % t.log_every == 0 or do_ckpt:
-            elapsed += time.perf_counter() - tick
-            logged = {f"{name}/{k}": v for name, meter in meters.items() for k, v in meter.flush().items()}
-            if not all(math.isfinite(v) for v in logged.values()):
-                bar.close()
-                raise DivergedError(f"a loss became non-finite by round {done}: {logged}")
-            if log is not None:
-                log.write({"kind": "train", "step": done, "time": round(elapsed, 3), **logged})
-            bar.set_postfix({k: f"{v:.3g}" for k, v in list(logged.items())[:4]}, refresh=False)
-            if do_eval:
-                nets.eval()
-                m = system.evaluate(system, data, run_dir, done, False)
-                nets.train()
-                if log is not None:
-                    log.write({"kind": "eval", "step": done, "time": round(elapsed, 3), **m})
-            if do_ckpt:
-                checkpoint(done)
-            tick = time.perf_counter()
-        bar.update(1)
-    bar.close()
-    if log is not None:
-        log.close()
-
-    nets.eval()
-    final: dict[str, Any] = {"rounds": total, "steps_per_round": {p.name: p.steps for p in system.phases},
-                             "train_time_s": round(elapsed, 2)}
-    if system.evaluate is not None:
-        eval_start = time.perf_counter()
-        final.update(system.evaluate(system, data, run_dir, total, True))
-        final["eval_time_s"] = round(time.perf_counter() - eval_start, 2)
-    final["headline"] = {k: final[k] for k in system.headline if k in final}
-    if run_dir is not None:
-        rundir.write_json(run_dir / "results.json", final)
-        plot_terms(metrics_path, run_dir / "curves.png")
-        from .report.html import build_report
-
-        build_report(run_dir, data)
-    return SystemResult(system=system, metrics=final, run_dir=run_dir, config=cfg)
-
-
-def plot_terms(metrics_path: Path, path: Path) -> None:
-    """One panel per phase: its logged terms against rounds."""
-    from .evaluate import _pyplot, read_jsonl
-
-    records = [r for r in read_jsonl(metrics_path) if r.get("kind") == "train"]
-    if not records:
-        return
-    keys = sorted({k for r in records for k in r if "/" in k})
-    phases = sorted({k.split("/", 1)[0] for k in keys})
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, len(phases), figsize=(4.5 * len(phases), 3.4), squeeze=False)
-    for ax, phase in zip(axes[0], phases):
-        for key in [k for k in keys if k.startswith(phase + "/")]:
-            pts = [(r["step"], r[key]) for r in records if key in r]
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], label=key.split("/", 1)[1])
-        ax.set_title(f"phase {phase}")
-        ax.set_xlabel("round")
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)

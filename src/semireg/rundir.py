@@ -1,20 +1,27 @@
-"""The run directory: resolved config, code version, seed, split, metrics (JSONL), checkpoints."""
+"""The run directory: resolved config, code version, seed, split, metrics (JSONL), checkpoints,
+and the lock that keeps a second process from writing it at the same time."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import platform
 import shutil
 import subprocess
+import sys
+import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
-from .errors import RunDirError
+from .errors import ConfigError, RunDirError
+from .version import CONFIG_VERSION, __version__
 
 CHECKPOINT = "checkpoint.pt"
+LOCK = ".lock"  # inside the run directory; holds the writer's pid and command while it writes
 
 
 def prepare(run_dir: Path, *, overwrite: bool, resume: bool) -> None:
@@ -22,9 +29,13 @@ def prepare(run_dir: Path, *, overwrite: bool, resume: bool) -> None:
     check_target(run_dir, overwrite=overwrite, resume=resume)
     if resume:
         return
-    if run_dir.exists() and any(run_dir.iterdir()):
-        shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    for entry in _entries(run_dir):  # everything but the lock this process holds
+        shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+
+
+def _entries(run_dir: Path) -> list[Path]:
+    return [p for p in run_dir.iterdir() if p.name != LOCK] if run_dir.is_dir() else []
 
 
 def check_target(run_dir: Path, *, overwrite: bool, resume: bool) -> None:
@@ -32,16 +43,13 @@ def check_target(run_dir: Path, *, overwrite: bool, resume: bool) -> None:
     if resume:
         if not (run_dir / CHECKPOINT).exists():
             raise RunDirError(f"{run_dir}: no {CHECKPOINT} to resume from")
-    elif run_dir.exists() and any(run_dir.iterdir()) and not overwrite:
+    elif _entries(run_dir) and not overwrite:
         raise RunDirError(f"{run_dir} already exists; pass --overwrite to replace it or --resume to continue it")
 
 
 def read_config(run_dir: Path) -> dict[str, Any]:
     """run_dir/config.json as a tree; a damaged file, or one written by a newer semireg, is an
     error that names the file."""
-    from .config import CONFIG_VERSION
-    from .errors import ConfigError
-
     path = run_dir / "config.json"
     if not path.exists():
         raise RunDirError(f"{run_dir}: no config.json; not a semireg run directory")
@@ -71,8 +79,6 @@ _CODE_VERSION: dict[str, Any] | None = None
 
 
 def _read_code_version() -> dict[str, Any]:
-    from . import __version__
-
     info: dict[str, Any] = {"semireg": __version__, "torch": torch.__version__, "python": platform.python_version()}
     src = Path(__file__).resolve().parent
     try:
@@ -133,10 +139,8 @@ class MetricsLog:
         self.writer = None
         if logger == "tensorboard":
             try:
-                from torch.utils.tensorboard import SummaryWriter
+                from torch.utils.tensorboard import SummaryWriter  # optional: the tensorboard package
             except ImportError:
-                from .errors import ConfigError
-
                 raise ConfigError("logger=tensorboard needs the tensorboard package: pip install tensorboard") from None
             self.writer = SummaryWriter(str(run_dir / "tensorboard"), flush_secs=10)
 
@@ -196,3 +200,55 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a damaged file: say which and why, in one line
         raise RunDirError(f"{path}: cannot load checkpoint ({type(exc).__name__}: {str(exc)[:200]})") from None
+
+
+# ----------------------------------------------------------------------------- one writer at a time
+
+# Locks this process holds, by resolved path: [open lock file, depth]. A process that already
+# writes a run directory may enter it again (training writes its report; `train` then runs the
+# robustness evaluation into the same directory) without refusing itself.
+_HELD: dict[Path, list[Any]] = {}
+
+
+@contextmanager
+def writer_lock(run_dir: Path, command: str = "") -> Iterator[None]:
+    """Hold the run directory's writer lock (created with the directory if need be) while inside.
+
+    The lock is `flock` on RUN_DIR/.lock: the kernel drops it when the holder exits, however it
+    exits (SIGKILL included), so a stale lock never needs cleaning up. A second process that tries
+    to write the same directory gets a RunDirError naming the holder; readers never take it."""
+    key = run_dir.resolve()
+    if key in _HELD:
+        _HELD[key][1] += 1
+        try:
+            yield
+        finally:
+            _HELD[key][1] -= 1
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    handle = open(run_dir / LOCK, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise RunDirError(f"{run_dir} is being written by {holder}; wait for it to finish or stop it "
+                          "(one writer per run directory)") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"process {os.getpid()} ({command or _command()}, since {time.strftime('%Y-%m-%d %H:%M:%S')})\n")
+    handle.flush()
+    _HELD[key] = [handle, 1]
+    try:
+        yield
+    finally:
+        _HELD.pop(key)
+        handle.truncate(0)  # no holder named in a lock nobody holds
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+
+
+def _command() -> str:
+    name = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python"
+    return " ".join([name, *sys.argv[1:3]])

@@ -6,9 +6,18 @@ unsupervised term is returned still attached to its graph under the spec's `unsu
 (before its weight), so that tests can differentiate that term alone.
 """
 
-from .registry import METHODS, Batch, MethodSpec, get_method, register_method
 from . import (  # noqa: F401  (register the built-in methods)
-    consistency, fixmatch, flexmatch, freematch, meanteacher, pimodel, pseudolabel, supervised, uda, vat,
+    consistency,
+    fixmatch,
+    flexmatch,
+    freematch,
+    meanteacher,
+    pimodel,
+    pseudolabel,
+    supervised,
+    uda,
+    vat,
 )
+from .registry import METHODS, Batch, MethodSpec, get_method, register_method
 
 __all__ = ["METHODS", "Batch", "MethodSpec", "get_method", "register_method"]

@@ -22,7 +22,6 @@ from .common import ramp_up
 from .registry import Batch, accuracy, register_method
 from .supervised import cross_entropy
 
-
 _STAT_PREFIXES = ("running_", "num_batches_tracked")
 
 

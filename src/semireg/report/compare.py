@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import RunDirError
+from ..evaluate import pyplot
 
 DEFAULT_METRICS = ("test.accuracy", "test.macro_f1", "train_time_s")
 # Settings that do not change what a run computes, so runs differing in them are one configuration.
@@ -83,7 +84,7 @@ def group_runs(run_dirs: list[Path], metrics: tuple[str, ...] = DEFAULT_METRICS)
     return list(groups.values())
 
 
-def _fmt(metric: str, mean: float, std: float, n: int) -> str:
+def format_value(metric: str, mean: float, std: float, n: int) -> str:
     scale, unit = (100.0, "") if metric.endswith("accuracy") else (1.0, "")
     digits = 2 if metric.endswith("accuracy") else (0 if metric.endswith("_s") else 4)
     text = f"{scale * mean:.{digits}f}{unit}"
@@ -95,17 +96,13 @@ def markdown_table(groups: list[Group], metrics: tuple[str, ...]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for g in groups:
         cells = [g.label, f"{len(g.runs)} ({', '.join(map(str, sorted(g.seeds)))})"]
-        cells += [_fmt(m, *g.mean_std(m), len(g.runs)) for m in metrics]
+        cells += [format_value(m, *g.mean_std(m), len(g.runs)) for m in metrics]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def plot_comparison(groups: list[Group], metric: str, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     scale = 100.0 if metric.endswith("accuracy") else 1.0
     means = [scale * g.mean_std(metric)[0] for g in groups]
     stds = [scale * g.mean_std(metric)[1] for g in groups]

@@ -24,10 +24,15 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
+from ..augment import AugmentConfig, Augmenter
 from ..config import is_system
+from ..data import Split
 from ..errors import RunDirError
-from ..evaluate import plot_confusion, plot_curves, read_jsonl
+from ..evaluate import plot_confusion, plot_curves, pyplot, read_jsonl
+from .compare import DEFAULT_METRICS, group_runs, plot_comparison
+from .compare import format_value as fmt_metric
 
 REPORT = "report.html"
 # Pictures the report draws itself, or shows in their own section.
@@ -103,7 +108,6 @@ def image_grid(x: torch.Tensor, cols: int, scale: int) -> bytes:
     for i, img in enumerate(imgs[:, :, :, :3]):
         r, col = divmod(i, cols)
         canvas[pad + r * (h + pad): pad + r * (h + pad) + h, pad + col * (w + pad): pad + col * (w + pad) + w] = img
-    from PIL import Image
 
     image = Image.fromarray((canvas * 255).round().astype(np.uint8))
     image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
@@ -152,7 +156,6 @@ def _data_section(meta: dict[str, Any], run_dir: Path, data) -> str:
     rows = [[k, v] for k, v in d.items()]
     split_path = run_dir / "split.npz"
     if split_path.exists():
-        from ..data import Split
 
         s = Split.load(split_path).summary()
         rows += [[f"split.{k}", "official test set" if k == "test_held_out" and v < 0 else v] for k, v in s.items()]
@@ -227,7 +230,6 @@ def _samples_section(data, config: dict[str, Any]) -> str:
         return "<h2>Samples</h2><p class=muted>data not available when the report was built.</p>"
     if data.x_l.ndim != 4 or data.x_l.shape[1] not in (1, 3):
         return ""
-    from ..augment import AugmentConfig, Augmenter
 
     h = data.x_l.shape[-1]
     scale = max(1, round(48 / h))  # digits 6x, MNIST and CIFAR 2x
@@ -307,7 +309,6 @@ def build_report(run_dir: str | Path, data=None) -> Path:
 
 def build_comparison(run_dirs: list[Path], out: Path, metrics: tuple[str, ...] | None = None) -> Path:
     """One page for several finished runs: mean ± std per configuration and every run's curves."""
-    from .compare import DEFAULT_METRICS, _fmt as fmt_metric, group_runs, plot_comparison
 
     if not metrics:  # a system's runs have no test accuracy: compare them on their headline metrics
         first = _read_json(Path(run_dirs[0]) / "results.json") or {}
@@ -337,9 +338,7 @@ def build_comparison(run_dirs: list[Path], out: Path, metrics: tuple[str, ...] |
 
 
 def _plot_eval_curves(groups, buf) -> None:
-    from ..evaluate import _pyplot
-
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 3.8))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, g in enumerate(groups):

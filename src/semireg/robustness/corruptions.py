@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import io
 import math
+import zlib
 from typing import Callable
 
 import numpy as np
@@ -404,6 +405,5 @@ def corrupt(x: Tensor, name: str, severity: int, seed: int = 0) -> Tensor:
 
 def hash_seed(seed: int, name: str, severity: int) -> int:
     """A stable per-(corruption, severity) seed (Python's hash() of a str changes per process)."""
-    import zlib
 
     return (seed * 1_000_003 + zlib.crc32(name.encode()) * 7 + severity) % (2**63 - 1)

@@ -23,7 +23,14 @@ import torch
 from torch import nn
 
 from .. import rundir
+from ..augment import eval_transform
+from ..config import resolve
+from ..data.folders import cache_dir
 from ..errors import ConfigError, DataError
+from ..evaluate import predict_logits, pyplot
+from ..finished import load_finished_model
+from ..report.html import build_report
+from ..traindata import data_from_config
 from .corruptions import CORRUPTIONS, CORRUPTIONS_15, CORRUPTIONS_EXTRA, CORRUPTIONS_VERSION, corrupt
 
 
@@ -34,8 +41,6 @@ def _subset(n_total: int, n_images: int) -> np.ndarray:
 
 
 def _cache_root(x: torch.Tensor, seed: int) -> Path:
-    from ..data.folders import cache_dir
-
     digest = hashlib.sha1(np.ascontiguousarray((x.numpy() * 255).round().astype(np.uint8)).tobytes()).hexdigest()[:16]
     return cache_dir() / "corruptions" / f"v{CORRUPTIONS_VERSION}-{len(x)}-{digest}-seed{seed}"
 
@@ -77,8 +82,6 @@ def released_images(released_dir: Path, name: str, severity: int, index: np.ndar
 
 
 def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int, view) -> float:
-    from ..evaluate import predict_logits
-
     pred = predict_logits(model, x, batch_size, transform=view).argmax(1).cpu()
     return float((pred == y).float().mean())
 
@@ -104,9 +107,6 @@ def run_robustness(run_dir: Path, *, cfg=None, model: nn.Module | None = None, r
                    n_images: int | None = None, corruptions: list[str] | None = None,
                    severities: list[int] | None = None, progress: bool = False) -> dict[str, Any]:
     """Evaluate a finished run on corrupted test images; writes robustness.json and two PNGs."""
-    from ..augment import eval_transform
-    from ..config import resolve
-    from ..engine import data_from_config, load_finished_model
 
     run_dir = Path(run_dir)
     if cfg is None:
@@ -150,16 +150,13 @@ def run_robustness(run_dir: Path, *, cfg=None, model: nn.Module | None = None, r
     }
     rundir.write_json(run_dir / "robustness.json", result)
     plot_robustness(result, run_dir, title=cfg.name)
-    from ..report.html import build_report
 
     build_report(run_dir, data)
     return result
 
 
 def plot_robustness(result: dict[str, Any], run_dir: Path, title: str = "") -> None:
-    from ..evaluate import _pyplot
-
-    plt = _pyplot()
+    plt = pyplot()
     acc, sev = result["accuracy"], [str(s) for s in result["severities"]]
     names = list(acc)
     grid = np.array([[acc[n].get(s, np.nan) * 100 for s in sev] for n in names])

@@ -23,9 +23,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..errors import ConfigError
+from ..evaluate import pyplot
 from ..phases import OptimizerSpec, Phase, PhaseBatch, System, Terms
 from .evaluation import batched, save_tiles, train_judge
-from ..errors import ConfigError
 from .registry import SYSTEMS, register_system, user_modules
 
 
@@ -219,9 +220,8 @@ def _m_global_trend(metrics_path: Path, window: int = 5, plot: Path | None = Non
     if not values:
         return {}
     if plot is not None:
-        from ..evaluate import _pyplot
 
-        plt = _pyplot()
+        plt = pyplot()
         fig, ax = plt.subplots(figsize=(6, 3.4))
         rounds = [r["step"] for r in records]
         ax.plot(rounds, values, label="M_global")

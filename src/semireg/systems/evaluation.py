@@ -8,7 +8,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from sklearn.linear_model import LogisticRegression
+from sklearn.manifold import TSNE
 from torch import nn
+
+from ..evaluate import pyplot
 
 
 @torch.no_grad()
@@ -63,7 +67,6 @@ def _standardise(train: torch.Tensor, test: torch.Tensor) -> tuple[torch.Tensor,
 
 def linear_probe(train: torch.Tensor, y_train: torch.Tensor, test: torch.Tensor, y_test: torch.Tensor) -> float:
     """Test accuracy of a logistic regression (scikit-learn, lbfgs) fitted on frozen codes."""
-    from sklearn.linear_model import LogisticRegression
 
     train, test = _standardise(train.float().cpu(), test.float().cpu())
     clf = LogisticRegression(max_iter=2000)
@@ -91,9 +94,8 @@ def _mlp_probe(train, y_train, test, y_test, num_classes: int, epochs: int, hidd
 
 def save_grid(path: Path, rows: list[tuple[str, torch.Tensor]], title: str = "") -> None:
     """Rows of images, each (n, C, H, W) in [0, 1], labelled on the left."""
-    from ..evaluate import _pyplot
 
-    plt = _pyplot()
+    plt = pyplot()
     n = max(len(imgs) for _, imgs in rows)
     fig, axes = plt.subplots(len(rows), 1, figsize=(1.0 * n + 1.6, 1.1 * len(rows) + (0.4 if title else 0)), squeeze=False)
     for ax, (label, imgs) in zip(axes[:, 0], rows):
@@ -122,9 +124,7 @@ def tile(imgs: torch.Tensor, cols: int) -> np.ndarray:
 
 
 def save_tiles(path: Path, imgs: torch.Tensor, cols: int, title: str = "") -> None:
-    from ..evaluate import _pyplot
-
-    plt = _pyplot()
+    plt = pyplot()
     arr = tile(imgs, cols)
     fig = plt.figure(figsize=(arr.shape[1] / 28 * 0.9 + 0.2, arr.shape[0] / 28 * 0.9 + 0.5))
     plt.imshow(arr, cmap="gray_r" if arr.ndim == 2 else None, vmin=0, vmax=1)
@@ -136,12 +136,8 @@ def save_tiles(path: Path, imgs: torch.Tensor, cols: int, title: str = "") -> No
 
 
 def tsne_plot(codes: torch.Tensor, labels: torch.Tensor, path: Path, title: str, seed: int = 0) -> None:
-    from sklearn.manifold import TSNE
-
-    from ..evaluate import _pyplot
-
     emb = TSNE(n_components=2, init="pca", random_state=seed).fit_transform(codes.float().cpu().numpy())
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 5))
     sc = ax.scatter(emb[:, 0], emb[:, 1], c=labels.cpu().numpy(), cmap="tab10", s=4)
     fig.colorbar(sc, ax=ax, ticks=range(10))

@@ -1,0 +1,67 @@
+"""Models built from a config, and from finished run directories: the weights a run evaluated
+(SWA > EMA > model), a frozen teacher, a run's initial weights (`init_from`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import rundir
+from .config import RunConfig, resolve
+from .errors import ConfigError, mismatch
+from .models import build_model
+from .traindata import TrainData
+
+
+def model_from_config(cfg: RunConfig, data: TrainData) -> nn.Module:
+    return build_model(cfg.model.name, data.in_shape, data.num_classes, dropout=cfg.model.dropout, hidden=cfg.model.hidden)
+
+
+def evaluated_weights(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], str]:
+    """The weights a finished run evaluated (SWA average > EMA > the model), and which they are."""
+    if state.get("final") is not None:
+        return state["final"], state.get("final_kind", "model")
+    if state.get("ema") is not None:
+        return state["ema"], "ema"
+    return state["model"], "model"
+
+
+def finished_run(run_dir: Path, what: str) -> tuple[RunConfig, dict[str, Any]]:
+    """The resolved config and the checkpoint of a finished run directory."""
+    for name in ("config.json", rundir.CHECKPOINT):
+        if not (run_dir / name).exists():
+            raise ConfigError(f"{what} {run_dir}: no {name}; train the {what} first")
+    cfg = resolve(rundir.read_config(run_dir))
+    return cfg, rundir.load_checkpoint(run_dir / rundir.CHECKPOINT)
+
+
+def load_finished_model(run_dir: str | Path, data: TrainData, what: str = "run") -> tuple[nn.Module, str, int]:
+    """(model with the weights a finished run evaluated, which weights they are, its last step)."""
+    run_dir = Path(run_dir)
+    cfg, state = finished_run(run_dir, what)
+    weights, kind = evaluated_weights(state)
+    model = model_from_config(cfg, data)
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as exc:
+        raise ConfigError(f"{what} {run_dir}: checkpoint of another model ({mismatch(exc)})") from None
+    return model, kind, int(state["step"])
+
+
+def load_teacher(run_dir: str | Path, data: TrainData, device: torch.device) -> nn.Module:
+    """The frozen, eval-mode model a finished run evaluated (its SWA/EMA weights where it used them)."""
+    model, _, _ = load_finished_model(run_dir, data, "teacher")
+    model.to(device).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def initial_weights(cfg: RunConfig) -> dict[str, torch.Tensor] | None:
+    """`init_from`: the weights that run evaluated, to start this one from (None without it)."""
+    if not cfg.init_from:
+        return None
+    return evaluated_weights(finished_run(Path(cfg.init_from), "init_from run")[1])[0]

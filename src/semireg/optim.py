@@ -1,0 +1,99 @@
+"""Optimisation pieces of the step loop: optimizers by name, learning-rate schedules, the EMA of
+the weights, and validation-driven control (LR reduction on plateau, early stopping)."""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from .config import RunConfig
+from .errors import ConfigError
+
+
+def build_optimizer(params, cfg: RunConfig) -> torch.optim.Optimizer:
+    t = cfg.train
+    if t.optimizer == "adam":
+        return torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay)
+    if t.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
+    if t.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, nesterov=t.nesterov, weight_decay=t.weight_decay)
+    if t.optimizer == "adadelta":
+        # Keras' Adadelta defaults (seed 000): lr 1.0, rho 0.95, epsilon 1e-7.
+        return torch.optim.Adadelta(params, lr=t.lr, rho=0.95, eps=1e-7, weight_decay=t.weight_decay)
+    raise ConfigError(f"train.optimizer: unknown optimizer '{t.optimizer}'")
+
+
+def lr_factor(step: int, cfg: RunConfig, total: int) -> float:
+    """Multiplier of the base learning rate at `step` (linear warm-up, then the schedule)."""
+    t = cfg.train
+    if t.warmup_steps and step < t.warmup_steps:
+        return (step + 1) / t.warmup_steps
+    progress = (step - t.warmup_steps) / max(1, total - t.warmup_steps)
+    if t.schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    if t.schedule == "linear":
+        return 1.0 - progress
+    if t.schedule == "step":
+        return t.step_gamma ** sum(progress >= m for m in t.step_milestones)
+    return 1.0
+
+
+class EMA:
+    """An exponential moving average of a model's weights; buffers are copied. Never trained."""
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.module = copy.deepcopy(model).eval()
+        for p in self.module.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        ema_params = [p for p in self.module.parameters()]
+        params = [p.detach() for p in model.parameters()]
+        torch._foreach_lerp_(ema_params, params, 1.0 - self.decay)
+        for b_ema, b in zip(self.module.buffers(), model.buffers()):
+            b_ema.copy_(b)
+
+
+class Plateau:
+    """Validation-driven control: learning-rate reduction on plateau and early stopping (Keras semantics).
+
+    `scale` multiplies the scheduled learning rate. Patience counts evaluations without an
+    improvement of the monitored value by more than `min_delta`.
+    """
+
+    def __init__(self, mode: str, patience_lr: int, factor: float, patience_stop: int, min_delta: float = 1e-4) -> None:
+        self.sign = 1.0 if mode == "min" else -1.0
+        self.patience_lr, self.factor, self.patience_stop, self.min_delta = patience_lr, factor, patience_stop, min_delta
+        self.best = math.inf
+        self.wait_lr = self.wait_stop = 0
+        self.scale = 1.0
+        self.best_step = 0
+
+    def update(self, value: float, step: int) -> tuple[bool, bool]:
+        """Record one evaluation; returns (improved, stop)."""
+        v = self.sign * value
+        improved = v < self.best - self.min_delta
+        if improved:
+            self.best, self.best_step = v, step
+            self.wait_lr = self.wait_stop = 0
+            return True, False
+        self.wait_lr += 1
+        self.wait_stop += 1
+        if self.patience_lr and self.wait_lr >= self.patience_lr:
+            self.scale *= self.factor
+            self.wait_lr = 0
+        return False, bool(self.patience_stop and self.wait_stop >= self.patience_stop)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in ("best", "wait_lr", "wait_stop", "scale", "best_step")}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for k, v in state.items():
+            setattr(self, k, v)

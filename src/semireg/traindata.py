@@ -1,0 +1,77 @@
+"""The data a training loop draws from, as tensors in memory, and the checks made on it before a
+run directory is touched."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from .config import RunConfig
+from .data import Split, load_dataset, make_split
+from .errors import ConfigError
+
+
+@dataclass
+class TrainData:
+    """Everything the loop draws from, as tensors. x: (N, C, H, W) or (N, D) float32."""
+
+    x_l: torch.Tensor
+    y_l: torch.Tensor  # (N,); None only for a label-free system trained without labels (fit_system)
+    x_u: torch.Tensor | None
+    num_classes: int
+    eval_sets: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    class_names: list[str] | None = None
+    name: str = ""  # the data set's name (e.g. cifar10-jpeg), recorded in meta.json
+
+    @property
+    def in_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_l.shape[1:])
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "in_shape": list(self.in_shape), "num_classes": self.num_classes,
+            "class_names": self.class_names, "labeled": len(self.x_l),
+            "unlabeled": 0 if self.x_u is None else len(self.x_u),
+            **{f"eval_{k}": len(v[1]) for k, v in self.eval_sets.items()},
+        }
+
+
+def data_from_config(cfg: RunConfig) -> tuple[TrainData, Split]:
+    d = cfg.data
+    ds = load_dataset(d.dataset, d.data_dir, d.download)
+    split = make_split(
+        ds.y_train.numpy(), ds.num_classes, protocol=d.protocol, n_labeled=d.n_labeled,
+        n_unlabeled=d.n_unlabeled, n_val=d.n_val, n_test=d.n_test, balanced=d.balanced,
+        has_test_set=ds.x_test is not None, seed=cfg.train.seed if d.split_seed < 0 else d.split_seed,
+    )
+    take = lambda idx: torch.from_numpy(idx)
+    eval_sets = {}
+    if split.test is not None:
+        eval_sets["test"] = (ds.x_train[take(split.test)], ds.y_train[take(split.test)])
+    else:
+        eval_sets["test"] = (ds.x_test, ds.y_test)
+    if len(split.val):
+        eval_sets["val"] = (ds.x_train[take(split.val)], ds.y_train[take(split.val)])
+    data = TrainData(
+        x_l=ds.x_train[take(split.labeled)], y_l=ds.y_train[take(split.labeled)],
+        x_u=ds.x_train[take(split.unlabeled)] if len(split.unlabeled) else None,
+        num_classes=ds.num_classes, eval_sets=eval_sets, class_names=ds.class_names, name=ds.name,
+    )
+    return data, split
+
+
+def check_method_inputs(cfg: RunConfig, data: TrainData, spec: Any, opts: Any) -> None:
+    """What a single-model method needs of the data and the config, as one clear error each."""
+    t = cfg.train
+    if spec.uses_unlabeled(opts) and (data.x_u is None or len(data.x_u) == 0):
+        raise ConfigError(f"method '{spec.name}' needs unlabelled images, but the unlabelled set is empty")
+    if len(data.y_l) and (int(data.y_l.min()) < 0 or int(data.y_l.max()) >= data.num_classes):
+        raise ConfigError(f"labels must lie in [0, {data.num_classes})")
+    if spec.needs_teacher and not cfg.teacher:
+        raise ConfigError(f"method '{spec.name}' needs a teacher: set teacher=RUN_DIR (a finished run)")
+    if spec.needs_ema and t.ema_decay <= 0:
+        raise ConfigError(f"method '{spec.name}' learns from an EMA of its weights: set train.ema_decay > 0 (e.g. 0.999)")
+    if (t.plateau_patience or t.early_stop_patience) and "val" not in data.eval_sets:
+        raise ConfigError("train.plateau_patience / train.early_stop_patience need a validation split (data.n_val > 0)")
