@@ -12,11 +12,15 @@ import io
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 from semireg import rundir
 from semireg.cli import main
+from semireg.faults import DRILL_ARGS
 
 
 def run(args: list[str]) -> tuple[int, list[str]]:
@@ -68,6 +72,21 @@ def messages(root: Path) -> None:
         rundir.load_checkpoint(root / "half.pt")
     except Exception as exc:  # the message is what this script shows
         print("truncated checkpoint:", type(exc).__name__, exc)
+    second_writer(root / "busy")
+
+
+def second_writer(run_dir: Path) -> None:
+    """`semireg train --resume RUN` (and report, eval, export) while another process trains RUN."""
+    train = subprocess.Popen([sys.executable, "-m", "semireg.cli", "train", *DRILL_ARGS, "train.steps=100000",
+                              "--run-dir", str(run_dir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while not (run_dir / rundir.CHECKPOINT).exists():
+            time.sleep(0.05)
+        for command in ("train --resume", "report", "eval", "export"):
+            print(f"second writer, {command}:", run([*command.split(), str(run_dir)]))
+    finally:
+        train.kill()
+        train.wait()
 
 
 if __name__ == "__main__":

@@ -92,7 +92,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         if not main:
             continue
         if cfg.robustness.after_train:
-
             metrics["robustness"] = run_robustness(run_dir, cfg=cfg, model=result.model)["summary"]
         rows.append(("/".join(p for p in (variant, stage) if p) or cfg.name, seed, metrics))
     if not main:
@@ -201,8 +200,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
     cfg = resolve(rundir.read_config(run_dir))
     data = _data_for_run(cfg, run_dir)
-    if is_system(cfg.method["name"]):
+    with rundir.writer_lock(run_dir):  # eval.json (and a system's pictures) go into the run directory
+        return _evaluate_run(run_dir, cfg, data)
 
+
+def _evaluate_run(run_dir: Path, cfg: RunConfig, data) -> int:
+    if is_system(cfg.method["name"]):
         out = evaluate_finished_system(run_dir, data)
         rundir.write_json(run_dir / "eval.json", out)
         print(json.dumps({k: v for k, v in out.items() if not isinstance(v, list)}, indent=1))
@@ -257,13 +260,13 @@ def cmd_report(args: argparse.Namespace) -> int:
         except DataError as exc:  # the report is still worth having, without its sample grids
             print(f"semireg: data not available ({exc}); the report has no sample grids", file=sys.stderr)
             data = None
-        page = build_report(run_dir, data)
+        with rundir.writer_lock(run_dir):
+            page = build_report(run_dir, data)
     else:
         metrics = tuple(args.metric) if args.metric else None
         page = build_comparison(runs, Path(args.out or "compare.html"), metrics)
     print(page)
     if args.check:
-
         check = check_page(page)
         print(f"chromium: {len(check.images)} images, {len(check.broken_images)} broken, {len(check.errors)} errors")
         for err in check.errors:

@@ -12,6 +12,7 @@ A multi-network system (began, disentangle) exports every network's weights unde
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,6 @@ def _run_files(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str,
 def export_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
     """Write the run's evaluated weights to safetensors (default run_dir/model.safetensors)."""
 
-
     run_dir = Path(run_dir)
     config, meta, state = _run_files(run_dir)
     cfg = resolve(config)  # a config this version cannot read is refused before anything is written
@@ -66,10 +66,12 @@ def export_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
     }
     out = Path(out) if out is not None else run_dir / EXPORT_NAME
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    # safetensors wants contiguous tensors that share no memory
-    save_file({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}, str(tmp), metadata=metadata)
-    tmp.replace(out)
+    # Writing into the run directory is writing the run: not while another process trains it.
+    with rundir.writer_lock(run_dir) if out.resolve().parent == run_dir.resolve() else contextlib.nullcontext():
+        tmp = out.with_name(out.name + ".tmp")
+        # safetensors wants contiguous tensors that share no memory
+        save_file({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+        tmp.replace(out)
     return out
 
 
@@ -146,7 +148,6 @@ def read_inputs(path: Path, in_shape: tuple[int, ...]) -> torch.Tensor:
             arr = arr[None]  # a single example
         x = as_images(arr, str(path))
     else:
-
         if len(in_shape) != 3:
             raise DataError(f"{path}: this model takes vectors of shape {tuple(in_shape)}; pass an .npz")
         c, h, w = in_shape

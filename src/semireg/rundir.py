@@ -251,4 +251,5 @@ def writer_lock(run_dir: Path, command: str = "") -> Iterator[None]:
 
 def _command() -> str:
     name = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python"
+    name = "semireg" if name in ("cli.py", "__main__.py") else name  # `python -m semireg.cli`
     return " ".join([name, *sys.argv[1:3]])

@@ -156,7 +156,6 @@ def _data_section(meta: dict[str, Any], run_dir: Path, data) -> str:
     rows = [[k, v] for k, v in d.items()]
     split_path = run_dir / "split.npz"
     if split_path.exists():
-
         s = Split.load(split_path).summary()
         rows += [[f"split.{k}", "official test set" if k == "test_held_out" and v < 0 else v] for k, v in s.items()]
     rows += [["unlabelled batch size", meta.get("unlabeled_batch_size")], ["total steps", meta.get("total_steps")]]

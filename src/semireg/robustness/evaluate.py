@@ -148,10 +148,10 @@ def run_robustness(run_dir: Path, *, cfg=None, model: nn.Module | None = None, r
         "summary": robustness_summary(acc, clean), "time_s": round(time.perf_counter() - start, 1),
         "extra_corruptions": list(CORRUPTIONS_EXTRA),
     }
-    rundir.write_json(run_dir / "robustness.json", result)
-    plot_robustness(result, run_dir, title=cfg.name)
-
-    build_report(run_dir, data)
+    with rundir.writer_lock(run_dir):
+        rundir.write_json(run_dir / "robustness.json", result)
+        plot_robustness(result, run_dir, title=cfg.name)
+        build_report(run_dir, data)
     return result
 
 

@@ -220,7 +220,6 @@ def _m_global_trend(metrics_path: Path, window: int = 5, plot: Path | None = Non
     if not values:
         return {}
     if plot is not None:
-
         plt = pyplot()
         fig, ax = plt.subplots(figsize=(6, 3.4))
         rounds = [r["step"] for r in records]
