@@ -62,7 +62,8 @@ def plain_net(k=3) -> nn.Module:
 def cfg_for(method: str, teacher: str = "", **kw):
     base = {"method": {"name": method}, "model": {"name": "cnn_small", "hidden": [8]}, "teacher": teacher,
             "train": {"steps": STEPS, "batch_size": 8, "unlabeled_batch_size": 16, "progress": False, "log_every": 2,
-                      "ema_decay": 0.9, "optimizer": "sgd", "lr": LR, "momentum": MOMENTUM, "threads": 1},
+                      "ema_decay": 0.9, "optimizer": "sgd", "lr": LR, "momentum": MOMENTUM, "threads": 1,
+                      "precision": "32-true"},  # the tolerance below is float32's
             "augment": {"ra_ops": 0}}  # no augmentation: the strong view is the weak one
     if "threshold" in {f for f in METHODS[method].options.__dataclass_fields__}:
         base["method"]["threshold"] = 0.5  # low enough that the unsupervised term and its state are active

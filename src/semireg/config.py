@@ -63,17 +63,22 @@ class TrainConfig:
     step_gamma: float = 0.1  # schedule=step: multiply lr by this at each milestone
     step_milestones: list[float] = field(default_factory=lambda: [0.5, 0.75])  # fractions of steps
     ema_decay: float = 0.0  # > 0: keep an EMA of the weights and evaluate it
+    ema_warmup: bool = True  # decay min(ema_decay, (1 + t) / (10 + t)) at update t (see optim.EMA)
     eval_every: int = 0  # 0: evaluate only at the end
     log_every: int = 50
     checkpoint_every: int = 0  # 0: only at the end (and at each evaluation)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | mps
-    precision: str = "32-true"  # any Lightning Fabric precision: 32-true, bf16-mixed, 16-mixed
+    # "auto": bf16-mixed where the device computes bf16 natively (CUDA with bf16, a CPU with AMX or
+    # AVX-512 BF16), else 32-true; or any Lightning Fabric precision: 32-true, bf16-mixed, 16-mixed.
+    precision: str = "auto"
     # Data parallelism (DDP through Lightning Fabric): batch sizes stay global and are split across
     # the devices * num_nodes processes. Under torchrun / `fabric run` the launcher's world is used.
     devices: int = 1
     num_nodes: int = 1
-    channels_last: bool = False  # 4-D inputs and the model in channels-last memory format (speed only)
+    # 4-D inputs and the model in channels-last memory format (speed only); "auto": on for 4-D inputs
+    # into a convolutional model.
+    channels_last: bool | str = "auto"
     compile: bool = False  # torch.compile the model's forward (speed only; the first steps compile)
     deterministic: bool = False
     threads: int = 0  # > 0: torch.set_num_threads
@@ -158,7 +163,15 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         if value is None:
             return None
-        return _coerce(value, args[0], key)
+        for arg in args[:-1]:  # the first type that takes the value, in written order
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError:
+                pass
+        try:
+            return _coerce(value, args[-1], key)
+        except ConfigError:
+            raise ConfigError(f"{key}: expected {' or '.join(_type_name(a) for a in args)}, got {value!r}") from None
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -355,6 +368,8 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(f"robustness.severities must be in 1..5, got {bad_sev}")
     if t.devices < 1 or t.num_nodes < 1:
         raise ConfigError(f"train.devices and train.num_nodes must be >= 1, got {t.devices} and {t.num_nodes}")
+    if isinstance(t.channels_last, str) and t.channels_last != "auto":
+        raise ConfigError(f"train.channels_last: expected true, false or 'auto', got '{t.channels_last}'")
     validate_augment(cfg.augment)
 
 

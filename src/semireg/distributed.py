@@ -27,6 +27,7 @@ from lightning_fabric.strategies import DDPStrategy
 from torch import nn
 
 from .errors import ConfigError
+from .hardware import resolve_precision
 
 
 def launched_externally() -> bool:
@@ -42,24 +43,25 @@ def env_rank() -> int:
 def make_fabric(t) -> tuple[Any, bool]:
     """(Fabric for `t: TrainConfig`, spawn): spawn means this process must start the ranks itself
     with `fabric.launch(fn, ...)`; otherwise it is one rank (or the only process), already launched."""
+    precision = resolve_precision(t.precision, t.device).value
     if launched_externally():
         world = int(os.environ.get("WORLD_SIZE", "1"))
         local = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
         strategy = DDPStrategy(forward_sync_buffers=False) if world > 1 else "auto"
         fabric = Fabric(accelerator=t.device, devices=local, num_nodes=max(1, world // local), strategy=strategy,
-                        precision=t.precision)
+                        precision=precision)
         if not _is_using_cli():  # `fabric run` set the environment up in Fabric's constructor
             fabric.launch()
         return fabric, False
     if t.devices * t.num_nodes == 1:
-        fabric = Fabric(accelerator=t.device, devices=1, precision=t.precision)
+        fabric = Fabric(accelerator=t.device, devices=1, precision=precision)
         fabric.launch()
         return fabric, False
     # DDP's default re-broadcasts BatchNorm buffers from rank 0 at every forward: several forwards a
     # step (VAT, FixMatch) would pay one collective each. We average them at sync points instead.
     strategy = DDPStrategy(start_method="spawn", forward_sync_buffers=False)
     return Fabric(accelerator=t.device, devices=t.devices, num_nodes=t.num_nodes, strategy=strategy,
-                  precision=t.precision), True
+                  precision=precision), True
 
 
 @dataclass

@@ -10,6 +10,7 @@ tensors already on that device.
 
 from __future__ import annotations
 
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, update_bn
 
-from . import distributed, rundir, runs
+from . import distributed, hardware, rundir, runs
 from .augment import Augmenter
 from .config import RunConfig, is_system, method_options
 from .data import IndexSampler, Split
@@ -57,6 +58,7 @@ class Trainables:
     swa: AveragedModel | None = None
     method_state: nn.Module | None = None  # the method's running state (FlexMatch, FreeMatch, alignment)
     best_weights: dict[str, torch.Tensor] | None = None  # early stopping: the best-monitored weights (CPU)
+    channels_last: hardware.Choice = hardware.Choice(False, False, "set in the config")
 
     @property
     def eval_model(self) -> nn.Module:
@@ -65,6 +67,7 @@ class Trainables:
     def state_dict(self) -> dict[str, Any]:
         return {
             "model": self.model.state_dict(), "ema": self.ema.module.state_dict() if self.ema else None,
+            "ema_updates": self.ema.updates if self.ema else 0,
             "swa": self.swa.state_dict() if self.swa is not None else None,
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "labeled_sampler": self.lab_sampler.state_dict(),
@@ -82,6 +85,8 @@ class Trainables:
             if state.get("ema") is None:
                 raise RunDirError(f"{path}: checkpoint has no EMA weights but train.ema_decay > 0")
             self.ema.module.load_state_dict(state["ema"])
+            # Checkpoints from before the warm-up existed: one EMA update per step.
+            self.ema.updates = int(state.get("ema_updates", state.get("step", 0)))
         if self.swa is not None and state.get("swa") is not None:
             self.swa.load_state_dict(state["swa"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -171,7 +176,11 @@ def train_rank(fabric, cfg: RunConfig, run_dir: Path | None, model: nn.Module | 
     ranks.check_divisible(**{"train.batch_size": cfg.train.batch_size, "unlabelled batch size": unl_batch})
     total = runs.total_steps(cfg.train, len(data.y_l))
     parts = build_trainables(fabric, ranks, cfg, spec, opts, data, model, init, unl_batch, total)
-    meta = {"device": str(fabric.device), "precision": cfg.train.precision, "world_size": ranks.world,
+    precision = hardware.resolve_precision(cfg.train.precision, cfg.train.device)
+    if ranks.is_main:
+        print(hardware.describe(precision, parts.channels_last), file=sys.stderr)
+    meta = {"device": str(fabric.device), "precision": precision.value, "world_size": ranks.world,
+            "speed": {"precision": vars(precision), "channels_last": vars(parts.channels_last)},
             "data": data.summary(), "total_steps": total,
             "unlabeled_batch_size": unl_batch if parts.unl_sampler is not None else 0,
             "evaluated_weights": "swa" if parts.swa else "ema" if parts.ema else "model",
@@ -208,7 +217,8 @@ def build_trainables(fabric, ranks: distributed.Ranks, cfg: RunConfig, spec: Met
             raise ConfigError(f"init_from {cfg.init_from}: another architecture ({mismatch(exc)})") from None
     model = model.to(device)
     _check_model(model, data, device, augmenter.eval_view)
-    if t.channels_last and data.x_l.ndim == 4:
+    channels_last = hardware.resolve_channels_last(t.channels_last, model, data.x_l.ndim)
+    if channels_last.value:
         model = model.to(memory_format=torch.channels_last)
     step_model = torch.compile(model) if t.compile else model
     if ranks.world > 1:
@@ -227,12 +237,13 @@ def build_trainables(fabric, ranks: distributed.Ranks, cfg: RunConfig, spec: Met
     # Samplers draw global batches (the same on every rank); each rank keeps its share.
     return Trainables(
         model, step_model, optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at),
-        EMA(model, t.ema_decay) if t.ema_decay > 0 else None,
+        EMA(model, t.ema_decay, t.ema_warmup) if t.ema_decay > 0 else None,
         IndexSampler(len(data.y_l), t.batch_size, seed=t.seed * 2 + 1, device=device),
         IndexSampler(n_u, unl_batch, seed=t.seed * 2 + 2, device=device) if uses_unlabeled else None,
         augmenter, plateau, AveragedModel(model) if t.swa else None,
         # The method's running state (thresholds, class statistics): buffers on the device, checkpointed.
         spec.make_state(opts, data.num_classes, n_u).to(device) if spec.make_state is not None else None,
+        channels_last=channels_last,
     )
 
 
@@ -245,7 +256,7 @@ def step_loop(fabric, ranks: distributed.Ranks, run: runs.Run, parts: Trainables
     t, device, aug = run.cfg.train, fabric.device, parts.augmenter
     x_l, y_l = data.x_l.to(device), data.y_l.to(device)  # on the device once; batches are index lookups
     x_u = data.x_u.to(device) if parts.unl_sampler is not None else None
-    to_format = _memory_format(t.channels_last and x_l.ndim == 4)
+    to_format = _memory_format(parts.channels_last.value)
     swa_start = int(t.swa_start * run.total) if t.swa else run.total
     swa_every = t.swa_every or max(1, -(-len(y_l) // t.batch_size))  # default: once per epoch
     meter, bar = runs.Meter(), runs.progress_bar(run.total, run.start, t.progress and ranks.is_main)
