@@ -12,7 +12,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "semireg"
 # Lowest first. A module may import from its own layer or any layer below; the longest matching
 # prefix decides a module's layer.
 LAYERS = [
-    ["semireg.version", "semireg.errors"],
+    ["semireg.version", "semireg.errors", "semireg.hardware"],
     # foundations: data, inputs, networks, loss functions, files, collectives, metrics
     ["semireg.data", "semireg.augment", "semireg.models", "semireg.methods", "semireg.phases", "semireg.rundir",
      "semireg.distributed", "semireg.evaluate", "semireg.robustness.corruptions", "semireg.report.browser",

@@ -16,6 +16,7 @@ Three ways in:
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -28,6 +29,17 @@ from torch import nn
 
 from .errors import ConfigError
 from .hardware import resolve_precision
+
+
+class _NoPrecisionNotice(logging.Filter):
+    """Drops Lightning's "Using bfloat16 Automatic Mixed Precision (AMP)": semireg prints its own
+    line saying which precision it chose and why (hardware.describe), once per run."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Automatic Mixed Precision" not in record.getMessage()
+
+
+logging.getLogger("lightning_fabric.utilities.rank_zero").addFilter(_NoPrecisionNotice())
 
 
 def launched_externally() -> bool:

@@ -177,8 +177,6 @@ def train_rank(fabric, cfg: RunConfig, run_dir: Path | None, model: nn.Module | 
     total = runs.total_steps(cfg.train, len(data.y_l))
     parts = build_trainables(fabric, ranks, cfg, spec, opts, data, model, init, unl_batch, total)
     precision = hardware.resolve_precision(cfg.train.precision, cfg.train.device)
-    if ranks.is_main:
-        print(hardware.describe(precision, parts.channels_last), file=sys.stderr)
     meta = {"device": str(fabric.device), "precision": precision.value, "world_size": ranks.world,
             "speed": {"precision": vars(precision), "channels_last": vars(parts.channels_last)},
             "data": data.summary(), "total_steps": total,
@@ -188,6 +186,8 @@ def train_rank(fabric, cfg: RunConfig, run_dir: Path | None, model: nn.Module | 
     # Only now, with the data, the config and the teacher known to be good, is the directory touched.
     run, saved = runs.open_run(cfg, run_dir, total=total, resume=resume, overwrite=overwrite, meta=meta,
                                split=split, ranks=ranks)
+    if ranks.is_main:  # once the run is this process's (a refused second writer prints only its error)
+        print(hardware.describe(precision, parts.channels_last), file=sys.stderr)
     try:
         if saved is not None:
             parts.load_state_dict(saved, run_dir / rundir.CHECKPOINT)
@@ -222,7 +222,10 @@ def build_trainables(fabric, ranks: distributed.Ranks, cfg: RunConfig, spec: Met
         model = model.to(memory_format=torch.channels_last)
     step_model = torch.compile(model) if t.compile else model
     if ranks.world > 1:
-        step_model = fabric.setup_module(step_model)  # DDP: gradients averaged over ranks in backward
+        # DDP: gradients averaged over ranks in backward. The strategy's bare DDP module, not
+        # `fabric.setup_module`'s wrapper: under mixed precision that wrapper hooks every output and
+        # refuses any backward not started by `fabric.backward`, VAT's torch.autograd.grad included.
+        step_model = fabric.strategy.setup_module(step_model)
     optimizer = fabric.setup_optimizers(build_optimizer(model.parameters(), cfg))
     plateau = Plateau("min" if t.monitor == "val_loss" else "max", t.plateau_patience, t.plateau_factor, t.early_stop_patience)
     swa_start = int(t.swa_start * total) if t.swa else total

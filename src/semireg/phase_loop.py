@@ -6,6 +6,7 @@ outputs are the same `runs` lifecycle the step loop uses.
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,7 @@ import torch
 from lightning_fabric import Fabric
 from torch import nn
 
-from . import rundir, runs
+from . import hardware, rundir, runs
 from .config import RunConfig, method_options
 from .data import IndexSampler, Split
 from .distributed import Ranks
@@ -84,7 +85,8 @@ def train_system(cfg: RunConfig, system: System, data: TrainData, run_dir: Path 
         raise ConfigError("this system is evaluated on a held-out test set; pass one (eval_data=(x, y))")
     if t.threads > 0:
         torch.set_num_threads(t.threads)
-    fabric = Fabric(accelerator=t.device, devices=1, precision=t.precision)
+    precision = hardware.resolve_precision(t.precision, t.device)
+    fabric = Fabric(accelerator=t.device, devices=1, precision=precision.value)
     runs.seed_everything(t.seed, t.deterministic)
     nets = system.nets.to(fabric.device)
     system.state.to(fabric.device)
@@ -92,11 +94,13 @@ def train_system(cfg: RunConfig, system: System, data: TrainData, run_dir: Path 
     sampler = IndexSampler(len(data.x_l), t.batch_size, seed=t.seed * 2 + 1, device=fabric.device)
     parts = PhaseState(system, optimizers, sampler)
     total = runs.total_steps(t, len(data.x_l))  # rounds: `train.steps`, or `train.epochs` of the images
-    meta = {"device": str(fabric.device), "precision": t.precision, "data": data.summary(), "total_rounds": total,
+    meta = {"device": str(fabric.device), "precision": precision.value, "speed": {"precision": vars(precision)},
+            "data": data.summary(), "total_rounds": total,
             "phases": [{"name": p.name, "trains": list(p.trains), "steps": p.steps, "batches": p.batches,
                         "optimizer": vars(p.optimizer)} for p in system.phases],
             "parameters": {name: sum(p.numel() for p in m.parameters()) for name, m in nets.items()}}
     run, saved = runs.open_run(cfg, run_dir, total=total, resume=resume, overwrite=overwrite, meta=meta, split=split)
+    print(f"semireg: precision {precision.value} ({precision.reason})", file=sys.stderr)
     try:
         if saved is not None:
             parts.load_state_dict(saved, run_dir / rundir.CHECKPOINT)

@@ -2,8 +2,10 @@
 
 The adversarial direction comes from `torch.autograd.grad` with respect to the perturbation only:
 no parameter gradients, no `zero_grad`, no host round trips. The clean prediction is a constant
-target. Perturbed passes run with BatchNorm running statistics frozen, and the power iteration runs
-in float32 even under autocast (xi * d underflows in fp16).
+target. Perturbed passes run with BatchNorm running statistics frozen. Under autocast the power
+iteration runs in float32 by default (`probe = "fp32"`: xi * d underflows in fp16, and bf16's 8-bit
+mantissa resolves a probe of norm xi only coarsely); `probe = "autocast"` runs it in the autocast
+dtype, cheaper, at an xi that dtype resolves (docs/performance.md has the measurements).
 """
 
 from __future__ import annotations
@@ -67,12 +69,12 @@ def l2_normalize(d: torch.Tensor) -> torch.Tensor:
 
 
 def _power_iteration(model: nn.Module, x: torch.Tensor, target: torch.Tensor, d: torch.Tensor, *,
-                     xi: float, power_iters: int) -> torch.Tensor:
-    """d <- normalize(grad_r KL(target || model(x + r)) at r = xi * d), `power_iters` times, in float32.
-
-    The caller holds `frozen_running_stats(model)`.
+                     xi: float, power_iters: int, fp32: bool = True) -> torch.Tensor:
+    """d <- normalize(grad_r KL(target || model(x + r)) at r = xi * d), `power_iters` times, in
+    float32 (`fp32`) or in whatever autocast is active. The caller holds `frozen_running_stats(model)`.
     """
-    with torch.autocast(device_type=x.device.type, enabled=False):
+    keep = contextlib.nullcontext() if not fp32 else torch.autocast(device_type=x.device.type, enabled=False)
+    with keep:
         for _ in range(power_iters):
             r = (xi * d).requires_grad_(True)
             dist = kl_from_logits(target, model(x + r)).sum()
@@ -83,7 +85,7 @@ def _power_iteration(model: nn.Module, x: torch.Tensor, target: torch.Tensor, d:
 
 
 def vat_direction(model: nn.Module, x: torch.Tensor, logits: torch.Tensor, *, xi: float,
-                  power_iters: int, d: torch.Tensor | None = None) -> torch.Tensor:
+                  power_iters: int, d: torch.Tensor | None = None, fp32: bool = True) -> torch.Tensor:
     """Unit-norm adversarial direction r_adv / eps, by power iteration on the KL Hessian.
 
     x: (B, ...) float inputs; logits: (B, K) clean predictions (treated as constants).
@@ -91,17 +93,17 @@ def vat_direction(model: nn.Module, x: torch.Tensor, logits: torch.Tensor, *, xi
     x = x.detach().float()
     d = l2_normalize(torch.randn_like(x) if d is None else d.float())
     with frozen_running_stats(model):
-        return _power_iteration(model, x, logits.detach().float(), d, xi=xi, power_iters=power_iters)
+        return _power_iteration(model, x, logits.detach().float(), d, xi=xi, power_iters=power_iters, fp32=fp32)
 
 
 def vat_loss(model: nn.Module, x: torch.Tensor, logits: torch.Tensor, *, xi: float, eps: float,
-             power_iters: int) -> torch.Tensor:
+             power_iters: int, fp32_probe: bool = True) -> torch.Tensor:
     """Local distributional smoothness: mean KL(p(x) || p(x + eps * d_adv)), p(x) constant."""
     x32 = x.detach().float()
     d = l2_normalize(torch.randn_like(x32))
     # One freeze around every perturbed pass (power iteration and the adversarial pass).
     with frozen_running_stats(model):
-        d = _power_iteration(model, x32, logits.detach().float(), d, xi=xi, power_iters=power_iters)
+        d = _power_iteration(model, x32, logits.detach().float(), d, xi=xi, power_iters=power_iters, fp32=fp32_probe)
         adv_logits = model(x + eps * d.to(x.dtype))  # (B, K)
     return kl_from_logits(logits.detach(), adv_logits).mean()
 
@@ -121,6 +123,7 @@ class VATOptions:
     entmin: float = 0.0  # weight of entropy minimisation on the VAT batch's predictions
     on: str = "unlabeled"  # unlabeled | labeled | both: which batch the VAT term regularises
     warmup: float = 0.0  # fraction of training over which the VAT weight ramps up linearly (USB: 0.4)
+    probe: str = "fp32"  # fp32 | autocast: the power iteration's precision under mixed precision
 
 
 @register_method("vat", options=VATOptions, uses_unlabeled=lambda o: o.on != "labeled", mu=1, unsup_term="vat",
@@ -128,6 +131,8 @@ class VATOptions:
 def vat_step(model: nn.Module, batch: Batch, opts: VATOptions) -> dict[str, torch.Tensor]:
     if opts.on not in ("unlabeled", "labeled", "both"):
         raise ConfigError(f"method.on: '{opts.on}' is not one of unlabeled, labeled, both")
+    if opts.probe not in ("fp32", "autocast"):
+        raise ConfigError(f"method.probe: '{opts.probe}' is not one of fp32, autocast")
     logits_l = model(batch.x_l)  # (B, K)
     ce = cross_entropy(logits_l, batch.y_l)
     if opts.on == "labeled":
@@ -141,7 +146,8 @@ def vat_step(model: nn.Module, batch: Batch, opts: VATOptions) -> dict[str, torc
             x_vat, logits_vat = torch.cat([batch.x_l, batch.x_u]), torch.cat([logits_l, logits_u])
         else:
             x_vat, logits_vat = batch.x_u, logits_u
-    lds = vat_loss(model, x_vat, logits_vat, xi=opts.xi, eps=opts.eps, power_iters=opts.power_iters)
+    lds = vat_loss(model, x_vat, logits_vat, xi=opts.xi, eps=opts.eps, power_iters=opts.power_iters,
+                   fp32_probe=opts.probe == "fp32")
     loss = ce + opts.weight * ramp_up(batch.progress, opts.warmup) * lds
     terms = {"ce": ce.detach(), "vat": lds, "train_acc": accuracy(logits_l, batch.y_l)}
     if opts.entmin > 0:

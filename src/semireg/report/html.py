@@ -147,6 +147,9 @@ def _provenance(meta: dict[str, Any]) -> str:
     rows += [[f"hardware.{k}", v] for k, v in meta.get("hardware", {}).items()]
     rows += [[k, meta[k]] for k in ("device", "precision", "world_size", "evaluated_weights", "teacher", "init_from")
              if k in meta]
+    # What "auto" resolved to, and why (hardware.Choice as meta.json holds it).
+    rows += [[f"{k} (chosen)", f"{c['value']} (asked: {c['requested']}; {c['reason']})"]
+             for k, c in meta.get("speed", {}).items()]
     dirty = " <span class=warn>uncommitted changes in the code</span>" if code.get("git_dirty") else ""
     return "<h2>Code version and hardware</h2>" + dirty + _table(["what", "value"], rows, numeric_from=None)
 

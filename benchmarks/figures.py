@@ -1,0 +1,133 @@
+"""Headline figures, computed from run directories and benchmark outputs, written to
+benchmarks/results/figures.json: one key per figure, with mean, std, n, the worst seed, every value,
+the command that produced the runs, and the date. Nothing in that file is typed by hand.
+
+    python benchmarks/figures.py [KEY_PREFIX ...]     # recompute the figures whose runs exist
+
+A figure is declared once in FIGURES: where its runs are (a glob of run directories, or a
+benchmark JSON), what is read from each (a final metric, or the training time until an eval record
+reaches a target), and the command that makes those runs. Figures whose inputs are missing are
+reported and left as they were in figures.json; every issue adds its figures here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import glob
+import json
+import statistics
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "benchmarks" / "results" / "figures.json"
+
+EQUAL_STEPS = "semireg train {recipe} {variant}--seeds 0,1,2 train.steps=1000 {precision}--runs-root runs/issue16/{tag}"
+
+
+def equal_steps(recipe: str, variant: str, tag: str, precision: str) -> dict:
+    command = EQUAL_STEPS.format(recipe=recipe, variant=f"--variant {variant} " if variant else "", tag=tag,
+                                 precision=f"{precision} " if precision else "")
+    path = f"runs/issue16/{tag}/{recipe}/" + (f"{variant}/" if variant else "") + "seed*"
+    return {"runs": path, "read": "final", "metric": "test.accuracy", "scale": 100, "unit": "%", "command": command}
+
+
+def time_to(target: float) -> dict:
+    """Training time (evaluation excluded) of the equal-steps runs under the defaults until the
+    official test set's macro-F1 first reaches `target`, at the recipe's evaluations every 100 steps."""
+    spec = equal_steps("mnist-100-vat", "vat", "auto", "")
+    return {**spec, "read": "time_to", "metric": "macro_f1", "target": target, "unit": "s",
+            "command": spec["command"] + "   # defaults: precision auto, 2 threads; idle machine, one run at a time"}
+
+
+def speedup(entry: str, mode: str = "auto_speedup") -> dict:
+    return {"json": "benchmarks/results/precision-cpu.json", "path": [entry, mode], "unit": "x",
+            "command": "python benchmarks/precision.py   # idle machine, 2 threads, medians of interleaved rounds"}
+
+
+FP32 = "precision=32-true channels_last=false"
+FIGURES: dict[str, dict] = {
+    "issue16.mnist-100-vat.1000-steps.fp32.test_accuracy": equal_steps("mnist-100-vat", "vat", "fp32", FP32),
+    "issue16.mnist-100-vat.1000-steps.auto.test_accuracy": equal_steps("mnist-100-vat", "vat", "auto", ""),
+    "issue16.mnist-100-vat.1000-steps.auto-bf16-probe.test_accuracy": equal_steps(
+        "mnist-100-vat", "vat", "auto-bf16-probe", "method.probe=autocast"),
+    "issue16.mnist-100-fixmatch.1000-steps.fp32.test_accuracy": equal_steps("mnist-100-fixmatch", "", "fp32", FP32),
+    "issue16.mnist-100-fixmatch.1000-steps.auto.test_accuracy": equal_steps("mnist-100-fixmatch", "", "auto", ""),
+    "issue16.mnist-100-vat.time_to_macro_f1_0.97": time_to(0.97),
+    "issue16.mnist-100-vat.time_to_macro_f1_0.98": time_to(0.98),
+    "issue16.speedup.wrn28_2": speedup("wrn28_2"),
+    "issue16.speedup.cnn_seed001": speedup("cnn_seed001"),
+    "issue16.speedup.cnn_small": speedup("cnn_small"),
+    "issue16.speedup.preact_resnet18": speedup("preact_resnet18"),
+    "issue16.speedup.vat_step": speedup("vat_step"),
+    "issue16.speedup.fixmatch_step_wrn28_2": speedup("fixmatch_step"),
+    "issue16.speedup.consistency_student_step": speedup("consistency_student_step"),
+}
+
+
+def final_metric(run: Path, metric: str) -> float:
+    value = json.loads((run / "results.json").read_text())
+    for part in metric.split("."):
+        value = value[part]
+    return float(value)
+
+
+def time_to_target(run: Path, metric: str, target: float) -> float:
+    """Training seconds (the eval record's `time`) until the test split first reaches the target;
+    inf where it never does (the run counts, as its worst case)."""
+    for line in (run / "metrics.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        if rec.get("kind") == "eval" and rec.get("split", "test") == "test" and rec.get(metric, -1.0) >= target:
+            return float(rec["time"])
+    return float("inf")
+
+
+def values_of(spec: dict) -> tuple[list[float], list[str]]:
+    if "json" in spec:
+        path = ROOT / spec["json"]
+        if not path.exists():
+            return [], []
+        value = json.loads(path.read_text())
+        for part in spec["path"]:
+            value = value[part]
+        return [float(value)], [spec["json"]]
+    runs = sorted(Path(p) for p in glob.glob(str(ROOT / spec["runs"])) if (Path(p) / "results.json").exists())
+    if spec["read"] == "final":
+        values = [final_metric(r, spec["metric"]) * spec.get("scale", 1) for r in runs]
+    else:
+        values = [time_to_target(r, spec["metric"], spec["target"]) for r in runs]
+    return values, [str(r.relative_to(ROOT)) for r in runs]
+
+
+def summarise(values: list[float], spec: dict, sources: list[str]) -> dict:
+    higher_is_better = spec.get("unit") not in ("s",)
+    return {
+        "mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+        "n": len(values), "worst": min(values) if higher_is_better else max(values), "values": values,
+        "unit": spec.get("unit", ""), "command": spec["command"], "sources": sources,
+        "date": datetime.date.today().isoformat(),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("prefixes", nargs="*", help="only the figures whose key starts with one of these")
+    args = ap.parse_args()
+    figures = json.loads(OUT.read_text()) if OUT.exists() else {}
+    for key, spec in FIGURES.items():
+        if args.prefixes and not any(key.startswith(p) for p in args.prefixes):
+            continue
+        values, sources = values_of(spec)
+        if not values:
+            print(f"{key}: no inputs yet ({spec.get('runs') or spec.get('json')})", file=sys.stderr)
+            continue
+        figures[key] = summarise(values, spec, sources)
+        f = figures[key]
+        print(f"{key}: {f['mean']:.4g} ± {f['std']:.2g} {f['unit']} (n={f['n']}, worst {f['worst']:.4g})")
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps(figures, indent=1, sort_keys=True) + "\n")
+
+
+if __name__ == "__main__":
+    main()
