@@ -23,7 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "results" / "figures.json"
 
-EQUAL_STEPS = "semireg train {recipe} {variant}--seeds 0,1,2 train.steps=1000 {precision}--runs-root runs/issue16/{tag}"
+EQUAL_STEPS = ("semireg train {recipe} {variant}--seeds 0,1,2 train.steps=1000 train.progress=false {precision}"
+               "--runs-root runs/issue16/{tag}   # benchmarks/equal_steps.sh")
 
 
 def equal_steps(recipe: str, variant: str, tag: str, precision: str) -> dict:
@@ -50,8 +51,10 @@ FP32 = "precision=32-true channels_last=false"
 FIGURES: dict[str, dict] = {
     "issue16.mnist-100-vat.1000-steps.fp32.test_accuracy": equal_steps("mnist-100-vat", "vat", "fp32", FP32),
     "issue16.mnist-100-vat.1000-steps.auto.test_accuracy": equal_steps("mnist-100-vat", "vat", "auto", ""),
-    "issue16.mnist-100-vat.1000-steps.auto-bf16-probe.test_accuracy": equal_steps(
-        "mnist-100-vat", "vat", "auto-bf16-probe", "method.probe=autocast"),
+    "issue16.mnist-100-vat.1000-steps.auto-bf16-probe-xi0.3.test_accuracy": equal_steps(
+        "mnist-100-vat", "vat", "auto-bf16-probe-xi0.3", "method.probe=autocast method.xi=0.3"),
+    "issue16.mnist-100-vat.1000-steps.auto-fp32-probe-xi0.1.test_accuracy": equal_steps(
+        "mnist-100-vat", "vat", "auto-fp32-probe-xi0.1", "method.probe=fp32 method.xi=0.1"),
     "issue16.mnist-100-fixmatch.1000-steps.fp32.test_accuracy": equal_steps("mnist-100-fixmatch", "", "fp32", FP32),
     "issue16.mnist-100-fixmatch.1000-steps.auto.test_accuracy": equal_steps("mnist-100-fixmatch", "", "auto", ""),
     "issue16.mnist-100-vat.time_to_macro_f1_0.97": time_to(0.97),
