@@ -47,6 +47,24 @@ def test_rand_augment_is_deterministic_under_a_seed():
     assert a.min() >= 0 and a.max() <= 1
 
 
+def test_batched_rand_augment_is_each_image_through_its_own_operations():
+    """Grouping by operation and warping all geometric images of a position in one gather must give
+    what each image's own operations, applied one after the other, give (bit for bit)."""
+    x, num_ops = images(96), 2
+    out = rand_augment(x, num_ops=num_ops, magnitude=9.0, magnitude_mode="uniform", fill=0.5,
+                       generator=torch.Generator().manual_seed(5))
+    g = torch.Generator().manual_seed(5)  # the same draws, in rand_augment's order
+    ops = torch.randint(len(RANDAUGMENT_OPS), (96, num_ops), generator=g)
+    level = torch.full((96, num_ops), 0.9) * torch.rand(96, num_ops, generator=g)
+    sign = torch.where(torch.rand(96, num_ops, generator=g) < 0.5, -1.0, 1.0)
+    signed = (level * sign).clamp(-1.0, 1.0)
+    for i in range(96):
+        img = x[i : i + 1]
+        for j in range(num_ops):
+            img = RANDAUGMENT_OPS[int(ops[i, j])][1](img, signed[i : i + 1, j], 0.5)
+        assert torch.equal(out[i : i + 1], img), (i, [RANDAUGMENT_OPS[int(k)][0] for k in ops[i]])
+
+
 def test_magnitude_zero_is_only_sign_free_ops():
     # At magnitude 0 every magnitude-driven op is the identity; only autocontrast/equalize act.
     x = images(64)

@@ -196,6 +196,33 @@ RANDAUGMENT_OPS: list[tuple[str, Callable[[Tensor, Tensor, float], Tensor]]] = [
 ]
 
 
+GEOMETRIC = ("shear_x", "shear_y", "translate_x", "translate_y", "rotate")  # contiguous in RANDAUGMENT_OPS
+
+
+def geometric_theta(op_names: list[str], ops: Tensor, v: Tensor) -> Tensor:
+    """Per-image affine maps (n, 2, 3) of the geometric operations `ops` (n,) (indices into op_names)
+    at signed levels v (n,): the matrices the five operations above build, in one batched step, so
+    that all the geometric images of one position share a single gather. Non-rotations get cos 0 = 1
+    and sin 0 = 0 exactly, so each image's matrix is bit for bit the one its own operation builds."""
+    def drew(name: str) -> Tensor:
+        return (ops == op_names.index(name)).to(v.dtype)
+
+    angle = v * (30.0 * math.pi / 180.0) * drew("rotate")
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    theta = torch.zeros(len(v), 2, 3, device=v.device)
+    theta[:, 0, 0], theta[:, 1, 1] = cos, cos
+    theta[:, 0, 1] = -sin + 0.3 * v * drew("shear_x")
+    theta[:, 1, 0] = sin + 0.3 * v * drew("shear_y")
+    theta[:, 0, 2] = 2.0 * 0.45 * v * drew("translate_x")
+    theta[:, 1, 2] = 2.0 * 0.45 * v * drew("translate_y")
+    return theta
+
+
+OP_NAMES = [name for name, _ in RANDAUGMENT_OPS]
+_first = OP_NAMES.index(GEOMETRIC[0])
+assert OP_NAMES[_first : _first + len(GEOMETRIC)] == list(GEOMETRIC), "geometric operations must be contiguous"
+
+
 def rand_augment(x: Tensor, *, num_ops: int = 2, magnitude: float = 9.0, magnitude_mode: str = "fixed",
                  fill: float = 0.5, generator: torch.Generator | None = None,
                  return_ops: bool = False) -> Tensor | tuple[Tensor, Tensor]:
@@ -223,10 +250,18 @@ def rand_augment(x: Tensor, *, num_ops: int = 2, magnitude: float = 9.0, magnitu
         grouped = grouped.index_select(0, position[order])
         position = torch.empty_like(position).scatter_(0, order, torch.arange(b, device=dev))
         counts = torch.bincount(ops[:, j], minlength=len(RANDAUGMENT_OPS)).tolist()
-        v = signed[order, j]
+        v, sorted_ops = signed[order, j], ops[order, j]
         start = 0
-        for (_, op), count in zip(RANDAUGMENT_OPS, counts):
-            if count and op is not identity:
+        for (name, op), count in zip(RANDAUGMENT_OPS, counts):
+            if name in GEOMETRIC[1:]:
+                pass  # warped together with the first geometric operation's images, below
+            elif name == GEOMETRIC[0]:
+                n_geo = sum(counts[k] for k, (other, _) in enumerate(RANDAUGMENT_OPS) if other in GEOMETRIC)
+                if n_geo:
+                    span = slice(start, start + n_geo)
+                    theta = geometric_theta(OP_NAMES, sorted_ops[span], v[span])
+                    grouped[span] = _affine(grouped[span], theta, fill)
+            elif count and op is not identity:
                 grouped[start : start + count] = op(grouped[start : start + count], v[start : start + count], fill)
             start += count
     out = grouped.index_select(0, position) if num_ops else x.clone()
