@@ -6,7 +6,8 @@ Model steps (forward + backward + SGD on random inputs of the recipe's shape): f
 fp32 + channels_last, bf16 autocast, bf16 + channels_last (and `--compile`: bf16 + channels_last +
 torch.compile). Method steps, built from the recipes a user runs (their options, batch sizes and
 augmentation): `mnist-100-vat` variant vat, `cifar10-4000-fixmatch`, `cifar10-consistency-cpu`'s
-student, under fp32 (`precision=32-true channels_last=false`) and under the defaults ("auto").
+student, under fp32 (`precision=32-true channels_last=false`) and under the defaults ("auto"); and
+VAT under the defaults but with its power iteration in bf16 (`method.probe=autocast method.xi=0.3`).
 
     python benchmarks/precision.py [--quick] [--rounds 5] [--threads 2] [--compile] [--out FILE]
 
@@ -45,11 +46,12 @@ MODELS = {
     "preact_resnet18": ((3, 32, 32), 64, 32),
 }
 QUICK_MODELS = ("wrn28_2", "cnn_seed001")
-# name -> (recipe, variant, stage, model input shape)
+# name -> (recipe, variant, stage, model input shape, overrides of the "auto" contender)
 METHOD_STEPS = {
-    "vat_step": ("mnist-100-vat", "vat", "", (1, 28, 28)),
-    "fixmatch_step": ("cifar10-4000-fixmatch", "", "", (3, 32, 32)),
-    "consistency_student_step": ("cifar10-consistency-cpu", "swa", "student", (3, 32, 32)),
+    "vat_step": ("mnist-100-vat", "vat", "", (1, 28, 28), {}),
+    "vat_step_bf16_probe": ("mnist-100-vat", "vat", "", (1, 28, 28), {"method.probe": "autocast", "method.xi": 0.3}),
+    "fixmatch_step": ("cifar10-4000-fixmatch", "", "", (3, 32, 32), {}),
+    "consistency_student_step": ("cifar10-consistency-cpu", "swa", "student", (3, 32, 32), {}),
 }
 FP32 = {"train.precision": "32-true", "train.channels_last": False}
 
@@ -90,7 +92,7 @@ def model_step(name: str, batch: int, bf16: bool, channels_last: bool, compiled:
 
 def method_step(name: str, overrides: dict, quick: bool) -> Callable[[], None]:
     """One step of the method exactly as its recipe configures it (random inputs of its shape)."""
-    recipe_name, variant, stage, shape = METHOD_STEPS[name]
+    recipe_name, variant, stage, shape, _ = METHOD_STEPS[name]
     recipe = load_recipe(recipe_name)
     cfg = config_for(recipe, variant, 0, {"train.progress": False, **overrides}, stage,
                      teacher_dirs={n: "-" for n, _ in recipe.stages})
@@ -167,7 +169,8 @@ def main() -> None:
               f"{flops / times[auto_mode] / 1e12:.2f} TFLOP/s = {100 * r['peak_fraction'][auto_mode]:.0f} % of the "
               f"{'bf16' if auto_bf16 else 'fp32'} matmul peak", flush=True)
     for name in ("vat_step",) if args.quick else METHOD_STEPS:
-        steps = {"fp32": method_step(name, FP32, args.quick), "auto": method_step(name, {}, args.quick)}
+        steps = {"fp32": method_step(name, FP32, args.quick),
+                 "auto": method_step(name, METHOD_STEPS[name][4], args.quick)}
         flops = flops_of(steps["fp32"])
         times = interleaved(steps, rounds=rounds, warmup=2)
         results[name] = {"seconds": times, "auto_speedup": times["fp32"] / times["auto"], "gflop": flops / 1e9,

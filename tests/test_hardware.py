@@ -11,6 +11,7 @@ from semireg import hardware
 from semireg.config import from_kwargs
 from semireg.engine import train
 from semireg.errors import ConfigError
+from semireg.methods import METHODS
 from semireg.models import MODELS, build_model
 
 
@@ -44,9 +45,11 @@ def test_auto_channels_last_is_on_exactly_for_convolutional_models_on_images(nam
     assert hardware.resolve_channels_last(True, model, 2).value is False
 
 
-def tiny(**train):
+def tiny(method: dict | None = None, **train):
     base = {"data": {"dataset": "digits", "n_labeled": 200, "n_test": 100}, "model": {"name": "cnn_small"},
             "train": {"steps": 6, "batch_size": 16, "progress": False, "log_every": 3, "threads": 1, **train}}
+    if method is not None:
+        base["method"] = method
     return from_kwargs({}, base=base)
 
 
@@ -77,3 +80,21 @@ def test_channels_last_takes_true_false_or_auto_only():
         tiny(channels_last="sometimes")
     with pytest.raises(ConfigError, match="channels_last"):
         tiny(channels_last=3)
+
+
+STATEFUL = sorted(name for name, spec in METHODS.items() if spec.make_state is not None and not spec.needs_teacher)
+
+
+@pytest.mark.parametrize("method", STATEFUL)
+def test_method_state_stays_float32_under_bf16(tmp_path, method):
+    """Thresholds, class statistics and per-sample labels are running sums: under autocast they must
+    not drop to bf16 (8 bits of mantissa would stall an EMA with momentum 0.999)."""
+    options = {"name": method}
+    if "threshold" in METHODS[method].options.__dataclass_fields__:
+        options["threshold"] = 0.5  # low enough that the masked terms and their state are active
+    if "dist_align" in METHODS[method].options.__dataclass_fields__:
+        options["dist_align"] = True  # these methods' only running state
+    train(tiny(options, precision="bf16-mixed", steps=4, unlabeled_batch_size=16), tmp_path / "run")
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["method_state"]
+    floats = {k: v.dtype for k, v in state.items() if v.is_floating_point()}
+    assert floats and all(dtype == torch.float32 for dtype in floats.values()), floats
