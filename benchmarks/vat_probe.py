@@ -6,10 +6,10 @@ float64 as a converged finite difference (see exact_hvp; BatchNorm with batch st
 perturbed passes run). Models: cnn_seed000 and cnn_seed001 at initialisation and after 150 supervised steps on 1,000
 MNIST training images. The probe runs in float32 (`probe=fp32`) or in bf16 autocast (`probe=autocast`).
 
-Samples are scored only where their curvature is resolvable: the KL a probe of size xi produces,
-1/2 xi^2 d^T H d, must stand above the rounding of the logits it is computed from, u * max|z|
-(u = 2^-24 in float32, 2^-8 in bf16). Per (precision, xi) the script prints the mean and the 10th
-percentile of the cosine over the resolvable samples and their share.
+Samples are scored only where their curvature is resolvable: where the float64 reference itself
+converged (cosine >= 0.999 between the finite differences at probe 1e-5 and 1e-6), as
+tests/test_vat_probe.py selects them. Per (precision, xi) the script prints the mean and the 10th
+percentile of the cosine over those samples, and the mean over all.
 
     python benchmarks/vat_probe.py [--data-dir ../shared/data] [--out benchmarks/results/vat-probe.json]
 """
@@ -34,8 +34,7 @@ from semireg.methods.vat import frozen_running_stats, l2_normalize, vat_directio
 from semireg.models import build_model
 
 XIS = (0.1, 0.3, 1.0, 3.0, 10.0)
-UNIT_ROUNDOFF = {"fp32": 2.0**-24, "bf16": 2.0**-8}
-RESOLVABLE_MARGIN = 10.0  # the probe's KL must exceed the logits' rounding this many times
+CONVERGED = 0.999  # per-sample cosine of the float64 reference with itself at a 10x smaller probe
 
 
 def kl64(target_logits: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
@@ -44,8 +43,8 @@ def kl64(target_logits: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     return (log_p.exp() * (log_p - log_q)).sum(dim=1)
 
 
-def exact_hvp(model, x: torch.Tensor, d: torch.Tensor, probe: float = 1e-5) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """(H d, d^T H d per sample, agreement) of sum_i KL(p(x_i) || p(x_i + r_i)) near r = 0, in float64.
+def exact_hvp(model, x: torch.Tensor, d: torch.Tensor, probe: float = 1e-5) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(H d, d^T H d per sample, agreement per sample) of sum_i KL(p(x_i) || p(x_i + r_i)) near r = 0, in float64.
 
     Not by double backpropagation at r = 0: MNIST's black background gives max-pool windows of
     equal values (and ReLUs at their kink), where the KL is not twice differentiable and autograd's
@@ -65,7 +64,7 @@ def exact_hvp(model, x: torch.Tensor, d: torch.Tensor, probe: float = 1e-5) -> t
     with frozen_running_stats(m64):
         target = m64(x64).detach()
         hd, check = grad_at(probe), grad_at(probe / 10)
-    agreement = float(F.cosine_similarity(hd.flatten(1), check.flatten(1), dim=1).min())
+    agreement = F.cosine_similarity(hd.flatten(1), check.flatten(1), dim=1).float()  # (B,)
     return hd, (hd * d64).flatten(1).sum(1), agreement
 
 
@@ -92,16 +91,15 @@ def trained(model, x: torch.Tensor, y: torch.Tensor, steps: int = 150) -> None:
 def measure(model, x: torch.Tensor, d: torch.Tensor) -> dict:
     hd, curvature, agreement = exact_hvp(model, x, d)
     out = {"curvature_quantiles": torch.quantile(curvature.float(), torch.tensor([0.1, 0.5, 0.9])).tolist(),
-           "reference_agreement": agreement}
+           "converged": float((agreement >= CONVERGED).float().mean())}
+    resolvable = agreement >= CONVERGED
     for name, bf16 in (("fp32", False), ("bf16", True)):
         for xi in XIS:
-            d1, logits = direction(model, x, d, xi, bf16)
+            d1, _ = direction(model, x, d, xi, bf16)
             cos = F.cosine_similarity(d1.double().flatten(1), hd.flatten(1), dim=1).float()
-            noise = UNIT_ROUNDOFF[name] * logits.abs().amax(1)  # (B,)
-            resolvable = 0.5 * xi**2 * curvature.float() > RESOLVABLE_MARGIN * noise
             sel = cos[resolvable]
             out[f"{name}@{xi}"] = {
-                "mean_cos_all": float(cos.mean()), "resolvable": float(resolvable.float().mean()),
+                "mean_cos_all": float(cos.mean()),
                 "mean_cos": float(sel.mean()) if len(sel) else None,
                 "p10_cos": float(torch.quantile(sel, 0.1)) if len(sel) else None,
             }
@@ -118,7 +116,7 @@ def main() -> None:
     x, x_train, y_train = data.x_test[:64], data.x_train[:1000], data.y_train[:1000]
     torch.manual_seed(0)
     d0 = l2_normalize(torch.randn_like(x))
-    results = {"header": header(), "xis": XIS, "margin": RESOLVABLE_MARGIN}
+    results = {"header": header(), "xis": XIS, "converged": CONVERGED}
     for name in ("cnn_seed000", "cnn_seed001"):
         torch.manual_seed(0)
         model = build_model(name, (1, 28, 28), 10).train()
@@ -128,11 +126,19 @@ def main() -> None:
             r = results[f"{name}/{state}"] = measure(model, x, d0)
             print(f"{name} {state}: curvature d^T H d quantiles 10/50/90 % "
                   + ", ".join(f"{q:.2e}" for q in r["curvature_quantiles"])
-                  + f"; float64 reference converged to cosine >= {r['reference_agreement']:.6f}")
+                  + f"; float64 reference converged for {100 * r['converged']:.0f} % of the samples")
             for key, v in r.items():
                 if "@" in key:
-                    print(f"  {key:10s} resolvable {100 * v['resolvable']:5.1f} %  cos mean {v['mean_cos'] or float('nan'):.3f}"
+                    print(f"  {key:10s} cos mean {v['mean_cos'] or float('nan'):.3f}"
                           f"  p10 {v['p10_cos'] or float('nan'):.3f}  (all samples: mean {v['mean_cos_all']:.3f})")
+    pairs = [k for k in results if "/" in k]
+    best = {}
+    for name in ("fp32", "bf16"):
+        means = {xi: sum(results[p][f"{name}@{xi}"]["mean_cos"] or 0.0 for p in pairs) / len(pairs) for xi in XIS}
+        best[name] = max(means, key=means.get)
+        print(f"{name}: mean cosine over the {len(pairs)} (model, state) pairs: "
+              + ", ".join(f"xi {xi} {m:.2f}" for xi, m in means.items()) + f"  -> best xi {best[name]}")
+    results["best_xi"] = best
     write(args.out, results)
 
 
