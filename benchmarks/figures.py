@@ -16,6 +16,7 @@ import argparse
 import datetime
 import glob
 import json
+import math
 import statistics
 import sys
 from pathlib import Path
@@ -105,13 +106,23 @@ def values_of(spec: dict) -> tuple[list[float], list[str]]:
 
 
 def summarise(values: list[float], spec: dict, sources: list[str]) -> dict:
+    """mean, std (over the seeds), n, the worst seed. A time to a target that a seed never reached
+    is that seed's worst case: the figure then has no mean ("reached" says how many did)."""
     higher_is_better = spec.get("unit") not in ("s",)
-    return {
-        "mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-        "n": len(values), "worst": min(values) if higher_is_better else max(values), "values": values,
+    finite = [v for v in values if math.isfinite(v)]
+    complete = len(finite) == len(values)
+    out = {
+        "mean": statistics.fmean(values) if complete else None,
+        "std": (statistics.stdev(values) if len(values) > 1 else 0.0) if complete else None,
+        "n": len(values), "reached": len(finite),
+        "worst": (min(values) if higher_is_better else max(values)) if complete else None,
+        "values": [v if math.isfinite(v) else None for v in values],
         "unit": spec.get("unit", ""), "command": spec["command"], "sources": sources,
         "date": datetime.date.today().isoformat(),
     }
+    if spec.get("read") == "time_to":
+        out["target"] = f"{spec['metric']} >= {spec['target']}"
+    return out
 
 
 def main() -> None:
@@ -128,7 +139,10 @@ def main() -> None:
             continue
         figures[key] = summarise(values, spec, sources)
         f = figures[key]
-        print(f"{key}: {f['mean']:.4g} ± {f['std']:.2g} {f['unit']} (n={f['n']}, worst {f['worst']:.4g})")
+        if f["mean"] is None:
+            print(f"{key}: reached by {f['reached']} of {f['n']} seeds ({f['values']})")
+        else:
+            print(f"{key}: {f['mean']:.4g} ± {f['std']:.2g} {f['unit']} (n={f['n']}, worst {f['worst']:.4g})")
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(figures, indent=1, sort_keys=True) + "\n")
 

@@ -7,7 +7,10 @@ kornia operations whose semantics differ from PIL's (and from semireg's, which f
 TensorFlow and torchvision RandAugment do) are listed, not timed: `adjust_brightness` adds the
 factor (PIL multiplies), `adjust_contrast` scales without the mean (PIL blends with the mean grey).
 
-    python benchmarks/kornia_ops.py [--n 73] [--rounds 20]
+    pip install kornia && python benchmarks/kornia_ops.py [--n 73] [--rounds 20]
+
+kornia is not a dependency of semireg: nothing imported it, and this benchmark (docs/performance.md)
+found none of its operations faster than semireg's own, so issue 16 dropped it.
 """
 
 from __future__ import annotations

@@ -14,7 +14,12 @@ import torch
 import torch.nn.functional as F
 from sklearn.datasets import load_digits
 
-from semireg.methods.vat import DEFAULT_XI, frozen_running_stats, l2_normalize, vat_direction
+from semireg.methods.vat import (
+    DEFAULT_XI,
+    frozen_running_stats,
+    l2_normalize,
+    vat_direction,
+)
 from semireg.models import build_model
 
 SEED_CNNS = ("cnn_seed000", "cnn_seed001")

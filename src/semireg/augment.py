@@ -144,11 +144,12 @@ def contrast(img: Tensor, v: Tensor, fill: float) -> Tensor:
 
 def sharpness(img: Tensor, v: Tensor, fill: float) -> Tensor:
     # PIL's SMOOTH filter on the interior; the one-pixel border keeps the original pixels.
-    c = img.shape[1]
-    kernel = torch.tensor([[1.0, 1.0, 1.0], [1.0, 5.0, 1.0], [1.0, 1.0, 1.0]], device=img.device) / 13.0
-    kernel = kernel.to(img.dtype).expand(c, 1, 3, 3)
+    # The 3x3 kernel [[1,1,1],[1,5,1],[1,1,1]] / 13 as a separable box sum (4 adds of shifted
+    # views) plus 4x the centre: several times faster than a grouped convolution on small images.
+    rows = img[:, :, :-2] + img[:, :, 1:-1] + img[:, :, 2:]  # (n, C, H-2, W) vertical sums of 3
+    box = rows[..., :-2] + rows[..., 1:-1] + rows[..., 2:]  # (n, C, H-2, W-2)
     smooth = img.clone()
-    smooth[:, :, 1:-1, 1:-1] = F.conv2d(img, kernel, groups=c)
+    smooth[:, :, 1:-1, 1:-1] = (box + 4.0 * img[:, :, 1:-1, 1:-1]) / 13.0
     return _blend(img, smooth, 1.0 + 0.9 * v)
 
 
@@ -220,6 +221,23 @@ def geometric_theta(op_names: list[str], ops: Tensor, v: Tensor) -> Tensor:
 
 
 OP_NAMES = [name for name, _ in RANDAUGMENT_OPS]
+
+
+def _apply_grouped(grouped: Tensor, sorted_ops: Tensor, v: Tensor, counts: list[int], fill: float):
+    """Yield (slice, transformed images) per operation of one position, on a batch sorted by
+    operation (`counts` images each, in RANDAUGMENT_OPS order); all geometric images in one warp."""
+    start = 0
+    for (name, op), count in zip(RANDAUGMENT_OPS, counts):
+        if name == GEOMETRIC[0]:
+            n_geo = sum(counts[k] for k, other in enumerate(OP_NAMES) if other in GEOMETRIC)
+            if n_geo:
+                span = slice(start, start + n_geo)
+                yield span, _affine(grouped[span], geometric_theta(OP_NAMES, sorted_ops[span], v[span]), fill)
+        elif count and name not in GEOMETRIC:
+            span = slice(start, start + count)
+            if op is not identity:
+                yield span, op(grouped[span], v[span], fill)
+        start += count
 _first = OP_NAMES.index(GEOMETRIC[0])
 assert OP_NAMES[_first : _first + len(GEOMETRIC)] == list(GEOMETRIC), "geometric operations must be contiguous"
 
@@ -240,10 +258,13 @@ def rand_augment(x: Tensor, *, num_ops: int = 2, magnitude: float = 9.0, magnitu
         level = level * torch.rand(b, num_ops, generator=generator, device=dev)
     sign = torch.where(torch.rand(b, num_ops, generator=generator, device=dev) < 0.5, -1.0, 1.0)
     signed = (level * sign).clamp_(-1.0, 1.0)  # (B, num_ops)
+    if num_ops == 0:
+        return (x.clone(), ops) if return_ops else x.clone()
     # Sort the batch by the operation each image drew at each position, so that each operation's
     # images form one contiguous slice and every op works on a view: one row gather per position
-    # plus one at the end, instead of an index and a scatter per operation. (The counts cost one
-    # host sync per position; on the CPU it is free.)
+    # plus one at the end, instead of an index and a scatter per operation. (Measured: writing each
+    # slice's result straight into the next position's order with index_copy_ is slower on the CPU.)
+    # The counts cost one host sync per position; on the CPU it is free.
     grouped = x
     position = torch.arange(b, device=dev)  # position[k]: where original image k sits in `grouped`
     for j in range(num_ops):
@@ -251,21 +272,9 @@ def rand_augment(x: Tensor, *, num_ops: int = 2, magnitude: float = 9.0, magnitu
         grouped = grouped.index_select(0, position[order])
         position = torch.empty_like(position).scatter_(0, order, torch.arange(b, device=dev))
         counts = torch.bincount(ops[:, j], minlength=len(RANDAUGMENT_OPS)).tolist()
-        v, sorted_ops = signed[order, j], ops[order, j]
-        start = 0
-        for (name, op), count in zip(RANDAUGMENT_OPS, counts):
-            if name in GEOMETRIC[1:]:
-                pass  # warped together with the first geometric operation's images, below
-            elif name == GEOMETRIC[0]:
-                n_geo = sum(counts[k] for k, (other, _) in enumerate(RANDAUGMENT_OPS) if other in GEOMETRIC)
-                if n_geo:
-                    span = slice(start, start + n_geo)
-                    theta = geometric_theta(OP_NAMES, sorted_ops[span], v[span])
-                    grouped[span] = _affine(grouped[span], theta, fill)
-            elif count and op is not identity:
-                grouped[start : start + count] = op(grouped[start : start + count], v[start : start + count], fill)
-            start += count
-    out = grouped.index_select(0, position) if num_ops else x.clone()
+        for span, result in _apply_grouped(grouped, ops[order, j], signed[order, j], counts, fill):
+            grouped[span] = result
+    out = grouped.index_select(0, position)
     return (out, ops) if return_ops else out
 
 
