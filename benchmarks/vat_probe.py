@@ -68,13 +68,12 @@ def exact_hvp(model, x: torch.Tensor, d: torch.Tensor, probe: float = 1e-5) -> t
     return hd, (hd * d64).flatten(1).sum(1), agreement
 
 
-def direction(model, x: torch.Tensor, d: torch.Tensor, xi: float, bf16: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def direction(model, x: torch.Tensor, d: torch.Tensor, xi: float, bf16: bool) -> torch.Tensor:
     """One power iteration from d as VAT runs it, with the clean logits of the same precision."""
     cast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
     with cast, frozen_running_stats(model):
         logits = model(x).detach().float()
-        d1 = vat_direction(model, x, logits, xi=xi, power_iters=1, d=d, fp32=not bf16)
-    return d1, logits
+        return vat_direction(model, x, logits, xi=xi, power_iters=1, d=d, fp32=not bf16)
 
 
 def trained(model, x: torch.Tensor, y: torch.Tensor, steps: int = 150) -> None:
@@ -95,7 +94,7 @@ def measure(model, x: torch.Tensor, d: torch.Tensor) -> dict:
     resolvable = agreement >= CONVERGED
     for name, bf16 in (("fp32", False), ("bf16", True)):
         for xi in XIS:
-            d1, _ = direction(model, x, d, xi, bf16)
+            d1 = direction(model, x, d, xi, bf16)
             cos = F.cosine_similarity(d1.double().flatten(1), hd.flatten(1), dim=1).float()
             sel = cos[resolvable]
             out[f"{name}@{xi}"] = {

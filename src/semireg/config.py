@@ -163,15 +163,12 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         if value is None:
             return None
-        for arg in args[:-1]:  # the first type that takes the value, in written order
+        for arg in args:  # the first type that takes the value, in written order
             try:
                 return _coerce(value, arg, key)
             except ConfigError:
                 pass
-        try:
-            return _coerce(value, args[-1], key)
-        except ConfigError:
-            raise ConfigError(f"{key}: expected {' or '.join(_type_name(a) for a in args)}, got {value!r}") from None
+        raise ConfigError(f"{key}: expected {' or '.join(_type_name(a) for a in args)}, got {value!r}")
     if tp is bool:
         if isinstance(value, bool):
             return value
