@@ -10,7 +10,7 @@ from semireg.config import from_kwargs
 from semireg.engine import train
 from semireg.optim import EMA, lr_factor
 from semireg.traindata import TrainData
-from semireg.errors import ConfigError, DivergedError, RunDirError
+from semireg.errors import ConfigError, DataError, DivergedError, RunDirError
 
 
 def blobs(n=200, d=10, k=3, seed=0):
@@ -179,7 +179,7 @@ def test_api_fit_and_evaluate_with_numpy_and_user_module():
 
 def test_labels_outside_the_classes_are_refused():
     x, y = blobs(30, 10, 3)
-    with pytest.raises(ConfigError, match=r"\[0, 3\)"):
+    with pytest.raises(DataError, match=r"\[0, 3\)"):
         semireg.fit(nn.Linear(10, 3), labeled=(x, y + 5), steps=1, num_classes=3)
 
 

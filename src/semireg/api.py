@@ -11,10 +11,11 @@ import torch
 from torch import nn
 
 from .config import from_kwargs, is_system
-from .data.arrays import as_images, as_labels
+from .data.arrays import as_images, as_labels, check_classes_present, check_labels, encode_labels, infer_num_classes, notice
 from .engine import Result, train
-from .errors import ConfigError
+from .errors import ConfigError, DataError
 from .evaluate import evaluate
+from .models import logits_of
 from .phase_loop import SystemResult, train_system, train_system_config
 from .phases import System
 from .systems import SYSTEMS, get_system
@@ -29,30 +30,67 @@ def fit(model: nn.Module | str, labeled: tuple[Array, Array], unlabeled: Array |
         overwrite: bool = False, **options: Any) -> Result:
     """Train `model` on `labeled` = (x, y) and, for semi-supervised methods, `unlabeled` = x_u.
 
-    x and x_u are arrays or tensors shaped (N, C, H, W) or (N, D); uint8 is scaled to [0, 1].
+    x and x_u are arrays or tensors shaped (N, C, H, W), (N, H, W, C) or (N, D); uint8 is scaled to
+    [0, 1]. Labels are class indices 0..K-1 or any other hashable values (strings, ...), which
+    become classes by name (`result.metrics["class_names"]`, and the run's report and predictions).
     `options` are any config keys, short or dotted: method options (`eps=2.0`, `xi=1.0`),
     training options (`lr=1e-3`, `batch_size=64`) or `model.dropout=0.5`. `model` is an
     `nn.Module` mapping a batch to logits, or the name of a registered model.
     Returns a Result with `.model` (the trained module, the EMA copy when `ema_decay > 0`) and
     `.metrics` (steps, train time and, with `eval_data`, test metrics).
     """
-    x, y = as_images(labeled[0], "labeled x"), as_labels(labeled[1], "labeled y")
-    if len(x) != len(y):
-        raise ConfigError(f"labeled: {len(x)} inputs but {len(y)} labels")
-    x_u = as_images(unlabeled, "unlabeled") if unlabeled is not None else None
-    if x_u is not None and x_u.shape[1:] != x.shape[1:]:
-        raise ConfigError(f"unlabeled inputs have shape {tuple(x_u.shape[1:])}, labelled ones {tuple(x.shape[1:])}")
-    k = num_classes or int(y.max()) + 1
-    eval_sets = {}
-    if eval_data is not None:
-        eval_sets["test"] = (as_images(eval_data[0], "eval x"), as_labels(eval_data[1], "eval y"))
+    data = user_data(labeled, unlabeled, eval_data, num_classes, model if isinstance(model, nn.Module) else None)
     base: dict[str, Any] = {"name": "api", "method": {"name": method}, "train": {"steps": steps, "seed": seed, "progress": False}}
     if isinstance(model, str):
         base["model"] = {"name": model}
     cfg = from_kwargs(options, base=base)
-    data = TrainData(x_l=x, y_l=y, x_u=x_u, num_classes=k, eval_sets=eval_sets)
     module = None if isinstance(model, str) else model
     return train(cfg, Path(run_dir) if run_dir is not None else None, model=module, data=data, overwrite=overwrite)
+
+
+def user_data(labeled: tuple[Array, Array], unlabeled: Array | None, eval_data: tuple[Array, Array] | None,
+              num_classes: int | None, model: nn.Module | None, name: str = "api") -> TrainData:
+    """A user's arrays as TrainData, every check made (and every inference said) before training."""
+    x, (y, names) = as_images(labeled[0], "labeled x"), encode_labels(labeled[1], "labeled y")
+    if len(x) != len(y):
+        raise DataError(f"labeled: {len(x)} inputs but {len(y)} labels")
+    if len(x) == 0:
+        raise DataError("labeled: no labelled samples")
+    x_u = as_images(unlabeled, "unlabeled") if unlabeled is not None else None
+    if x_u is not None and x_u.shape[1:] != x.shape[1:]:
+        raise DataError(f"unlabeled inputs have shape {tuple(x_u.shape[1:])}, labelled ones {tuple(x.shape[1:])}")
+    eval_sets = {}
+    if eval_data is not None:
+        x_e, (y_e, _) = as_images(eval_data[0], "eval x"), encode_labels(eval_data[1], "eval y", classes=names)
+        if len(x_e) != len(y_e) or x_e.shape[1:] != x.shape[1:]:
+            raise DataError(f"eval_data: {len(x_e)} inputs of shape {tuple(x_e.shape[1:])} and {len(y_e)} labels; "
+                            f"the labelled inputs have shape {tuple(x.shape[1:])}")
+        eval_sets["test"] = (x_e, y_e)
+    width = output_width(model, x) if model is not None and names is None and not num_classes else None
+    k, why = infer_num_classes(y, names, num_classes, width, [t for _, t in eval_sets.values()])
+    if not num_classes:
+        notice(f"{k} classes ({why})")
+    check_labels(y, k, f"labeled y ({k} classes, {why})")
+    for split, (_, y_e) in eval_sets.items():
+        check_labels(y_e, k, f"eval y ({k} classes, {why})")
+    check_classes_present(y, k, "labeled y", why, names)
+    return TrainData(x_l=x, y_l=y, x_u=x_u, num_classes=k, eval_sets=eval_sets, class_names=names, name=name,
+                     num_classes_reason=why)
+
+
+def output_width(model: nn.Module, x: torch.Tensor) -> int | None:
+    """The number of logits `model` gives a probe of two samples (None when that fails: training
+    then reports the failure with the input shape)."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            logits = logits_of(model(x[:2]))
+    except Exception:  # the engine's own probe turns this into one clear error
+        return None
+    finally:
+        model.train(was_training)
+    return int(logits.shape[1]) if logits is not None and logits.ndim == 2 else None
 
 
 def fit_system(system: str | System, images: Array, labels: Array | None = None, *, steps: int = 1000,

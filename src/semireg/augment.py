@@ -17,6 +17,13 @@ translate 0.45 of the side, rotate 30 degrees, brightness/colour/contrast/sharpn
 posterize 8 -> 4 bits, solarize threshold 1 -> 0. Geometric operations fill with grey (0.5), as the
 TensorFlow implementation the consistency-training post used does (replace=128), and sample with
 nearest neighbour, torchvision's default.
+
+Vectors (B, D), tabular rows, get views of their own, chosen by the input's shape: the weak view
+adds Gaussian noise scaled to each feature's spread (`noise`, in units of that feature's standard
+deviation over the training rows); the strong view replaces a fraction `swap` of each row's
+features by the same features of other rows of the batch (swap noise: VIME's mask-and-replace from
+the empirical marginal, SCARF's corruption) and adds noise again (`strong_noise`). Both stay in the
+data's own distribution per feature, which is what a flip or a crop does for an image.
 """
 
 from __future__ import annotations
@@ -357,14 +364,37 @@ class AugmentConfig:
     ra_magnitude: float = 9.0  # 0-10 scale
     ra_magnitude_mode: str = "fixed"  # fixed | uniform (drawn per image and op from [0, magnitude])
     fill: float = 0.5
+    # Vectors (N, D) only, in units of each feature's standard deviation over the training rows.
+    noise: float = 0.05  # weak view: Gaussian noise
+    swap: float = 0.3  # strong view: fraction of a row's features taken from other rows of the batch
+    strong_noise: float = 0.1  # strong view: Gaussian noise after the swap
+
+
+def gaussian_noise(x: Tensor, scale: Tensor | float, generator: torch.Generator | None = None) -> Tensor:
+    """x + N(0, scale^2) per feature; scale (D,) or a number. (B, D) -> (B, D)"""
+    return x + torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype) * scale
+
+
+def swap_noise(x: Tensor, fraction: float, generator: torch.Generator | None = None) -> Tensor:
+    """Each feature of each row, with probability `fraction`, replaced by that feature of another row
+    drawn at random from the batch (one permutation of the rows per feature). (B, D) -> (B, D)"""
+    if fraction <= 0 or len(x) < 2:
+        return x
+    b, d = x.shape
+    donors = x.gather(0, torch.rand(b, d, generator=generator, device=x.device).argsort(dim=0))  # (B, D)
+    replace = torch.rand(b, d, generator=generator, device=x.device) < fraction  # (B, D)
+    return torch.where(replace, donors, x)
 
 
 class Augmenter:
     """Weak and strong views of a batch from one generator (its state is part of a checkpoint)."""
 
-    def __init__(self, cfg: AugmentConfig, device: torch.device | str = "cpu", seed: int = 0) -> None:
+    def __init__(self, cfg: AugmentConfig, device: torch.device | str = "cpu", seed: int = 0,
+                 feature_std: Tensor | None = None) -> None:
         validate_augment(cfg)
         self.cfg = cfg
+        # (D,) spread of each feature over the training rows: the unit of the vector views' noise.
+        self.feature_std = feature_std.to(device) if feature_std is not None else None
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(seed)
 
@@ -375,6 +405,8 @@ class Augmenter:
 
     def weak(self, x: Tensor) -> Tensor:
         c, g = self.cfg, self.generator
+        if x.ndim == 2:
+            return gaussian_noise(x, c.noise * self.scale(x), g) if c.noise > 0 else x
         if c.pad > 0:
             x = flip_pad_crop(x, c.pad, g, flip=c.flip)
         elif c.flip:
@@ -386,8 +418,15 @@ class Augmenter:
     def strong(self, x_weak: Tensor) -> Tensor:
         """RandAugment on top of a weak view: the same crop of the same image, with noise."""
         c = self.cfg
+        if x_weak.ndim == 2:
+            x = swap_noise(x_weak, c.swap, self.generator)
+            return gaussian_noise(x, c.strong_noise * self.scale(x), self.generator) if c.strong_noise > 0 else x
         return rand_augment(x_weak, num_ops=c.ra_ops, magnitude=c.ra_magnitude, magnitude_mode=c.ra_magnitude_mode,
                             fill=c.fill, generator=self.generator)
+
+    def scale(self, x: Tensor) -> Tensor:
+        """(D,) the features' spread: the training rows' when known, else this batch's."""
+        return self.feature_std if self.feature_std is not None else x.std(dim=0, unbiased=False)
 
     def eval_view(self, x: Tensor) -> Tensor:
         """What a test image looks like to the model: resized to the training crop size, if any."""
@@ -409,6 +448,8 @@ def validate_augment(cfg: AugmentConfig) -> None:
         raise ConfigError("augment.pad and augment.ra_ops must be >= 0")
     if not 0.0 <= cfg.ra_magnitude <= 10.0:
         raise ConfigError(f"augment.ra_magnitude must be in [0, 10], got {cfg.ra_magnitude}")
+    if cfg.noise < 0 or cfg.strong_noise < 0 or not 0.0 <= cfg.swap <= 1.0:
+        raise ConfigError("augment.noise and augment.strong_noise must be >= 0, augment.swap in [0, 1]")
     if cfg.ra_magnitude_mode not in ("fixed", "uniform"):
         raise ConfigError(f"augment.ra_magnitude_mode: '{cfg.ra_magnitude_mode}' is not one of fixed, uniform")
 

@@ -28,6 +28,7 @@ from .errors import ConfigError, RunDirError, mismatch
 from .evaluate import classification_metrics, plot_curves, predict_logits, summary
 from .finished import initial_weights, load_teacher, model_from_config
 from .methods import Batch, MethodSpec, get_method
+from .models import LogitsOnly, describe_output, logits_of, unwrap
 from .optim import EMA, Plateau, build_optimizer, lr_factor
 from .phase_loop import train_system_config
 from .traindata import TrainData, check_method_inputs, data_from_config
@@ -108,6 +109,14 @@ def unlabeled_batch_size(cfg: RunConfig, paper_mu: int | None) -> int:
     if t.unlabeled_batch_size > 0:
         return t.unlabeled_batch_size
     return (t.mu or paper_mu or 1) * t.batch_size
+
+
+def feature_std(data: TrainData) -> torch.Tensor:
+    """(D,) each feature's standard deviation over the labelled and unlabelled rows (the vector
+    views' noise unit); a constant feature gets 1 rather than 0, so that noise does not vanish."""
+    rows = data.x_l if data.x_u is None else torch.cat([data.x_l, data.x_u])
+    std = rows.float().std(dim=0, unbiased=False) if len(rows) > 1 else torch.ones(rows.shape[1])
+    return torch.where(std > 0, std, torch.ones_like(std))
 
 
 @torch.no_grad()
@@ -208,7 +217,8 @@ def build_trainables(fabric, ranks: distributed.Ranks, cfg: RunConfig, spec: Met
     t, device = cfg.train, fabric.device
     runs.seed_everything(t.seed, t.deterministic)
     # Rank 0 draws the random numbers a single process would; the others their own streams.
-    augmenter = Augmenter(cfg.augment, device, seed=t.seed * 2 + 3 + runs.RANK_SEED_STRIDE * ranks.rank)
+    augmenter = Augmenter(cfg.augment, device, seed=t.seed * 2 + 3 + runs.RANK_SEED_STRIDE * ranks.rank,
+                          feature_std=feature_std(data) if data.x_l.ndim == 2 else None)
     model = model if model is not None else model_from_config(cfg, data)
     if init is not None:
         try:
@@ -216,7 +226,7 @@ def build_trainables(fabric, ranks: distributed.Ranks, cfg: RunConfig, spec: Met
         except RuntimeError as exc:
             raise ConfigError(f"init_from {cfg.init_from}: another architecture ({mismatch(exc)})") from None
     model = model.to(device)
-    _check_model(model, data, device, augmenter.eval_view)
+    model = adapt_model(model, data, device, augmenter.eval_view)
     channels_last = hardware.resolve_channels_last(t.channels_last, model, data.x_l.ndim)
     if channels_last.value:
         model = model.to(memory_format=torch.channels_last)
@@ -356,12 +366,14 @@ def _wrap_up(run: runs.Run, parts: Trainables, data: TrainData, ranks: distribut
     for name, (x, y) in data.eval_sets.items():
         final[name] = metrics_on(eval_model, x, y, data.num_classes, view, ranks)
     final["stopped_at"] = stopped_at
+    if data.class_names:
+        final["class_names"] = data.class_names
     if ranks.world > 1:
         final["world_size"] = ranks.world
     final_state = lambda: {**parts.state_dict(), "final": eval_model.state_dict(), "final_kind": final_kind}
     run.save(stopped_at or run.total, final_state, parts.model.parameters(), {"augmenter": parts.augmenter.generator})
     run.finish(final, data, plot_curves)
-    return Result(model=eval_model, metrics=final, run_dir=run.dir, config=run.cfg)
+    return Result(model=unwrap(eval_model), metrics=final, run_dir=run.dir, config=run.cfg)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -385,8 +397,10 @@ def _memory_format(channels_last: bool):
     return lambda x: x.contiguous(memory_format=torch.channels_last)
 
 
-def _check_model(model: nn.Module, data: TrainData, device: torch.device, view=None) -> None:
-    """A forward on two samples, so that a shape mismatch is one clear error, not a deep traceback."""
+def adapt_model(model: nn.Module, data: TrainData, device: torch.device, view=None) -> nn.Module:
+    """A forward on two samples, so that a shape mismatch is one clear error, not a deep traceback.
+    A model whose output holds its logits (a dict with "logits", a tuple, an object with `.logits`)
+    comes back wrapped so that it returns only them; any other model comes back as it is."""
     probe = data.x_l[:2].to(device)
     probe = view(probe) if view is not None else probe
     was_training = model.training
@@ -398,6 +412,11 @@ def _check_model(model: nn.Module, data: TrainData, device: torch.device, view=N
         raise ConfigError(f"the model does not take inputs of shape {tuple(probe.shape[1:])}: {str(exc).splitlines()[0]}") from None
     finally:
         model.train(was_training)
-    if not isinstance(out, torch.Tensor) or out.shape != (len(probe), data.num_classes):
-        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ConfigError(f"the model must map a batch to logits ({len(probe)}, {data.num_classes}); it returned {shape}")
+    logits = logits_of(out)
+    expected = (len(probe), data.num_classes)
+    why = f": {data.num_classes} classes, {data.num_classes_reason}" if data.num_classes_reason else ""
+    if logits is None:
+        raise ConfigError(f"the model must map a batch to logits {expected}; it returned {describe_output(out)}")
+    if logits.shape != expected:
+        raise ConfigError(f"the model must map a batch to logits {expected}{why}; it returned {tuple(logits.shape)}")
+    return model if isinstance(out, torch.Tensor) else LogitsOnly(model)

@@ -24,6 +24,8 @@ class TrainData:
     eval_sets: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
     class_names: list[str] | None = None
     name: str = ""  # the data set's name (e.g. cifar10-jpeg), recorded in meta.json
+    num_classes_reason: str = ""  # how num_classes was inferred, for error messages
+    feature_stats: dict[str, list[float]] | None = None  # mean/std that standardised vector inputs (a CSV)
 
     @property
     def in_shape(self) -> tuple[int, ...]:
@@ -33,6 +35,7 @@ class TrainData:
         return {
             "name": self.name, "in_shape": list(self.in_shape), "num_classes": self.num_classes,
             "class_names": self.class_names, "labeled": len(self.x_l),
+            **({"feature_stats": self.feature_stats} if self.feature_stats else {}),
             "unlabeled": 0 if self.x_u is None else len(self.x_u),
             **{f"eval_{k}": len(v[1]) for k, v in self.eval_sets.items()},
         }

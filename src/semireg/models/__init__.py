@@ -1,6 +1,7 @@
 """Model registry: name -> builder(in_shape, num_classes, **options) -> nn.Module mapping a batch to logits."""
 
 from . import cnn, mlp, resnet, wrn  # noqa: F401  (register the built-in models)
+from .outputs import LogitsOnly, describe_output, logits_of, unwrap
 from .registry import MODELS, build_model, register_model
 
-__all__ = ["MODELS", "build_model", "register_model"]
+__all__ = ["MODELS", "LogitsOnly", "build_model", "describe_output", "logits_of", "register_model", "unwrap"]
