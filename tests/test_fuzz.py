@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import torch
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -245,3 +246,37 @@ def test_npz_loader_on_arbitrary_arrays(x_shape, x_dtype, y, num_classes, with_t
         if ds is not None and len(ds.y_train):  # accepted: labels name classes that exist
             assert 0 <= int(ds.y_train.min()) and int(ds.y_train.max()) < ds.num_classes
             assert len(ds.x_train) == len(ds.y_train)
+
+
+# ----------------------------------------------------------------------------- CSV
+
+CELL = st.one_of(st.sampled_from(["", "1", "-2.5", "nan", "inf", "1e400", "1e300", "3e38", "cat", " ", '"', "1,2", "\n", "０"]),
+                 st.text(max_size=6), st.floats(allow_nan=True).map(str))
+
+
+@FUZZ
+@given(header=st.lists(st.sampled_from(["label", "target", "a", "b", "c", "", "label"]), min_size=0, max_size=5),
+       rows=st.lists(st.lists(CELL, min_size=0, max_size=6), min_size=0, max_size=8),
+       raw=st.one_of(st.none(), st.binary(max_size=200)), standardize=st.booleans())
+def test_csv_loader_on_arbitrary_tables(header, rows, raw, standardize):
+    import csv as csv_module
+
+    from semireg.data.tabular import load_csv
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "t.csv"
+        if raw is not None:
+            path.write_bytes(raw)
+        else:
+            with open(path, "w", newline="") as f:
+                writer = csv_module.writer(f)
+                writer.writerow(header)
+                writer.writerows(rows)
+        ds = _only_our_errors(load_csv, path, "", (), standardize)
+        if ds is not None:  # accepted: finite features, labels naming classes, every row somewhere
+            assert ds.x_train.ndim == 2 and len(ds.x_train) == len(ds.y_train) > 0
+            assert bool(torch.isfinite(ds.x_train).all())
+            assert int(ds.y_train.max()) < ds.num_classes == len(ds.class_names)
+            unlabelled = 0 if ds.x_unlabeled is None else len(ds.x_unlabeled)
+            if raw is None:
+                assert len(ds.y_train) + unlabelled == sum(1 for r in rows if any(c.strip() for c in r))

@@ -12,7 +12,7 @@ from typing import Any
 
 from . import rundir
 from .augment import eval_transform
-from .config import RunConfig, config_for, fill_short_keys, is_system, load_recipe, merge, parse_override, recipe_names, resolve
+from .config import RunConfig, config_for, fill_short_keys, is_system, load_recipe, merge, parse_override, parse_recipe, recipe_names, resolve
 from .data import Split
 from .distributed import env_rank
 from .engine import train
@@ -34,6 +34,8 @@ def _overrides(items: list[str], args: argparse.Namespace) -> dict[str, Any]:
         out["data.data_dir"] = args.data_dir
     if getattr(args, "download", False):
         out["data.download"] = True
+    if getattr(args, "unlabeled", None):
+        out["data.unlabeled"] = args.unlabeled
     return out
 
 
@@ -60,9 +62,14 @@ def cmd_train(args: argparse.Namespace) -> int:
             _print_table([(cfg.name, cfg.train.seed, result.metrics)])
         return 0
     if not args.recipe:
-        raise ConfigError("train needs a RECIPE (see `semireg recipes`) or --resume RUN_DIR")
-    recipe = load_recipe(args.recipe)
-    overrides = _overrides(args.overrides, args)
+        raise ConfigError("train needs a RECIPE (see `semireg recipes`), key=value overrides, or --resume RUN_DIR")
+    items = list(args.overrides)
+    if "=" in args.recipe:  # no recipe, only overrides: the code defaults are the base (`train data.dataset=csv:x.csv`)
+        items.insert(0, args.recipe)
+        recipe = parse_recipe({}, "run")
+    else:
+        recipe = load_recipe(args.recipe)
+    overrides = _overrides(items, args)
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else recipe.seeds
     variants = _select(args.variant, [v for v, _ in recipe.variants], "variant", recipe.name)
     stage_names = [s for s, _ in recipe.stages]
@@ -177,7 +184,7 @@ def _print_table(rows: list[tuple[str, int, dict[str, Any]]]) -> str:
     fmt = lambda v: "-" if v is None else f"{v:.4f}"
     for variant, seed, m in rows:
         r = _row(m)
-        line = f"| {variant} | {seed} | {r['accuracy']:.4f} | {r['macro_f1']:.4f} | {r['train_time_s']:.1f} | {r['time_per_epoch_s']} |"
+        line = f"| {variant} | {seed} | {fmt(r['accuracy'])} | {fmt(r['macro_f1'])} | {r['train_time_s']:.1f} | {r['time_per_epoch_s']} |"
         if robust:
             line += f" {fmt(r.get('mean_c15'))} | {fmt(r.get('mean_c19_s5'))} |"
         lines.append(line)
@@ -337,6 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its checkpoint")
     p.add_argument("--data-dir", help="where data files are looked up first")
     p.add_argument("--download", action="store_true", help="download MNIST from the canonical mirrors if missing")
+    p.add_argument("--unlabeled", metavar="DIR", help="a folder (or .npz) of unlabelled inputs added to the unlabelled set")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="evaluate a run directory's checkpoint on its test split")

@@ -27,16 +27,20 @@ from .version import CONFIG_VERSION
 
 @dataclass
 class DataConfig:
-    dataset: str = "digits"  # mnist | digits | cifar10 | cifar10-jpeg | npz:PATH | folder:PATH
+    dataset: str = "digits"  # mnist | digits | cifar10 | cifar10-jpeg | npz:PATH | folder:PATH | csv:PATH
     protocol: str = "standard"  # standard (official test set) | holdout (seed 001: test held out of train)
-    n_labeled: int = 100
+    n_labeled: int = 100  # -1: every labelled training sample (minus validation and held-out test)
     n_unlabeled: int = -1  # -1: every remaining training image
     n_val: int = 0  # validation images taken from the training pool
-    n_test: int = 10000  # test images held out by protocol=holdout
+    n_test: int = 10000  # test images held out by protocol=holdout (or when the data has no test set; 0: no test set)
     balanced: bool = False  # class-balanced labelled draw (n_labeled must be a multiple of classes)
     split_seed: int = -1  # -1: use train.seed
     data_dir: str = ""  # '' = $SEMIREG_DATA, then the user cache directory
     download: bool = False  # MNIST only: fetch from the canonical mirrors when missing
+    unlabeled: str = ""  # a folder (or .tar.gz, or .npz) of inputs without labels, added to the unlabelled set
+    label_column: str = ""  # csv: the label column ('' = the first of label, target, class, y)
+    drop_columns: list[str] = field(default_factory=list)  # csv: columns that are not features (ids, text)
+    standardize: bool = True  # csv: each feature to mean 0, std 1 over the file's rows (kept for predict)
 
 
 @dataclass
@@ -339,7 +343,7 @@ def validate(cfg: RunConfig) -> None:
             raise ConfigError(f"{key}: '{value}' is not one of {', '.join(sorted(allowed))}")
     if cfg.model.name not in MODELS:
         raise ConfigError(f"model.name: unknown model '{cfg.model.name}' (known: {', '.join(sorted(MODELS))})")
-    positive = {"train.steps": t.steps, "train.batch_size": t.batch_size, "data.n_labeled": d.n_labeled}
+    positive = {"train.steps": t.steps, "train.batch_size": t.batch_size, "data.n_labeled": d.n_labeled if d.n_labeled != -1 else 1}
     for key, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{key} must be > 0, got {value}")

@@ -28,6 +28,7 @@ from . import rundir
 from .augment import AugmentConfig, eval_transform
 from .config import is_system, resolve
 from .data.arrays import as_images
+from .data.tabular import read_features
 from .errors import ConfigError, DataError, RunDirError, mismatch
 from .evaluate import predict_logits
 from .finished import evaluated_weights
@@ -63,6 +64,7 @@ def export_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
         "format": FORMAT, "config": json.dumps(config), "evaluated_weights": kind, "step": str(int(state["step"])),
         "in_shape": json.dumps(data.get("in_shape")), "num_classes": str(data.get("num_classes", "")),
         "class_names": json.dumps(data.get("class_names")), "code": json.dumps(meta.get("code", {})),
+        "feature_stats": json.dumps(data.get("feature_stats")),
     }
     out = Path(out) if out is not None else run_dir / EXPORT_NAME
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -88,6 +90,7 @@ def load_exported(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     if metadata.get("format") != FORMAT:
         raise RunDirError(f"{path}: not a semireg export (format {metadata.get('format')!r}, expected {FORMAT!r})")
     info = {k: json.loads(metadata[k]) for k in ("config", "in_shape", "class_names", "code")}
+    info["feature_stats"] = json.loads(metadata.get("feature_stats", "null"))  # exports before CSV input had none
     info.update(num_classes=int(metadata["num_classes"]), evaluated_weights=metadata["evaluated_weights"],
                 step=int(metadata["step"]))
     cfg = resolve(info["config"])
@@ -110,7 +113,8 @@ def _model_for(source: Path) -> tuple[nn.Module, dict[str, Any]]:
     weights, kind = evaluated_weights(state)
     model = _build(cfg, data, weights, str(source))
     return model, {"config": config, "in_shape": data["in_shape"], "num_classes": data["num_classes"],
-                   "class_names": data.get("class_names"), "evaluated_weights": kind}
+                   "class_names": data.get("class_names"), "evaluated_weights": kind,
+                   "feature_stats": data.get("feature_stats")}
 
 
 def _build(cfg, shapes: dict[str, Any], weights: dict[str, torch.Tensor], where: str) -> nn.Module:
@@ -127,10 +131,18 @@ def _build(cfg, shapes: dict[str, Any], weights: dict[str, torch.Tensor], where:
     return model.eval()
 
 
-def read_inputs(path: Path, in_shape: tuple[int, ...]) -> torch.Tensor:
-    """Images from one file, as the model takes them: (N, *in_shape) float in [0, 1].
+def read_inputs(path: Path, in_shape: tuple[int, ...], feature_stats: dict[str, Any] | None = None) -> torch.Tensor:
+    """Inputs from one file, as the model takes them: (N, *in_shape).
     An image file is converted to the run's channels and resized to its size; an .npz holds
-    one array (or 'x'): uint8 pixels or floats already scaled like the training data."""
+    one array (or 'x'): uint8 pixels or floats already scaled like the training data; a .csv
+    holds rows with the training CSV's feature columns (by name; others are ignored), scaled with
+    the training file's statistics when the run standardised them."""
+
+    if path.suffix.lower() == ".csv":
+        if not feature_stats:
+            raise DataError(f"{path}: this run was not trained on a CSV; pass an .npz of its inputs")
+        x = read_features(path, feature_stats["columns"])  # (N, D)
+        return (x - torch.tensor(feature_stats["mean"])) / torch.tensor(feature_stats["std"])
 
     if path.suffix.lower() == ".npz":
         try:
@@ -175,7 +187,7 @@ def predict_files(source: str | Path, files: list[str | Path], top: int = 1) -> 
     view = eval_transform(AugmentConfig(**info["config"].get("augment", {})))
     rows = []
     for file in map(Path, files):
-        x = read_inputs(file, in_shape)  # (N, *in_shape)
+        x = read_inputs(file, in_shape, info.get("feature_stats"))  # (N, *in_shape)
         probs = predict_logits(model, x, transform=view).softmax(1)  # (N, K)
         p, k = probs.topk(min(top, probs.shape[1]), dim=1)
         for i in range(len(x)):

@@ -43,7 +43,8 @@ class TrainData:
 
 def data_from_config(cfg: RunConfig) -> tuple[TrainData, Split]:
     d = cfg.data
-    ds = load_dataset(d.dataset, d.data_dir, d.download)
+    ds = load_dataset(d.dataset, d.data_dir, d.download, label_column=d.label_column, drop_columns=tuple(d.drop_columns),
+                      standardize=d.standardize, unlabeled=d.unlabeled)
     split = make_split(
         ds.y_train.numpy(), ds.num_classes, protocol=d.protocol, n_labeled=d.n_labeled,
         n_unlabeled=d.n_unlabeled, n_val=d.n_val, n_test=d.n_test, balanced=d.balanced,
@@ -53,14 +54,19 @@ def data_from_config(cfg: RunConfig) -> tuple[TrainData, Split]:
     eval_sets = {}
     if split.test is not None:
         eval_sets["test"] = (ds.x_train[take(split.test)], ds.y_train[take(split.test)])
-    else:
+    elif ds.x_test is not None:
         eval_sets["test"] = (ds.x_test, ds.y_test)
     if len(split.val):
         eval_sets["val"] = (ds.x_train[take(split.val)], ds.y_train[take(split.val)])
+    # The unlabelled set: training samples not drawn as labelled, then the data's own pile without labels.
+    pools = [ds.x_train[take(split.unlabeled)]] if len(split.unlabeled) else []
+    if ds.x_unlabeled is not None and len(ds.x_unlabeled):
+        pools.append(ds.x_unlabeled)
     data = TrainData(
         x_l=ds.x_train[take(split.labeled)], y_l=ds.y_train[take(split.labeled)],
-        x_u=ds.x_train[take(split.unlabeled)] if len(split.unlabeled) else None,
+        x_u=torch.cat(pools) if pools else None,
         num_classes=ds.num_classes, eval_sets=eval_sets, class_names=ds.class_names, name=ds.name,
+        feature_stats=ds.feature_stats,
     )
     return data, split
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..errors import ConfigError
+import torch
+
+from ..errors import ConfigError, DataError
 from .arrays import ArrayDataset
 from .cifar10 import load_cifar10
 from .digits import load_digits
-from .folders import cache_dir, load_folder, load_npz
+from .folders import cache_dir, load_folder, load_npz, load_unlabeled
 from .mnist import load_mnist
+from .tabular import load_csv
 
 
 def resolve_data_dir(data_dir: str = "") -> list[Path]:
@@ -24,8 +27,30 @@ def resolve_data_dir(data_dir: str = "") -> list[Path]:
     return roots
 
 
-def load_dataset(name: str, data_dir: str = "", download: bool = False) -> ArrayDataset:
+def locate(location: str, roots: list[Path]) -> Path:
+    """A user's path as given, else relative to the data roots."""
+    path = Path(location).expanduser()
+    if not path.is_absolute() and not path.exists():
+        path = next((r / location for r in roots if (r / location).exists()), path)
+    return path
+
+
+def load_dataset(name: str, data_dir: str = "", download: bool = False, *, label_column: str = "",
+                 drop_columns: tuple[str, ...] = (), standardize: bool = True, unlabeled: str = "") -> ArrayDataset:
+    """The named data set; `unlabeled` adds a folder (or .npz) of unlabelled inputs to it."""
     roots = resolve_data_dir(data_dir)
+    ds = _load(name, roots, download, label_column, tuple(drop_columns), standardize)
+    if unlabeled:
+        extra = load_unlabeled(locate(unlabeled, roots))
+        if extra.shape[1:] != ds.x_train.shape[1:]:
+            raise DataError(f"data.unlabeled {unlabeled}: inputs of shape {tuple(extra.shape[1:])}, "
+                            f"the labelled ones {tuple(ds.x_train.shape[1:])}")
+        ds.x_unlabeled = extra if ds.x_unlabeled is None else torch.cat([ds.x_unlabeled, extra])
+    return ds
+
+
+def _load(name: str, roots: list[Path], download: bool, label_column: str, drop_columns: tuple[str, ...],
+          standardize: bool) -> ArrayDataset:
     if name == "mnist":
         return load_mnist(roots, download_to=roots[0] if download else None)
     if name == "digits":
@@ -33,9 +58,9 @@ def load_dataset(name: str, data_dir: str = "", download: bool = False) -> Array
     if name in ("cifar10", "cifar10-jpeg"):
         return load_cifar10(roots, jpeg_only=name == "cifar10-jpeg")
     kind, _, location = name.partition(":")
-    if kind in ("npz", "folder") and location:
-        path = Path(location).expanduser()
-        if not path.is_absolute() and not path.exists():
-            path = next((r / location for r in roots if (r / location).exists()), path)
+    if kind in ("npz", "folder", "csv") and location:
+        path = locate(location, roots)
+        if kind == "csv":
+            return load_csv(path, label_column, drop_columns, standardize)
         return load_npz(path) if kind == "npz" else load_folder(path)
-    raise ConfigError(f"data.dataset: unknown data set '{name}' (mnist, digits, cifar10, cifar10-jpeg, npz:PATH, folder:PATH)")
+    raise ConfigError(f"data.dataset: unknown data set '{name}' (mnist, digits, cifar10, cifar10-jpeg, npz:PATH, folder:PATH, csv:PATH)")

@@ -45,8 +45,10 @@ class Split:
 
 def _draw_labeled(rng: np.random.Generator, pool: np.ndarray, y: np.ndarray, n: int,
                   balanced: bool, num_classes: int) -> np.ndarray:
+    if n < 0:
+        return rng.permutation(pool)  # every labelled sample left, balanced or not
     if n > len(pool):
-        raise ConfigError(f"data.n_labeled={n} is larger than the {len(pool)} training images available")
+        raise ConfigError(f"data.n_labeled={n} is larger than the {len(pool)} labelled training samples available")
     if not balanced:
         return rng.choice(pool, size=n, replace=False)
     if n % num_classes:
@@ -67,7 +69,7 @@ def make_split(y_train: np.ndarray, num_classes: int, *, protocol: str, n_labele
     rng = np.random.default_rng(seed)
     pool = rng.permutation(len(y_train))
     test = None
-    if protocol == "holdout" or not has_test_set:
+    if (protocol == "holdout" or not has_test_set) and n_test > 0:
         if n_test >= len(pool):
             raise ConfigError(f"data.n_test={n_test} leaves no training images out of {len(pool)}")
         test, pool = np.sort(pool[:n_test]), pool[n_test:]
