@@ -24,7 +24,7 @@ LAYERS = [
     ["semireg.runs"],  # the run lifecycle both loops use
     ["semireg.phase_loop"],
     ["semireg.engine"],
-    ["semireg.robustness", "semireg.export"],
+    ["semireg.robustness", "semireg.export", "semireg.select"],
     ["semireg.api", "semireg.cli"],
     ["semireg"],  # the package's __init__: the public names
 ]

@@ -19,7 +19,8 @@ from .models import logits_of
 from .phase_loop import SystemResult, train_system, train_system_config
 from .phases import System
 from .systems import SYSTEMS, get_system
-from .traindata import TrainData
+from .select import Selection, parse_budget, select_runs
+from .traindata import TrainData, data_from_config
 
 Array = np.ndarray | torch.Tensor
 
@@ -93,6 +94,30 @@ def output_width(model: nn.Module, x: torch.Tensor) -> int | None:
     return int(logits.shape[1]) if logits is not None and logits.ndim == 2 else None
 
 
+def select(labeled: tuple[Array, Array] | None = None, unlabeled: Array | None = None, *, dataset: str | None = None,
+           model: str = "mlp", methods: list[str] | None = None, budget: str | float = "10m", folds: int = 3,
+           out: str | Path = "runs/select", fit: bool = False, eval_data: tuple[Array, Array] | None = None,
+           num_classes: int | None = None, seed: int = 0, progress: bool = True, **options: Any) -> Selection:
+    """Which method on this data? Labels-only and each candidate on `folds` folds of the labels, the
+    same unlabelled pool in every fold, within `budget` (seconds, or '90s', '10m', '1h').
+
+    The data is either arrays (`labeled` = (x, y), `unlabeled`, as `fit` takes them) or a data set
+    name (`dataset="csv:table.csv"`, with data options such as `n_labeled=-1`). `options` are config
+    keys applied to every candidate (`lr=1e-3`, `model.hidden=[64]`). `eval_data` (a test set) is
+    read only by the runs on all labels that `fit=True` trains afterwards. Returns a Selection:
+    `.table`, `.recommended`, `.verdict`, `.accuracy` (per method and fold), `.fitted`.
+    """
+    base = from_kwargs(options, base={"name": "select", "model": {"name": model}, "train": {"seed": seed}})
+    if (labeled is None) == (dataset is None):
+        raise ConfigError("select needs either labeled=(x, y) arrays or dataset='NAME' (e.g. csv:table.csv)")
+    if dataset is not None:
+        data, _ = data_from_config(from_kwargs({**options, "data.dataset": dataset}, base=base.to_dict()))
+    else:
+        data = user_data(labeled, unlabeled, eval_data, num_classes, None, name="select")
+    return select_runs(base.to_dict(), data, methods=methods, folds=folds, budget_s=parse_budget(budget), out=Path(out),
+                       fit=fit, seed=seed, progress=progress)
+
+
 def fit_system(system: str | System, images: Array, labels: Array | None = None, *, steps: int = 1000,
                seed: int = 0, num_classes: int | None = None, eval_data: tuple[Array, Array] | None = None,
                modules: dict[str, nn.Module] | None = None, run_dir: str | Path | None = None,
@@ -129,4 +154,4 @@ def fit_system(system: str | System, images: Array, labels: Array | None = None,
     return train_system_config(cfg, path, data=data, overwrite=overwrite, modules=modules)
 
 
-__all__ = ["fit", "fit_system", "evaluate"]
+__all__ = ["fit", "fit_system", "evaluate", "select"]

@@ -25,6 +25,7 @@ from .report.browser import check_page
 from .report.compare import DEFAULT_METRICS, compare
 from .report.html import build_comparison, build_report
 from .robustness import run_robustness
+from .select import fitted_lines, parse_budget, select_runs
 from .traindata import data_from_config
 
 
@@ -312,6 +313,26 @@ def cmd_recipes(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_select(args: argparse.Namespace) -> int:
+    items = list(args.overrides)
+    if args.recipe and "=" in args.recipe:
+        items.insert(0, args.recipe)
+        recipe = parse_recipe({}, "select")
+    else:
+        recipe = load_recipe(args.recipe or "demo")
+    cfg = config_for(recipe, recipe.variants[0][0], args.seed, _overrides(items, args))
+    data, _ = data_from_config(cfg)
+    methods = [m.strip() for m in args.methods.split(",")] if args.methods else None
+    sel = select_runs(cfg.to_dict(), data, methods=methods, folds=args.folds, budget_s=parse_budget(args.budget),
+                      out=Path(args.out), fit=args.fit, seed=args.seed, progress=True)
+    print(sel.table)
+    print(f"\nrecommended: {sel.recommended} ({sel.verdict})")
+    for line in fitted_lines(sel):
+        print(line)
+    print(f"\n{Path(args.out) / 'compare.html'}, {Path(args.out) / 'selection.json'}", file=sys.stderr)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Offline demo on scikit-learn's digits: a few labels alone vs the same labels + VAT."""
     args.recipe = "demo"
@@ -346,6 +367,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--download", action="store_true", help="download MNIST from the canonical mirrors if missing")
     p.add_argument("--unlabeled", metavar="DIR", help="a folder (or .npz) of unlabelled inputs added to the unlabelled set")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("select", help="which method on this data? labels-only and the methods on k folds of the labels, within a time budget")
+    p.add_argument("recipe", nargs="?", help="a recipe, or key=value overrides on the defaults (data.dataset=csv:x.csv)")
+    p.add_argument("overrides", nargs="*", help="key=value overrides (the model, training options, ...)")
+    p.add_argument("--budget", default="10m", help="wall time of the whole search: 300, 90s, 10m, 1h (default 10m)")
+    p.add_argument("--folds", type=int, default=3, help="folds of the labelled set (default 3)")
+    p.add_argument("--methods", help="comma-separated candidates (default: labels-only and every method without a teacher)")
+    p.add_argument("--out", default="runs/select", help="where the runs, the comparison page and selection.json go")
+    p.add_argument("--fit", action="store_true", help="then train the recommended method and labels-only on all labels")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-dir", help="where data files are looked up first")
+    p.add_argument("--unlabeled", metavar="DIR", help="a folder (or .npz) of unlabelled inputs added to the unlabelled set")
+    p.set_defaults(func=cmd_select)
 
     p = sub.add_parser("eval", help="evaluate a run directory's checkpoint on its test split")
     p.add_argument("run_dir")
