@@ -72,7 +72,7 @@ def user_data(labeled: tuple[Array, Array], unlabeled: Array | None, eval_data: 
     if not num_classes:
         notice(f"{k} classes ({why})")
     check_labels(y, k, f"labeled y ({k} classes, {why})")
-    for split, (_, y_e) in eval_sets.items():
+    for _, y_e in eval_sets.values():
         check_labels(y_e, k, f"eval y ({k} classes, {why})")
     check_classes_present(y, k, "labeled y", why, names)
     return TrainData(x_l=x, y_l=y, x_u=x_u, num_classes=k, eval_sets=eval_sets, class_names=names, name=name,

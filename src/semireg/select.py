@@ -43,7 +43,7 @@ from .methods import METHODS
 from .report.html import build_comparison
 from .traindata import TrainData
 
-PROBE_STEPS = 12
+PROBE_STEPS = 20
 MIN_STEPS = 20
 PLAN = "selection.json"
 
@@ -278,8 +278,8 @@ def select_runs(base: dict[str, Any], data: TrainData, *, methods: list[str] | N
     val, steps, saved = plan(base, data, methods, folds, budget_s, out, seed)
     sel = search(base, data, methods, val, steps, out, seed, progress)
     sel.recommended, sel.verdict = verdict(sel)
-    sel.table = table(sel)
     wall = time.perf_counter() - start
+    sel.table = table(sel) + f" This search took {wall:.0f} s (budget {budget_s:.0f} s)."
     if fit:
         for method in dict.fromkeys([sel.recommended, "supervised"]):
             cfg = candidate_config(base, method, steps, seed, f"select/final/{method}")
