@@ -49,6 +49,27 @@ def speedup(entry: str, mode: str = "auto_speedup") -> dict:
             "command": "python benchmarks/precision.py   # idle machine, 2 threads, medians of interleaved rounds"}
 
 
+SELECT = "bash benchmarks/select_runs.sh   # semireg select ... --fit, idle machine, defaults (2 threads, precision auto)"
+
+
+def select_figure(dataset: str, field: str) -> dict:
+    """From each seed's OUT/selection.json: the test accuracy (%) of the recommended method or of
+    labels-only, both trained on all labels after the search (--fit); their difference; the
+    search's wall time."""
+    unit = "s" if field == "search_wall_s" else "%"
+    return {"selection": f"runs/issue19/{dataset}/seed*/selection.json", "read": "select", "field": field,
+            "unit": unit, "command": SELECT}
+
+
+def select_value(selection: dict, field: str) -> float:
+    if field == "search_wall_s":
+        return float(selection["search_wall_s"])
+    test = {m: 100 * r["test"]["accuracy"] for m, r in selection["fitted"].items()}
+    chosen, labels_only = test[selection["recommended"]], test["supervised"]
+    return {"recommended_test_accuracy": chosen, "labels_only_test_accuracy": labels_only,
+            "gain_over_labels_only": chosen - labels_only}[field]
+
+
 FP32 = "precision=32-true channels_last=false"
 FIGURES: dict[str, dict] = {
     "issue16.mnist-100-vat.1000-steps.fp32.test_accuracy": equal_steps("mnist-100-vat", "vat", "fp32", FP32),
@@ -68,6 +89,9 @@ FIGURES: dict[str, dict] = {
     "issue16.speedup.vat_step": speedup("vat_step"),
     "issue16.speedup.fixmatch_step_wrn28_2": speedup("fixmatch_step"),
     "issue16.speedup.consistency_student_step": speedup("consistency_student_step"),
+    **{f"issue19.select.{ds}.{field}": select_figure(ds, field)
+       for ds in ("digits", "cancer", "mnist-100")
+       for field in ("recommended_test_accuracy", "labels_only_test_accuracy", "gain_over_labels_only", "search_wall_s")},
 }
 
 
@@ -97,6 +121,11 @@ def values_of(spec: dict) -> tuple[list[float], list[str]]:
         for part in spec["path"]:
             value = value[part]
         return [float(value)], [spec["json"]]
+    if spec.get("read") == "select":
+        paths = sorted(Path(p) for p in glob.glob(str(ROOT / spec["selection"])))
+        found = [(p, json.loads(p.read_text())) for p in paths]
+        found = [(p, s) for p, s in found if s.get("fitted")]  # finished searches, with their --fit runs
+        return [select_value(s, spec["field"]) for _, s in found], [str(p.relative_to(ROOT)) for p, _ in found]
     runs = sorted(Path(p) for p in glob.glob(str(ROOT / spec["runs"])) if (Path(p) / "results.json").exists())
     if spec["read"] == "final":
         values = [final_metric(r, spec["metric"]) * spec.get("scale", 1) for r in runs]
@@ -108,7 +137,7 @@ def values_of(spec: dict) -> tuple[list[float], list[str]]:
 def summarise(values: list[float], spec: dict, sources: list[str]) -> dict:
     """mean, std (over the seeds), n, the worst seed. A time to a target that a seed never reached
     is that seed's worst case: the figure then has no mean ("reached" says how many did)."""
-    higher_is_better = spec.get("unit") not in ("s",)
+    higher_is_better = spec.get("unit") not in ("s",)  # a search's wall time: the worst is the longest
     finite = [v for v in values if math.isfinite(v)]
     complete = len(finite) == len(values)
     out = {

@@ -20,7 +20,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import DataError
-from .arrays import ArrayDataset, as_images, as_labels
+from .arrays import ArrayDataset, as_images, as_labels, notice
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 UNLABELED_DIRS = {"unlabeled", "unlabelled"}
@@ -43,6 +43,8 @@ def load_npz(path: Path) -> ArrayDataset:
     num_classes = int(max(int(t.max()) for t in labels if t.numel()) + 1) if y.numel() else 0
     if "num_classes" in arrays:
         num_classes = int(arrays["num_classes"])
+    elif num_classes:
+        notice(f"{path}: {num_classes} classes (the largest label is {num_classes - 1}; an array 'num_classes' says otherwise)")
     x_unl = as_images(arrays["x_unlabeled"], f"{path}:x_unlabeled") if "x_unlabeled" in arrays else None
     return ArrayDataset(x, y, x_test, y_test, num_classes=num_classes, name=path.stem, x_unlabeled=x_unl)
 
