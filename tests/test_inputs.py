@@ -282,3 +282,28 @@ def test_unlabeled_folder_from_the_command_line(tmp_path, capsys):
                  "train.steps=3", "train.progress=false", "--unlabeled", str(tmp_path / "pile"), "--run-dir", str(run)]) == 0
     meta = (run / "meta.json").read_text()
     assert '"unlabeled": 20' in meta and '"cat"' in meta
+
+
+def test_npz_with_channels_last_images_and_an_unlabelled_pile(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "pets.npz"
+    np.savez(path, x=rng.integers(0, 256, (12, 8, 8, 3), dtype=np.uint8), y=np.arange(12) % 2,
+             x_unlabeled=rng.integers(0, 256, (30, 8, 8, 3), dtype=np.uint8))
+    ds = load_dataset(f"npz:{path}")
+    assert ds.x_train.shape == (12, 3, 8, 8) and ds.x_unlabeled.shape == (30, 3, 8, 8)
+    err = capsys.readouterr().err
+    assert "read as (N, H, W, C)" in err and "2 classes (the largest label is 1" in err
+
+
+def test_an_export_of_a_csv_run_predicts_new_rows_by_name(tmp_path, capsys):
+    path = blob_csv(tmp_path / "t.csv")
+    run = tmp_path / "run"
+    assert main(["train", f"data.dataset=csv:{path}", "data.n_labeled=-1", "data.n_test=0", "train.steps=40",
+                 "model.hidden=[16]", "train.progress=false", "--run-dir", str(run)]) == 0
+    assert main(["export", str(run)]) == 0
+    new = write_csv(tmp_path / "new.csv", ["f5", "f4", "f3", "f2", "f1", "f0", "note"],  # other order, an extra column
+                    [[f"{v:.5f}" for v in reversed(blobs(240)[0][i].tolist())] + ["x"] for i in range(6)])
+    capsys.readouterr()
+    assert main(["predict", str(run / "model.safetensors"), str(new)]) == 0
+    names = [line.split("\t")[1] for line in capsys.readouterr().out.splitlines()]
+    assert names == ["alpha", "beta", "gamma", "alpha", "beta", "gamma"]

@@ -407,9 +407,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action="store_true", help="open the page in headless Chromium; fail on errors or broken images")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("predict", help="predict classes of image files or .npz arrays with a run (or an export)")
+    p = sub.add_parser("predict", help="predict classes of image files, .npz arrays or CSV rows with a run (or an export)")
     p.add_argument("source", metavar="RUN_DIR", help="a run directory, or a .safetensors file from `semireg export`")
-    p.add_argument("files", nargs="+", metavar="FILE", help="images (PNG, JPEG, ...) or .npz arrays")
+    p.add_argument("files", nargs="+", metavar="FILE", help="images (PNG, JPEG, ...), .npz arrays, or .csv rows (runs trained on a CSV)")
     p.add_argument("--top", type=int, default=1, help="also list the next most likely classes")
     p.add_argument("--out", help="write the predictions to a .csv or .json file")
     p.set_defaults(func=cmd_predict)
