@@ -59,40 +59,8 @@ def _sort_names(names: set[str]) -> list[str]:
         return sorted(names)
 
 
-def read_csv(path: Path, label_column: str = "", drop_columns: tuple[str, ...] = ()) -> dict:
-    """Rows of a CSV as (features (N, D) float32, labels as text ('' = unlabelled), feature names)."""
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            rows = list(csv.reader(f))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise DataError(f"{path}: cannot read CSV ({exc})") from None
-    rows = [r for r in rows if any(cell.strip() for cell in r)]
-    if len(rows) < 2:
-        raise DataError(f"{path}: needs a header line and at least one row")
-    header = [h.strip() for h in rows[0]]
-    missing = [c for c in drop_columns if c not in header]
-    if missing:
-        raise DataError(f"{path}: data.drop_columns names no such column: {', '.join(missing)}")
-    label_at = _label_column(header, label_column, path)
-    keep = [i for i, h in enumerate(header) if i != label_at and h not in drop_columns]
-    if not keep:
-        raise DataError(f"{path}: no feature columns besides the label")
-    features, labels = [], []
-    for line, row in enumerate(rows[1:], start=2):
-        if len(row) != len(header):
-            raise DataError(f"{path}: line {line} has {len(row)} fields, the header {len(header)}")
-        features.append([_float(row[i], path, line, header[i]) for i in keep])
-        labels.append(row[label_at].strip())
-    x = np.asarray(features, dtype=np.float64)
-    huge = np.abs(x) > np.finfo(np.float32).max / 1e3  # beyond float32 (with room for standardising)
-    if huge.any():
-        row, col = np.argwhere(huge)[0]
-        raise DataError(f"{path}: line {row + 2}, column '{header[keep[col]]}': {x[row, col]:g} is too large for float32; rescale it")
-    return {"x": x, "labels": labels, "columns": [header[i] for i in keep]}
-
-
-def read_features(path: Path, columns: list[str]) -> torch.Tensor:
-    """(N, D) the named feature columns of a CSV, in that order (new rows to predict)."""
+def _table(path: Path) -> tuple[list[str], list[list[str]]]:
+    """(header, rows) of a CSV: blank lines dropped, every row as long as the header."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             rows = [r for r in csv.reader(f) if any(cell.strip() for cell in r)]
@@ -101,15 +69,44 @@ def read_features(path: Path, columns: list[str]) -> torch.Tensor:
     if len(rows) < 2:
         raise DataError(f"{path}: needs a header line and at least one row")
     header = [h.strip() for h in rows[0]]
-    missing = [c for c in columns if c not in header]
-    if missing:
-        raise DataError(f"{path}: missing the feature column(s) the run was trained on: {', '.join(missing[:10])}")
-    at = [header.index(c) for c in columns]
     for line, row in enumerate(rows[1:], start=2):
         if len(row) != len(header):
             raise DataError(f"{path}: line {line} has {len(row)} fields, the header {len(header)}")
-    return torch.tensor([[_float(row[i], path, line, header[i]) for i in at] for line, row in enumerate(rows[1:], start=2)],
-                        dtype=torch.float32)
+    return header, rows[1:]
+
+
+def _numbers(path: Path, header: list[str], rows: list[list[str]], columns: list[int]) -> np.ndarray:
+    """(N, len(columns)) float64 of those columns, every value finite and within float32."""
+    x = np.asarray([[_float(row[i], path, line, header[i]) for i in columns] for line, row in enumerate(rows, start=2)],
+                   dtype=np.float64).reshape(len(rows), len(columns))
+    huge = np.abs(x) > np.finfo(np.float32).max / 1e3  # beyond float32 (with room for standardising)
+    if huge.any():
+        row, col = np.argwhere(huge)[0]
+        raise DataError(f"{path}: line {row + 2}, column '{header[columns[col]]}': {x[row, col]:g} is too large for float32; rescale it")
+    return x
+
+
+def read_csv(path: Path, label_column: str = "", drop_columns: tuple[str, ...] = ()) -> dict:
+    """Rows of a CSV as (features (N, D) float64, labels as text ('' = unlabelled), feature names)."""
+    header, rows = _table(path)
+    missing = [c for c in drop_columns if c not in header]
+    if missing:
+        raise DataError(f"{path}: data.drop_columns names no such column: {', '.join(missing)}")
+    label_at = _label_column(header, label_column, path)
+    keep = [i for i, h in enumerate(header) if i != label_at and h not in drop_columns]
+    if not keep:
+        raise DataError(f"{path}: no feature columns besides the label")
+    return {"x": _numbers(path, header, rows, keep), "labels": [row[label_at].strip() for row in rows],
+            "columns": [header[i] for i in keep]}
+
+
+def read_features(path: Path, columns: list[str]) -> torch.Tensor:
+    """(N, D) float32 the named feature columns of a CSV, in that order (new rows to predict)."""
+    header, rows = _table(path)
+    missing = [c for c in columns if c not in header]
+    if missing:
+        raise DataError(f"{path}: missing the feature column(s) the run was trained on: {', '.join(missing[:10])}")
+    return torch.from_numpy(_numbers(path, header, rows, [header.index(c) for c in columns]).astype(np.float32))
 
 
 def load_csv(path: Path, label_column: str = "", drop_columns: tuple[str, ...] = (), standardize: bool = True) -> ArrayDataset:
