@@ -307,3 +307,16 @@ def test_an_export_of_a_csv_run_predicts_new_rows_by_name(tmp_path, capsys):
     assert main(["predict", str(run / "model.safetensors"), str(new)]) == 0
     names = [line.split("\t")[1] for line in capsys.readouterr().out.splitlines()]
     assert names == ["alpha", "beta", "gamma", "alpha", "beta", "gamma"]
+
+
+def test_a_divergence_names_the_real_steps(tmp_path):
+    import re
+
+    from semireg.errors import DivergedError
+
+    x, y = blobs()
+    with pytest.raises(DivergedError) as info:
+        semireg.fit(nn.Linear(6, 3), (x[:30], y[:30]), steps=20, lr=1e38, optimizer="sgd", momentum=0.0, log_every=5,
+                    run_dir=tmp_path / "run")
+    first, last = map(int, re.search(r"between steps (-?\d+) and (-?\d+)", str(info.value)).groups())
+    assert 1 <= first <= last <= 20 and last - first == 4, str(info.value)
