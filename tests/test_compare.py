@@ -30,7 +30,8 @@ def test_seeds_are_grouped_and_other_settings_are_not(tmp_path):
     mean, std = groups[0].mean_std("test.accuracy")
     assert mean == pytest.approx(statistics.mean([0.90, 0.92, 0.97]))
     assert std == pytest.approx(statistics.stdev([0.90, 0.92, 0.97]))
-    assert groups[0].label.startswith("a [") and groups[1].label.startswith("a [")  # told apart by hash
+    # same name, told apart by the key in which they differ
+    assert groups[0].label == "a (train.lr=0.001)" and groups[1].label == "a (train.lr=0.01)"
     assert groups[2].label == "b"
 
 

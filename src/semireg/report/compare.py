@@ -77,11 +77,39 @@ def group_runs(run_dirs: list[Path], metrics: tuple[str, ...] = DEFAULT_METRICS)
         group.seeds.append(int(config.get("train", {}).get("seed", 0)))
         for m in metrics:
             group.values.setdefault(m, []).append(metric_value(results, m, run))
-    labels = [g.label for g in groups.values()]
-    for g in groups.values():  # two configurations under one name: tell them apart by their hash
-        if labels.count(g.label) > 1:
-            g.label = f"{g.label} [{g.config_hash}]"
+    name_by_differences(list(groups.values()), {g.config_hash: _read(g.runs[0], "config.json") for g in groups.values()})
     return list(groups.values())
+
+
+def flat_result_keys(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Dotted key -> value of everything in a config that can change a result."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flat_result_keys(value, dotted + "."))
+        elif tuple(dotted.split(".")) not in _NOT_PART_OF_A_RESULT and dotted not in ("logger", "name", "description"):
+            out[dotted] = value
+    return out
+
+
+def name_by_differences(groups: list[Group], configs: dict[str, dict[str, Any]], most: int = 3) -> None:
+    """Configurations sharing a name are named by the keys in which they differ from each other
+    (`mnist-100-vat/vat (method.eps=4.0)`), not by a hash a reader cannot decode; the hash stays
+    only where no key differs (configs that differ in a key hidden from this view)."""
+    by_label: dict[str, list[Group]] = {}
+    for g in groups:
+        by_label.setdefault(g.label, []).append(g)
+    for same in by_label.values():
+        if len(same) < 2:
+            continue
+        flat = {g.config_hash: flat_result_keys(configs[g.config_hash]) for g in same}
+        keys = sorted({k for f in flat.values() for k in f})
+        differing = [k for k in keys if len({json.dumps(f.get(k), sort_keys=True) for f in flat.values()}) > 1]
+        for g in same:
+            shown = [f"{k}={json.dumps(flat[g.config_hash].get(k))}" for k in differing[:most]]
+            more = f", +{len(differing) - most} more" if len(differing) > most else ""
+            g.label = f"{g.label} ({', '.join(shown)}{more})" if shown else f"{g.label} [{g.config_hash}]"
 
 
 def format_value(metric: str, mean: float, std: float, n: int) -> str:

@@ -334,26 +334,31 @@ def build_comparison(run_dirs: list[Path], out: Path, metrics: tuple[str, ...] |
             "<h2>Mean ± std over seeds</h2>" + _table(head, rows, numeric_from=2)
             + _img(chart, "comparison chart", f"{metrics[0]}: mean ± std over seeds")
             + _img(_figure_png(lambda buf: _plot_eval_curves(groups, buf)), "evaluation curves",
-                   "test accuracy during training, one line per run")
+                   "test accuracy against step and against training time, one line per run")
             + "<h2>Every run</h2>" + _table(["run", "configuration", "seed", *metrics], run_rows, numeric_from=2))
     return _write(out, _page("semireg: comparison", body))
 
 
 def _plot_eval_curves(groups, buf) -> None:
+    """Test accuracy against step and against training time (evaluations excluded: the eval
+    records' `time`), one line per run, one colour per configuration."""
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7, 3.8))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, g in enumerate(groups):
         for j, run in enumerate(g.runs):
-            pts = [(r["step"], r["accuracy"]) for r in read_jsonl(run / "metrics.jsonl")
-                   if r.get("kind") == "eval" and r.get("split", "test") == "test" and "accuracy" in r]
-            if pts:
-                ax.plot(*zip(*pts), color=colours[i % len(colours)], alpha=0.8, marker="o", ms=2,
-                        label=g.label if j == 0 else None)
-    ax.set_xlabel("step")
-    ax.set_ylabel("test accuracy")
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7)
+            records = [r for r in read_jsonl(run / "metrics.jsonl")
+                       if r.get("kind") == "eval" and r.get("split", "test") == "test" and "accuracy" in r]
+            for ax, x_key in zip(axes, ("step", "time")):
+                pts = [(r[x_key], r["accuracy"]) for r in records if x_key in r]
+                if pts:
+                    ax.plot(*zip(*pts), color=colours[i % len(colours)], alpha=0.8, marker="o", ms=2,
+                            label=g.label if j == 0 else None)
+    axes[0].set_xlabel("step")
+    axes[1].set_xlabel("training time (s)")
+    axes[0].set_ylabel("test accuracy")
+    if axes[0].get_legend_handles_labels()[0]:
+        axes[0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(buf, dpi=100, format="png")
     plt.close(fig)
