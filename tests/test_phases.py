@@ -213,6 +213,68 @@ def test_began_discriminator_loss_uses_this_steps_k_and_updates_it():
     terms["loss"].backward()  # the in-graph k was not modified by the update
 
 
+def test_began_lr_factor_halves_only_when_a_window_of_m_global_stalls():
+    bal = Balance(gamma=0.5, lambda_k=0.0, k_init=0.0, decay_window=2)
+    # M_global = L(x) + |gamma L(x) - L(G(z))| with L(G(z)) = gamma L(x): M = L(x)
+    for m in (1.0, 1.0):  # first window: mean 1.0, the best so far
+        bal.update(torch.tensor(m), torch.tensor(0.5 * m))
+    assert float(bal.lr_factor) == 1.0 and float(bal.m_best) == pytest.approx(1.0)
+    for m in (0.8, 0.6):  # falls: no decay
+        bal.update(torch.tensor(m), torch.tensor(0.5 * m))
+    assert float(bal.lr_factor) == 1.0 and float(bal.m_best) == pytest.approx(0.7)
+    bal.update(torch.tensor(0.9), torch.tensor(0.45))  # half a window: nothing decided yet
+    assert float(bal.lr_factor) == 1.0
+    bal.update(torch.tensor(0.7), torch.tensor(0.35))  # mean 0.8 >= 0.7: stalled, halve
+    assert float(bal.lr_factor) == 0.5 and float(bal.m_best) == pytest.approx(0.7)
+    off = Balance(gamma=0.5, lambda_k=0.0, k_init=0.0)
+    for _ in range(10):
+        off.update(torch.tensor(1.0), torch.tensor(0.0))
+    assert float(off.lr_factor) == 1.0
+
+
+def test_a_phase_lr_scale_sets_its_learning_rate_before_each_step():
+    frozen = _two_net_system()
+    frozen.phases[0] = Phase("p", ("front",), frozen.phases[0].loss, OptimizerSpec("sgd", 0.1), lr_scale=lambda state: 0.0)
+    before = copy.deepcopy(frozen.nets["front"].state_dict())
+    train_system(_cfg(steps=3), frozen, _toy_data())
+    for key, value in frozen.nets["front"].state_dict().items():
+        if "running" not in key and "num_batches" not in key:
+            assert torch.equal(value, before[key]), key  # lr 0: nothing moves
+    moving = _two_net_system()
+    moving.phases[0] = Phase("p", ("front",), moving.phases[0].loss, OptimizerSpec("sgd", 0.1), lr_scale=lambda state: 1.0)
+    train_system(_cfg(steps=3), moving, _toy_data())
+    assert not torch.equal(moving.nets["front"][0].weight, before["0.weight"])
+
+
+def test_began_cs_term_is_the_code_distance_to_the_noise_and_needs_matching_sizes():
+    opts = BeganOptions(arch="infogan", filters=4, gen_hidden=16, h_dim=8, z_dim=8, cs_weight=0.1, k_init=0.2)
+    system = build_began((1, 8, 8), 10, opts)
+    x = torch.rand(16, 1, 8, 8)
+    terms = system.phases[0].loss(system.nets, [PhaseBatch(x, torch.zeros(16, dtype=torch.long))], system.state)
+    l_real, l_fake, cs = float(terms["l_real"]), float(terms["l_fake"]), float(terms["cs"])
+    assert cs > 0
+    assert float(terms["loss"].detach()) == pytest.approx(l_real - 0.2 * l_fake + 0.1 * cs, rel=1e-5)
+    with pytest.raises(ConfigError, match="h_dim = z_dim"):
+        build_began((1, 8, 8), 10, BeganOptions(filters=4, h_dim=8, z_dim=6, cs_weight=0.1))
+    with pytest.raises(ConfigError, match="unknown arch"):
+        build_began((1, 8, 8), 10, BeganOptions(arch="dcgan"))
+
+
+def test_began_infogan_with_decay_logs_the_lr_factor_and_judges_diversity(tmp_path):
+    cfg = from_kwargs({"method.name": "began", "method.arch": "infogan", "method.filters": 4, "method.gen_hidden": 16,
+                       "method.z_dim": 8, "method.h_dim": 8, "method.cs_weight": 0.1, "method.lr_decay_every": 1,
+                       "method.judge_epochs": 1, "method.judge_samples": 64, "method.n_samples": 8,
+                       "steps": 4, "batch_size": 16, "log_every": 1, "eval_every": 2, "progress": False})
+    result = train_system_config(cfg, tmp_path / "run", data=_toy_data())
+    from semireg import rundir
+    records = list(rundir.read_jsonl(tmp_path / "run" / "metrics.jsonl"))
+    assert [r["disc/lr_factor"] for r in records if r["kind"] == "train"]  # logged every round
+    evals = [r for r in records if r["kind"] == "eval"]
+    assert len(evals) == 2 and all({"classes_covered", "max_class_share", "frechet", "kl_uniform"} <= set(r) for r in evals)
+    assert 1 <= result.metrics["classes_covered"] <= 10 and result.metrics["frechet_real"] >= 0
+    assert (tmp_path / "run" / "diversity.png").exists()
+
+
 def _began_cfg(steps, run_dir_ckpt=0):
     return from_kwargs({"method.name": "began", **{f"method.{k}": v for k, v in _tiny_options("began").items()},
                         "method.k_init": 0.05, "method.lambda_k": 0.05, "steps": steps, "batch_size": 16,

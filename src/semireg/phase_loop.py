@@ -23,7 +23,7 @@ from .distributed import Ranks
 from .errors import ConfigError, RunDirError, mismatch
 from .evaluate import pyplot
 from .finished import finished_run
-from .phases import PhaseBatch, System, trained_only, trained_parameters
+from .phases import PhaseBatch, System, set_lr, trained_only, trained_parameters
 from .systems import get_system
 from .traindata import TrainData, data_from_config
 
@@ -132,6 +132,8 @@ def phase_rounds(fabric, run: runs.Run, parts: PhaseState, data: TrainData) -> d
     for rnd in range(run.start, run.total):
         for phase in system.phases:
             optimizer = parts.optimizers[phase.name]
+            if phase.lr_scale is not None:  # the loss state sets this phase's learning rate
+                set_lr(optimizer, phase.optimizer.lr * phase.lr_scale(system.state))
             for _ in range(phase.steps):
                 batches = [draw() for _ in range(phase.batches)]
                 nets.zero_grad(set_to_none=True)  # no gradient left over from another phase

@@ -120,6 +120,9 @@ class Phase:
     optimizer: OptimizerSpec = OptimizerSpec()
     steps: int = 1  # steps per round
     batches: int = 1  # batches drawn per step (e.g. 2: an image and another image to swap with)
+    # The phase's learning rate as a multiple of optimizer.lr, read from loss state before each of its
+    # steps (BEGAN halves it when M_global stalls); None: the optimizer's lr throughout.
+    lr_scale: Callable[[nn.ModuleDict], float] | None = None
 
 
 @dataclass
@@ -149,6 +152,11 @@ class System:
                 raise ConfigError(f"phase '{phase.name}': steps and batches must be >= 1")
         if any(True for _ in self.state.parameters()):
             raise ConfigError("System.state holds loss state as buffers; it must not have parameters")
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
 
 
 def trained_parameters(nets: nn.ModuleDict, trains: tuple[str, ...]) -> list[nn.Parameter]:

@@ -23,39 +23,53 @@ from typing import Any
 import torch
 from torch import nn
 
+from .. import rundir
 from ..errors import ConfigError
 from ..evaluate import pyplot
 from ..phases import OptimizerSpec, Phase, PhaseBatch, System, Terms
-from .evaluation import batched, save_tiles, train_judge
+from .evaluation import batched, class_diversity, frechet_distance, judge_features, save_tiles, train_judge
 from .registry import SYSTEMS, register_system, user_modules
 
 
 @dataclass
 class BeganOptions:
+    arch: str = "post"  # post: the paper's conv blocks (seed 002); infogan: a BatchNorm generator and a shallow
+    # autoencoder discriminator, as public MNIST BEGANs use (FC1024-FC7x7x2n-deconv n-deconv C | conv n-FC h-FC-deconv C)
     z_dim: int = 32  # generator noise, uniform in [-1, 1]
     h_dim: int = 32  # the discriminator's bottleneck
-    filters: int = 16  # n of the paper's conv blocks (the paper: 64-128 on 64x64 faces)
+    filters: int = 16  # n of the conv blocks (the paper: 64-128 on 64x64 faces)
+    gen_hidden: int = 1024  # infogan: the generator's first dense layer
     gamma: float = 0.5  # diversity ratio E[L(G(z))] / E[L(x)]
     lambda_k: float = 0.001
     k_init: float = 0.0
-    lr: float = 2e-4  # Adam for both; the paper uses 1e-4 (slower on a CPU budget)
+    lr: float = 2e-4  # Adam, the discriminator's (and the generator's unless gen_lr is set)
+    gen_lr: float = 0.0  # the generator's Adam lr; 0: the same as lr
     beta1: float = 0.5
+    lr_decay_every: int = 0  # rounds per window; halve both lrs when a window's mean M_global is not below
+    # the best earlier window's (the paper's decay on a stalled M_global); 0: no decay
+    lr_min: float = 2e-5  # the decay's floor, for each phase
+    cs_weight: float = 0.0  # BEGAN-CS: + cs_weight * |Enc_D(G(z)) - z| in the discriminator loss (h_dim = z_dim)
     disc_steps: int = 1
     gen_steps: int = 1
     center: bool = True  # train on images mapped from [0, 1] to [-1, 1] (the paper's range); with MNIST's
     # black background in [0, 1], L(x) is small and k barely moves (mode collapse to "1"s, docs/results.md)
     n_samples: int = 64  # images in each saved sample grid (fixed noise)
-    judge_epochs: int = 2  # the classifier that reads the final samples
+    judge_epochs: int = 2  # the classifier that reads the samples at every evaluation
+    judge_samples: int = 10000  # samples it reads (class coverage, largest share, KL to uniform, Fréchet distance)
 
 
 class Balance(nn.Module):
-    """BEGAN's equilibrium control: k and M_global as buffers (state, not parameters)."""
+    """BEGAN's equilibrium control: k and M_global as buffers (state, not parameters), and the
+    learning-rate factor that falls when M_global stalls."""
 
-    def __init__(self, gamma: float, lambda_k: float, k_init: float) -> None:
+    def __init__(self, gamma: float, lambda_k: float, k_init: float, decay_window: int = 0) -> None:
         super().__init__()
-        self.gamma, self.lambda_k = gamma, lambda_k
+        self.gamma, self.lambda_k, self.decay_window = gamma, lambda_k, decay_window
         self.register_buffer("k", torch.tensor(float(k_init)))
         self.register_buffer("m_global", torch.tensor(float("nan")))
+        self.register_buffer("lr_factor", torch.tensor(1.0))
+        self.register_buffer("m_window", torch.zeros(2))  # (sum of M_global, updates) in the current window
+        self.register_buffer("m_best", torch.tensor(float("inf")))  # the lowest window mean so far
 
     @torch.no_grad()
     def update(self, l_real: torch.Tensor, l_fake: torch.Tensor) -> None:
@@ -63,6 +77,18 @@ class Balance(nn.Module):
         # New tensors, not in-place: this step's loss graph still holds the old k.
         self.k = (self.k + self.lambda_k * balance).clamp(0.0, 1.0)
         self.m_global = l_real + balance.abs()
+        if self.decay_window:
+            self._decay(self.m_global)
+
+    def _decay(self, m_global: torch.Tensor) -> None:
+        self.m_window = self.m_window + torch.stack([m_global.float(), torch.ones_like(self.m_window[1])])
+        if int(self.m_window[1]) < self.decay_window:
+            return
+        mean = self.m_window[0] / self.m_window[1]
+        if mean >= self.m_best:  # stalled: no better than the best window so far
+            self.lr_factor = self.lr_factor / 2
+        self.m_best = torch.minimum(self.m_best, mean)
+        self.m_window = torch.zeros_like(self.m_window)
 
 
 def _block(c_in: int, c_out: int) -> list[nn.Module]:
@@ -103,13 +129,51 @@ class ConvEncoder(nn.Module):
 
 
 class AutoencoderDiscriminator(nn.Module):
-    def __init__(self, in_shape: tuple[int, int, int], n: int, h_dim: int) -> None:
+    """image -> encoder -> (B, h_dim) -> decoder -> image; the two halves are reachable for BEGAN-CS."""
+
+    def __init__(self, encoder: nn.Module, decoder: nn.Module) -> None:
         super().__init__()
-        self.encoder = ConvEncoder(in_shape, n, h_dim)
-        self.decoder = ConvDecoder(h_dim, n, in_shape)
+        self.encoder, self.decoder = encoder, decoder
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.encoder(x))
+
+
+class InfoganGenerator(nn.Sequential):
+    """(B, z_dim) -> (B, C, H, W), H and W divisible by 4: FC hidden-BN-ReLU, FC 2n x H/4 x W/4-BN-ReLU,
+    4x4 stride-2 deconv to n (BN-ReLU), 4x4 stride-2 deconv to C, then tanh when images are centred."""
+
+    def __init__(self, z_dim: int, hidden: int, n: int, out_shape: tuple[int, int, int], center: bool) -> None:
+        c, h, w = out_shape
+        super().__init__(
+            nn.Linear(z_dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(),
+            nn.Linear(hidden, 2 * n * (h // 4) * (w // 4)), nn.BatchNorm1d(2 * n * (h // 4) * (w // 4)), nn.ReLU(),
+            nn.Unflatten(1, (2 * n, h // 4, w // 4)),
+            nn.ConvTranspose2d(2 * n, n, 4, 2, 1), nn.BatchNorm2d(n), nn.ReLU(),
+            nn.ConvTranspose2d(n, c, 4, 2, 1), nn.Tanh() if center else nn.Sigmoid(),
+        )
+
+
+def infogan_discriminator(in_shape: tuple[int, int, int], n: int, h_dim: int) -> AutoencoderDiscriminator:
+    """A shallow autoencoder: 4x4 stride-2 conv to n + ReLU, FC to h_dim | FC back + ReLU, 4x4 stride-2
+    deconv to C (no normalisation: the discriminator is frozen, in eval mode, while the generator trains)."""
+    c, h, w = in_shape
+    flat = n * (h // 2) * (w // 2)
+    encoder = nn.Sequential(nn.Conv2d(c, n, 4, 2, 1), nn.ReLU(), nn.Flatten(), nn.Linear(flat, h_dim))
+    decoder = nn.Sequential(nn.Linear(h_dim, flat), nn.ReLU(), nn.Unflatten(1, (n, h // 2, w // 2)),
+                            nn.ConvTranspose2d(n, c, 4, 2, 1))
+    return AutoencoderDiscriminator(encoder, decoder)
+
+
+def default_networks(in_shape: tuple[int, int, int], opts: BeganOptions) -> dict[str, nn.Module]:
+    if opts.arch == "post":
+        return {"gen": ConvDecoder(opts.z_dim, opts.filters, in_shape),
+                "disc": AutoencoderDiscriminator(ConvEncoder(in_shape, opts.filters, opts.h_dim),
+                                                 ConvDecoder(opts.h_dim, opts.filters, in_shape))}
+    if opts.arch == "infogan":
+        return {"gen": InfoganGenerator(opts.z_dim, opts.gen_hidden, opts.filters, in_shape, opts.center),
+                "disc": infogan_discriminator(in_shape, opts.filters, opts.h_dim)}
+    raise ConfigError(f"began: unknown arch '{opts.arch}' (known: post, infogan)")
 
 
 def recon_l1(disc: nn.Module, v: torch.Tensor) -> torch.Tensor:
@@ -133,16 +197,24 @@ def image_range(v: torch.Tensor, opts: BeganOptions) -> torch.Tensor:
 
 def disc_loss(nets: nn.ModuleDict, batches: list[PhaseBatch], state: nn.ModuleDict, *, opts: BeganOptions):
     x = model_range(batches[0].x, opts)  # (B, C, H, W)
+    z = noise(len(x), opts.z_dim, x.device)  # (B, z_dim)
     with torch.no_grad():  # the generator is frozen in this phase
-        fake = nets["gen"](noise(len(x), opts.z_dim, x.device))
-    balance = state["balance"]
-    l_real, l_fake = recon_l1(nets["disc"], x), recon_l1(nets["disc"], fake)  # (B,) each
+        fake = nets["gen"](z)
+    balance, disc = state["balance"], nets["disc"]
     terms = Terms()
-    terms.add("l_real", l_real)
+    l_real = terms.add("l_real", recon_l1(disc, x))  # (B,) -> its mean
+    if opts.cs_weight:  # BEGAN-CS: the discriminator's code of a fake should recover its noise
+        code = disc.encoder(fake)  # (B, h_dim = z_dim)
+        l_fake = (disc.decoder(code) - fake).abs().flatten(1).mean(1)
+        terms.add("cs", (code.float() - z).abs().mean(1), weight=opts.cs_weight)
+    else:
+        l_fake = recon_l1(disc, fake)  # (B,)
     terms.add("l_fake", l_fake, weight=-balance.k)  # k_t: this step's coefficient
-    balance.update(l_real.detach().mean(), l_fake.detach().mean())  # k_t+1 and M_global
+    balance.update(l_real.detach(), l_fake.detach().mean())  # k_t+1 and M_global
     terms.log("k", balance.k)
     terms.log("m_global", balance.m_global)
+    if opts.lr_decay_every:
+        terms.log("lr_factor", balance.lr_factor)
     return terms.out()
 
 
@@ -161,18 +233,29 @@ def build_began(in_shape: tuple[int, ...], num_classes: int, opts: BeganOptions,
     given = user_modules(SYSTEMS["began"], modules)
     if len(in_shape) != 3 and not {"gen", "disc"} <= set(given):
         raise ConfigError(f"began's default networks take images (C, H, W); got input shape {in_shape}")
-    nets = nn.ModuleDict({
-        "gen": given.get("gen") or ConvDecoder(opts.z_dim, opts.filters, in_shape),
-        "disc": given.get("disc") or AutoencoderDiscriminator(in_shape, opts.filters, opts.h_dim),
-    })
-    adam = OptimizerSpec("adam", opts.lr, betas=(opts.beta1, 0.999))
-    bind = lambda fn: functools.partial(fn, opts=opts)
-    phases = [Phase("disc", ("disc",), bind(disc_loss), adam, opts.disc_steps),
-              Phase("gen", ("gen",), bind(gen_loss), adam, opts.gen_steps)]
-    state = nn.ModuleDict({"balance": Balance(opts.gamma, opts.lambda_k, opts.k_init)})
+    nets = nn.ModuleDict({**(default_networks(in_shape, opts) if len(in_shape) == 3 else {}), **given})
+    if opts.cs_weight and (opts.h_dim != opts.z_dim or not hasattr(nets["disc"], "encoder")):
+        raise ConfigError(f"began: cs_weight needs a discriminator with .encoder/.decoder and h_dim = z_dim "
+                          f"(the code is compared with the noise); h_dim {opts.h_dim}, z_dim {opts.z_dim}")
+    gen_lr = opts.gen_lr or opts.lr
+    phases = [Phase("disc", ("disc",), functools.partial(disc_loss, opts=opts),
+                    OptimizerSpec("adam", opts.lr, betas=(opts.beta1, 0.999)), opts.disc_steps,
+                    lr_scale=_decayed(opts.lr, opts) if opts.lr_decay_every else None),
+              Phase("gen", ("gen",), functools.partial(gen_loss, opts=opts),
+                    OptimizerSpec("adam", gen_lr, betas=(opts.beta1, 0.999)), opts.gen_steps,
+                    lr_scale=_decayed(gen_lr, opts) if opts.lr_decay_every else None)]
+    # M_global is updated once per discriminator step: a window of lr_decay_every rounds
+    state = nn.ModuleDict({"balance": Balance(opts.gamma, opts.lambda_k, opts.k_init,
+                                              opts.lr_decay_every * opts.disc_steps)})
     return System(nets=nets, phases=phases, state=state,
-                  evaluate=functools.partial(evaluate_began, opts=opts),
-                  headline=("k", "m_global_start", "m_global_end", "judge_confidence", "classes_covered"))
+                  evaluate=functools.partial(evaluate_began, opts=opts, cache={}),
+                  headline=("k", "m_global_start", "m_global_end", "classes_covered", "max_class_share",
+                            "kl_uniform", "frechet", "frechet_real", "judge_confidence"))
+
+
+def _decayed(lr: float, opts: BeganOptions):
+    """The phase's lr multiple: the balance's decay factor, but never below lr_min."""
+    return lambda state: max(float(state["balance"].lr_factor), opts.lr_min / lr)
 
 
 @torch.no_grad()
@@ -182,31 +265,47 @@ def samples(nets: nn.ModuleDict, opts: BeganOptions, n: int, seed: int = 0) -> t
     return image_range(batched(nets["gen"], noise(n, opts.z_dim, device, torch.Generator().manual_seed(seed))), opts)
 
 
-def evaluate_began(system: System, data, out_dir: Path | None, step: int, final: bool, *, opts: BeganOptions) -> dict[str, Any]:
+def evaluate_began(system: System, data, out_dir: Path | None, step: int, final: bool, *, opts: BeganOptions,
+                   cache: dict[str, Any]) -> dict[str, Any]:
+    """k, M_global and, at every evaluation, how diverse the samples are; pictures and trends at the end."""
     nets, balance = system.nets, system.state["balance"]
-    out: dict[str, Any] = {"k": float(balance.k), "m_global": float(balance.m_global)}
+    out: dict[str, Any] = {"k": float(balance.k), "m_global": float(balance.m_global),
+                           "lr_factor": float(balance.lr_factor)}
     if out_dir is not None:
         (out_dir / "samples").mkdir(exist_ok=True)
         save_tiles(out_dir / "samples" / f"round_{step:07d}.png", samples(nets, opts, opts.n_samples), cols=8,
                    title=f"round {step}")
-    if not final:
-        return out
-    if out_dir is not None:
+    if data.y_l is not None and len(data.y_l):
+        out.update(sample_diversity(nets, data, opts, cache))
+    if final and out_dir is not None:
         save_tiles(out_dir / "samples.png", samples(nets, opts, opts.n_samples), cols=8, title=f"BEGAN samples, round {step}")
         out.update(_m_global_trend(out_dir / "metrics.jsonl", plot=out_dir / "m_global.png"))
-    # How digit-like the samples are: a classifier trained here on the real images reads 1,000 of them.
-    if data.y_l is not None and len(data.y_l):
-        device = next(nets.parameters()).device
-        judge = train_judge(data.x_l.to(device), data.y_l.to(device), data.num_classes, epochs=opts.judge_epochs)
-        probs = torch.softmax(batched(judge, samples(nets, opts, 1000, seed=1)), dim=1)  # (1000, K)
-        counts = torch.bincount(probs.argmax(1), minlength=data.num_classes).float()
-        out["judge_confidence"] = float(probs.max(1).values.mean())
-        out["classes_covered"] = int((counts >= 0.02 * 1000).sum())
-        out["class_histogram"] = counts.int().tolist()
-        if "test" in data.eval_sets:  # the same statistic on real test images, for scale
-            x_test = data.eval_sets["test"][0][:1000].to(device)
-            out["judge_confidence_real"] = float(torch.softmax(batched(judge, x_test), 1).max(1).values.mean())
+        _diversity_plot(out_dir / "metrics.jsonl", out_dir / "diversity.png")
     return out
+
+
+def sample_diversity(nets: nn.ModuleDict, data, opts: BeganOptions, cache: dict[str, Any]) -> dict[str, Any]:
+    """A judge classifier, trained once on the real training images and kept in `cache`, reads
+    `judge_samples` samples: classes covered, largest class share, KL of the class histogram to
+    uniform, mean confidence, and the Fréchet distance in the judge's feature space to the real test
+    images (up to judge_samples of them; `frechet_real`: the same distance for as many real training
+    images, the value a perfect generator would approach)."""
+    device = next(nets.parameters()).device
+    if "judge" not in cache:
+        cache["judge"] = judge = train_judge(data.x_l.to(device), data.y_l.to(device), data.num_classes,
+                                             epochs=opts.judge_epochs)
+        real = data.eval_sets["test"][0] if "test" in data.eval_sets else data.x_l
+        cache["real_features"] = judge_features(judge, real[: opts.judge_samples].to(device))
+        train_features = judge_features(judge, data.x_l[: opts.judge_samples].to(device))
+        cache["frechet_real"] = frechet_distance(train_features, cache["real_features"])
+    judge = cache["judge"]
+    fakes = samples(nets, opts, opts.judge_samples, seed=1)  # (N, C, H, W) in [0, 1]
+    features = judge_features(judge, fakes)  # (N, F)
+    with torch.no_grad():
+        probs = torch.softmax(judge[-1](features), dim=1)  # (N, K)
+    return {**class_diversity(probs.argmax(1), data.num_classes),
+            "judge_confidence": float(probs.max(1).values.mean()),
+            "frechet": frechet_distance(features, cache["real_features"]), "frechet_real": cache["frechet_real"]}
 
 
 def _m_global_trend(metrics_path: Path, window: int = 5, plot: Path | None = None) -> dict[str, float]:
@@ -235,3 +334,27 @@ def _m_global_trend(metrics_path: Path, window: int = 5, plot: Path | None = Non
         plt.close(fig)
     return {"m_global_start": sum(values[:window]) / len(values[:window]),
             "m_global_end": sum(values[-window:]) / len(values[-window:])}
+
+
+def _diversity_plot(metrics_path: Path, path: Path) -> None:
+    """Fréchet distance (with the real images' own value) and the largest class share at each evaluation."""
+    records = [r for r in rundir.read_jsonl(metrics_path) if r.get("kind") == "eval" and "frechet" in r]
+    if not records:
+        return
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    rounds = [r["step"] for r in records]
+    ax.plot(rounds, [r["frechet"] for r in records], marker="o", label="Fréchet distance, samples vs test")
+    ax.axhline(records[-1]["frechet_real"], color="gray", ls="--", label="training vs test images")
+    ax.set_yscale("log")
+    ax.set_xlabel("round")
+    ax.set_ylabel("Fréchet distance (judge features)")
+    ax.legend(fontsize=7, loc="upper left")
+    ax2 = ax.twinx()
+    ax2.plot(rounds, [100 * r["max_class_share"] for r in records], color="tab:red", marker="s", label="largest class share")
+    ax2.set_ylabel("largest class share (%)", color="tab:red")
+    ax2.set_ylim(0, 100)
+    ax.set_title("BEGAN sample diversity, judged by a classifier", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

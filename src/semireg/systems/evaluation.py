@@ -4,6 +4,7 @@ and pictures (image grids, t-SNE)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -147,3 +148,41 @@ def tsne_plot(codes: torch.Tensor, labels: torch.Tensor, path: Path, title: str,
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+# ----------------------------------------------------------------------------- generative diversity
+
+
+def judge_features(judge: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """The judge's penultimate activations, its feature space for Fréchet distances: (N, ...) -> (N, F)."""
+    return batched(judge[:-1], x)
+
+
+def class_diversity(predicted: torch.Tensor, num_classes: int, min_share: float = 0.02) -> dict[str, Any]:
+    """How a set of samples spreads over the classes a judge assigns them, from (N,) predictions.
+
+    classes_covered: classes with at least `min_share` of the samples (2 %: a fifth of the uniform
+    share with ten classes); max_class_share: the largest class's share, in [0, 1];
+    kl_uniform: KL(histogram || uniform) in nats, 0 for a perfectly even spread, log K for one class."""
+    counts = torch.bincount(predicted.flatten().cpu(), minlength=num_classes).double()  # (K,)
+    share = counts / counts.sum()
+    nonzero = share[share > 0]
+    return {"classes_covered": int((share >= min_share).sum()),
+            "max_class_share": float(share.max()),
+            "kl_uniform": float((nonzero * (nonzero * num_classes).log()).sum()),
+            "class_histogram": counts.long().tolist()}
+
+
+def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Fréchet distance between Gaussians fitted to two feature sets (N, F) and (M, F):
+    |mu_a - mu_b|^2 + tr(S_a + S_b - 2 (S_a S_b)^(1/2)), in float64.
+
+    tr((S_a S_b)^(1/2)) is the sum of the square roots of the eigenvalues of S_a^(1/2) S_b S_a^(1/2),
+    a symmetric positive semi-definite matrix, so no general matrix square root is needed."""
+    a, b = a.double().cpu(), b.double().cpu()
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = torch.cov(a.T), torch.cov(b.T)  # (F, F) each
+    evals, evecs = torch.linalg.eigh(cov_a)
+    sqrt_a = evecs @ torch.diag(evals.clamp_min(0).sqrt()) @ evecs.T
+    middle = torch.linalg.eigvalsh(sqrt_a @ cov_b @ sqrt_a).clamp_min(0).sqrt().sum()
+    return float((mu_a - mu_b).pow(2).sum() + cov_a.trace() + cov_b.trace() - 2 * middle)
