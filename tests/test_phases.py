@@ -367,3 +367,62 @@ def test_fit_system_checks_what_the_system_needs_before_training():
         semireg.fit_system("disentangle", data.x_l, steps=1, eval_data=data.eval_sets["test"])
     with pytest.raises(ConfigError, match="held-out test set"):
         semireg.fit_system("disentangle", data.x_l, data.y_l, steps=1)
+
+
+# ----------------------------------------------------------------------------- disentangle: keeping z informative
+
+
+def test_kl_to_the_standard_normal_has_the_closed_form():
+    from semireg.systems.disentangle import kl_to_standard_normal
+    g = torch.Generator().manual_seed(0)
+    mean, log_var = torch.randn(5, 3, generator=g), torch.randn(5, 3, generator=g)
+    q = torch.distributions.Normal(mean, (0.5 * log_var).exp())
+    p = torch.distributions.Normal(torch.zeros(3), torch.ones(3))
+    expected = torch.distributions.kl_divergence(q, p).sum(1)  # (5,)
+    assert torch.allclose(kl_to_standard_normal(mean, log_var), expected, atol=1e-5)
+    assert torch.allclose(kl_to_standard_normal(torch.zeros(2, 4), torch.zeros(2, 4)), torch.zeros(2))
+
+
+def test_same_class_partners_share_the_label_and_are_other_images():
+    from semireg.systems.disentangle import same_class_partner
+    torch.manual_seed(0)
+    y = torch.tensor([0, 1, 0, 2, 1, 0, 1, 3])  # class 2 and 3 have one image each
+    seen = set()
+    for _ in range(200):
+        partner = same_class_partner(y)
+        assert torch.equal(y[partner], y)
+        lonely = (y == 2) | (y == 3)
+        assert torch.equal(partner[lonely], torch.arange(len(y))[lonely])  # only itself is left
+        assert (partner[~lonely] != torch.arange(len(y))[~lonely]).all()
+        seen.add(tuple(partner.tolist()))
+    assert len(seen) > 10  # drawn, not fixed
+
+
+def test_variational_same_class_cycle_terms_enter_the_ae_loss():
+    from semireg.systems.disentangle import DisentangleOptions, build_disentangle
+    opts = DisentangleOptions(**_tiny_options("disentangle"), variational=True, w_kl=0.5, s_from="same-class", w_cycle=2.0)
+    torch.manual_seed(0)
+    system = build_disentangle((1, 8, 8), 10, opts)
+    assert system.nets["enc_z"](torch.rand(3, 1, 8, 8)).shape == (3, 2 * opts.dim_z)  # mean and log-variance
+    data = _toy_data()
+    batches = [PhaseBatch(data.x_l[:16], data.y_l[:16]), PhaseBatch(data.x_l[16:32], data.y_l[16:32])]
+    ae = next(p for p in system.phases if p.name == "ae")
+    terms = ae.loss(system.nets, batches, system.state)
+    total = (opts.w_recon * terms["recon"] + 0.5 * terms["kl"] + opts.w_adv * terms["adv_uniform"]
+             + opts.w_swap * terms["ce_swap"] + 2.0 * terms["cycle"])
+    assert float(terms["loss"].detach()) == pytest.approx(float(total), rel=1e-5)
+    assert float(terms["kl"]) > 0 and float(terms["cycle"]) > 0
+    with pytest.raises(ConfigError, match="variational"):
+        build_disentangle((1, 8, 8), 10, DisentangleOptions(w_kl=1.0))
+    with pytest.raises(ConfigError, match="s_from"):
+        build_disentangle((1, 8, 8), 10, DisentangleOptions(s_from="other"))
+
+
+def test_variational_disentangle_reports_probes_on_sampled_z(tmp_path):
+    cfg = from_kwargs({"method.name": "disentangle", **{f"method.{k}": v for k, v in _tiny_options("disentangle").items()},
+                       "method.variational": True, "method.w_kl": 0.1, "method.s_from": "same-class",
+                       "method.w_cycle": 1.0, "steps": 3, "batch_size": 16, "progress": False})
+    result = train_system_config(cfg, tmp_path / "run", data=_toy_data())
+    m = result.metrics
+    for key in ("z_probe_mlp", "z_probe_mlp_sampled", "z_probe_linear_sampled", "z_std", "recon_bce_other_z"):
+        assert key in m, key

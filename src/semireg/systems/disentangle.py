@@ -53,11 +53,19 @@ class DisentangleOptions:
     adv_optimizer: str = "sgd"  # the post: SGD(0.001)
     adv_lr: float = 1e-3
     ae_lr: float = 1e-3  # Adam
+    # Keeping z informative by construction (Jha et al., ECCV 2018, cycle-consistent VAE):
+    variational: bool = False  # Enc_z gives a mean and a log-variance; training decodes a sample of z
+    w_kl: float = 0.0  # KL(q(z|x) || N(0, I)), summed over z's dimensions, per image (needs variational)
+    s_from: str = "self"  # self | same-class: x is reconstructed from its z and the s of another image of
+    # its class, so what tells it from that image (its style) can only come through z
+    w_cycle: float = 0.0  # reverse cycle: z ~ N(0, I) decoded with the s of two images and encoded again;
+    # L1 between the two recovered z (z must not depend on s)
     # Evaluation after training
     probe_train: int = 20000  # training images whose frozen codes train the fresh probes
     probe_epochs: int = 30
     judge_epochs: int = 2
     tsne_points: int = 2000
+    probe_sampled: bool = True  # variational z: the probes also read sampled z (Jha et al.'s protocol)
 
 
 class MLP(nn.Sequential):
@@ -109,7 +117,7 @@ def sup_loss(nets: nn.ModuleDict, batches: list[PhaseBatch], state: nn.ModuleDic
 def adv_loss(nets: nn.ModuleDict, batches: list[PhaseBatch], state: nn.ModuleDict, *, opts: DisentangleOptions):
     x, y = batches[0].x, batches[0].y
     with torch.no_grad():  # enc_z is frozen in this phase and nothing upstream trains: no graph needed
-        z = nets["enc_z"](x)  # (B, dim_z)
+        z = sample_z(*z_posterior(nets["enc_z"], x, opts))  # (B, dim_z): what the decoder is given
     logits_z = nets["clf_z"](z)
     terms = Terms()
     terms.add("ce_z", F.cross_entropy(logits_z.float(), y, reduction="none"))
@@ -117,14 +125,50 @@ def adv_loss(nets: nn.ModuleDict, batches: list[PhaseBatch], state: nn.ModuleDic
     return terms.out()
 
 
+def z_posterior(enc_z: nn.Module, x: torch.Tensor, opts: DisentangleOptions) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(mean (B, dim_z), log-variance (B, dim_z) or None for a deterministic Enc_z)."""
+    out = enc_z(x)
+    if not opts.variational:
+        return out, None
+    mean, log_var = out.chunk(2, dim=1)
+    return mean, log_var.clamp(-12.0, 8.0)  # exp() stays finite in float32 and bf16
+
+
+def sample_z(mean: torch.Tensor, log_var: torch.Tensor | None, generator: torch.Generator | None = None) -> torch.Tensor:
+    if log_var is None:
+        return mean
+    eps = torch.randn(mean.shape, generator=generator, dtype=mean.dtype).to(mean.device)
+    return mean + eps * (0.5 * log_var).exp()
+
+
+def kl_to_standard_normal(mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
+    """KL(N(mean, exp(log_var)) || N(0, I)) per image, summed over dimensions: (B, d) -> (B,)."""
+    mean, log_var = mean.float(), log_var.float()
+    return 0.5 * (mean.pow(2) + log_var.exp() - 1.0 - log_var).sum(1)
+
+
+def same_class_partner(y: torch.Tensor) -> torch.Tensor:
+    """For each image of a batch, the index of another image of its class, drawn uniformly (itself only
+    when it is its class's only image in the batch): (B,) labels -> (B,) indices."""
+    same = y[:, None] == y[None, :]  # (B, B)
+    others = same & ~torch.eye(len(y), dtype=torch.bool, device=y.device)
+    alone = ~others.any(1)
+    weights = (others | (alone[:, None] & same)).float()  # alone: only itself is left
+    return torch.multinomial(weights, 1).squeeze(1)
+
+
 def ae_loss(nets: nn.ModuleDict, batches: list[PhaseBatch], state: nn.ModuleDict, *, opts: DisentangleOptions):
-    (x, _), (x_other, y_other) = (batches[0].x, batches[0].y), (batches[1].x, batches[1].y)
+    (x, y), (x_other, y_other) = (batches[0].x, batches[0].y), (batches[1].x, batches[1].y)
     terms = Terms()
-    z = nets["enc_z"](x)  # (B, dim_z), trained
+    mean, log_var = z_posterior(nets["enc_z"], x, opts)  # (B, dim_z) each, trained
+    z = sample_z(mean, log_var)
     with torch.no_grad():  # enc_s is frozen here and is only read
         s, s_other = nets["enc_s"](x), nets["enc_s"](x_other)  # (B, dim_s) each
-    recon_logits = nets["dec"](z, s)
+    s_recon = s if opts.s_from == "self" else s[same_class_partner(y)]
+    recon_logits = nets["dec"](z, s_recon)
     terms.add("recon", _recon_per_sample(recon_logits, x, opts.recon), opts.w_recon)
+    if log_var is not None:
+        terms.add("kl", kl_to_standard_normal(mean, log_var), opts.w_kl)
     # Enc_z against the frozen adversary: its prediction on z should be uniform over the classes.
     log_p_z = F.log_softmax(nets["clf_z"](z).float(), dim=1)  # (B, K)
     terms.add("adv_uniform", -log_p_z.mean(1), opts.w_adv)
@@ -133,7 +177,20 @@ def ae_loss(nets: nn.ModuleDict, batches: list[PhaseBatch], state: nn.ModuleDict
     logits_swap = nets["clf_x"](swapped)
     terms.add("ce_swap", F.cross_entropy(logits_swap.float(), y_other, reduction="none"), opts.w_swap)
     terms.log("acc_swap_clf_x", _accuracy(logits_swap, y_other))
+    if opts.w_cycle:
+        terms.add("cycle", _reverse_cycle(nets, s, s_other, x.shape, opts), opts.w_cycle)
     return terms.out()
+
+
+def _reverse_cycle(nets: nn.ModuleDict, s_a: torch.Tensor, s_b: torch.Tensor, shape: torch.Size,
+                   opts: DisentangleOptions) -> torch.Tensor:
+    """A z drawn from the prior, decoded with two different s and encoded again, must come back the
+    same both times: (B,) L1 between the two recovered means."""
+    z_prior = torch.randn(len(s_a), opts.dim_z, device=s_a.device)  # (B, dim_z)
+    pair = torch.cat([torch.sigmoid(nets["dec"](z_prior, s_a)), torch.sigmoid(nets["dec"](z_prior, s_b))])
+    recovered = z_posterior(nets["enc_z"], pair.reshape(2 * len(s_a), *shape[1:]), opts)[0]  # (2B, dim_z)
+    z_a, z_b = recovered.chunk(2)
+    return (z_a - z_b).abs().float().mean(1)
 
 
 @register_system("disentangle", options=DisentangleOptions,
@@ -145,10 +202,14 @@ def build_disentangle(in_shape: tuple[int, ...], num_classes: int, opts: Disenta
         raise ConfigError(f"method.recon: '{opts.recon}' is not one of bce, mse, l1")
     if opts.adv_optimizer not in ("sgd", "adam"):
         raise ConfigError(f"method.adv_optimizer: '{opts.adv_optimizer}' is not one of sgd, adam")
+    if opts.s_from not in ("self", "same-class"):
+        raise ConfigError(f"method.s_from: '{opts.s_from}' is not one of self, same-class")
+    if opts.w_kl and not opts.variational:
+        raise ConfigError("method.w_kl needs method.variational = true (a deterministic z has no posterior)")
     d_in = math.prod(in_shape)
     nets = {
         "enc_s": MLP(d_in, [opts.hidden, opts.hidden], opts.dim_s, opts.enc_dropout),
-        "enc_z": MLP(d_in, [opts.hidden, opts.hidden], opts.dim_z, opts.enc_dropout),
+        "enc_z": MLP(d_in, [opts.hidden, opts.hidden], opts.dim_z * (2 if opts.variational else 1), opts.enc_dropout),
         "dec": Decoder(opts.dim_z, opts.dim_s, opts.hidden, d_in, opts.dec_dropout),
         "clf_s": MLP(opts.dim_s, [], num_classes),
         "clf_z": MLP(opts.dim_z, list(opts.adversary_hidden), num_classes),
@@ -163,17 +224,21 @@ def build_disentangle(in_shape: tuple[int, ...], num_classes: int, opts: Disenta
     ]
     return System(nets=nn.ModuleDict(nets), phases=phases, needs_labels=True, needs_test_set=True,
                   evaluate=functools.partial(evaluate_disentangle, opts=opts),
-                  headline=("clf_s_accuracy", "z_probe_mlp", "z_probe_linear", "s_probe_mlp", "swap_accuracy", "recon_bce",
-                            "recon_bce_other_z"))
+                  headline=("clf_s_accuracy", "z_probe_mlp", "z_probe_mlp_sampled", "z_probe_linear", "s_probe_mlp",
+                            "swap_accuracy", "recon_bce", "recon_bce_other_z", "z_std"))
 
 
 # ----------------------------------------------------------------------------- evaluation
 
 
 @torch.no_grad()
-def codes(nets: nn.ModuleDict, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(s, z) of x in eval mode: (N, dim_s), (N, dim_z)."""
-    return batched(nets["enc_s"], x), batched(nets["enc_z"], x)
+def codes(nets: nn.ModuleDict, x: torch.Tensor, opts: DisentangleOptions,
+          generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(s, z) of x in eval mode: (N, dim_s), (N, dim_z); z is the posterior's mean, or with `generator`
+    a sample from it (the same as the mean for a deterministic Enc_z)."""
+    z = batched(lambda v: sample_z(*z_posterior(nets["enc_z"], v, opts), generator), x) if generator is not None \
+        else batched(lambda v: z_posterior(nets["enc_z"], v, opts)[0], x)
+    return batched(nets["enc_s"], x), z
 
 
 @torch.no_grad()
@@ -190,7 +255,7 @@ def evaluate_disentangle(system: System, data, out_dir: Path | None, step: int, 
     device = next(nets.parameters()).device
     x_test, y_test = (t.to(device) for t in data.eval_sets["test"])
     shape = tuple(x_test.shape[1:])
-    s_test, z_test = codes(nets, x_test)
+    s_test, z_test = codes(nets, x_test, opts)
     recon = decode(nets, z_test, s_test, shape)
     # A z that carries nothing (the degenerate way to fool the adversary) reconstructs as well from
     # another image's z: the gap between these two errors is how much z is used.
@@ -213,12 +278,17 @@ def evaluate_disentangle(system: System, data, out_dir: Path | None, step: int, 
     x_tr, y_tr = data.x_l, data.y_l
     pick = torch.randperm(len(x_tr), generator=gen)[: opts.probe_train]
     x_probe, y_probe = x_tr[pick].to(device), y_tr[pick].to(device)
-    s_probe, z_probe = codes(nets, x_probe)
+    s_probe, z_probe = codes(nets, x_probe, opts)
     k = data.num_classes
     out["z_probe_linear"] = linear_probe(z_probe, y_probe, z_test, y_test)
     out["s_probe_linear"] = linear_probe(s_probe, y_probe, s_test, y_test)
     out["z_probe_mlp"] = mlp_probe(z_probe, y_probe, z_test, y_test, k, epochs=opts.probe_epochs, seed=seed)
     out["s_probe_mlp"] = mlp_probe(s_probe, y_probe, s_test, y_test, k, epochs=opts.probe_epochs, seed=seed)
+    if opts.variational and opts.probe_sampled:  # Jha et al.'s protocol: probes read sampled z
+        z_probe_s = codes(nets, x_probe, opts, torch.Generator().manual_seed(seed + 1))[1]
+        z_test_s = codes(nets, x_test, opts, torch.Generator().manual_seed(seed + 2))[1]
+        out["z_probe_mlp_sampled"] = mlp_probe(z_probe_s, y_probe, z_test_s, y_test, k, epochs=opts.probe_epochs, seed=seed)
+        out["z_probe_linear_sampled"] = linear_probe(z_probe_s, y_probe, z_test_s, y_test)
 
     # Swap accuracy: a classifier trained here on the training images (never on decodings) reads
     # dec(z_i, s_j) and should answer y_j; j is a fixed permutation of the test set.
