@@ -70,6 +70,22 @@ def select_value(selection: dict, field: str) -> float:
             "gain_over_labels_only": chosen - labels_only}[field]
 
 
+BEGAN = ("semireg train mnist-began --seeds 0,1,2 train.progress=false --runs-root runs/issue17   "
+         "# benchmarks/issue17_runs.sh, two runs side by side with train.threads=1")
+DISENTANGLE = ("semireg train mnist-disentangle --variant {variant} --seeds 0,1,2 train.progress=false "
+               "--runs-root runs/issue17   # benchmarks/issue17_runs.sh, two runs side by side with train.threads=1")
+
+
+def system_figure(recipe: str, variant: str, metric: str, scale: float = 1, lower_is_better: bool = False,
+                  unit: str = "%") -> dict:
+    """A final metric of a system recipe's runs (results.json), over its seeds."""
+    runs = f"runs/issue17/{recipe}/" + (f"{variant}/" if variant else "") + "seed*"
+    command = BEGAN if recipe == "mnist-began" else DISENTANGLE.format(variant=variant)
+    return {"runs": runs, "read": "final", "metric": metric, "scale": scale, "unit": unit,
+            "lower_is_better": lower_is_better, "command": command}
+
+
+DISENTANGLE_BEST = "jha"  # the variant whose figures are the headline (docs/results.md shows every variant)
 FP32 = "precision=32-true channels_last=false"
 FIGURES: dict[str, dict] = {
     "issue16.mnist-100-vat.1000-steps.fp32.test_accuracy": equal_steps("mnist-100-vat", "vat", "fp32", FP32),
@@ -92,6 +108,15 @@ FIGURES: dict[str, dict] = {
     **{f"issue19.select.{ds}.{field}": select_figure(ds, field)
        for ds in ("digits", "cancer", "mnist-100")
        for field in ("recommended_test_accuracy", "labels_only_test_accuracy", "gain_over_labels_only", "search_wall_s")},
+    "mnist-began/classes_covered": system_figure("mnist-began", "", "classes_covered", unit="classes"),
+    "mnist-began/max_class_share": system_figure("mnist-began", "", "max_class_share", 100, lower_is_better=True),
+    "mnist-began/frechet": system_figure("mnist-began", "", "frechet", lower_is_better=True, unit=""),
+    "mnist-began/frechet_real": system_figure("mnist-began", "", "frechet_real", lower_is_better=True, unit=""),
+    "mnist-began/train_minutes": system_figure("mnist-began", "", "train_time_s", 1 / 60, lower_is_better=True, unit="min"),
+    **{f"mnist-disentangle/{key}": system_figure("mnist-disentangle", DISENTANGLE_BEST, metric, 100, lower_is_better=low)
+       for key, metric, low in (("z_probe_mlp_sampled", "z_probe_mlp_sampled", True), ("z_probe_mlp_mean", "z_probe_mlp", True),
+                                ("z_probe_linear_mean", "z_probe_linear", True), ("s_probe_mlp", "s_probe_mlp", False),
+                                ("swap_accuracy", "swap_accuracy", False), ("clf_s_accuracy", "clf_s_accuracy", False))},
 }
 
 
@@ -137,7 +162,8 @@ def values_of(spec: dict) -> tuple[list[float], list[str]]:
 def summarise(values: list[float], spec: dict, sources: list[str]) -> dict:
     """mean, std (over the seeds), n, the worst seed. A time to a target that a seed never reached
     is that seed's worst case: the figure then has no mean ("reached" says how many did)."""
-    higher_is_better = spec.get("unit") not in ("s",)  # a search's wall time: the worst is the longest
+    # a search's wall time, a leakage, a distance: the worst is the largest
+    higher_is_better = spec.get("unit") not in ("s",) and not spec.get("lower_is_better")
     finite = [v for v in values if math.isfinite(v)]
     complete = len(finite) == len(values)
     out = {

@@ -137,7 +137,7 @@ def phase_rounds(fabric, run: runs.Run, parts: PhaseState, data: TrainData) -> d
             for _ in range(phase.steps):
                 batches = [draw() for _ in range(phase.batches)]
                 nets.zero_grad(set_to_none=True)  # no gradient left over from another phase
-                with trained_only(nets, phase.trains):
+                with trained_only(nets, phase.trains, phase.frozen_norms):
                     with fabric.autocast():
                         terms = phase.loss(nets, batches, system.state)
                     fabric.backward(terms["loss"])

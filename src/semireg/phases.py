@@ -123,6 +123,10 @@ class Phase:
     # The phase's learning rate as a multiple of optimizer.lr, read from loss state before each of its
     # steps (BEGAN halves it when M_global stalls); None: the optimizer's lr throughout.
     lr_scale: Callable[[nn.ModuleDict], float] | None = None
+    # Normalisation layers of the frozen modules: "eval" (running statistics, which stay as they are:
+    # Keras' trainable=False) or "batch" (the batch's statistics, as GAN code that never switches its
+    # networks' mode computes them; their running statistics then follow these batches too).
+    frozen_norms: str = "eval"
 
 
 @dataclass
@@ -148,6 +152,8 @@ class System:
             unknown = [n for n in phase.trains if n not in names]
             if unknown or not phase.trains:
                 raise ConfigError(f"phase '{phase.name}' trains {unknown or 'nothing'}; the system's modules are {sorted(names)}")
+            if phase.frozen_norms not in ("eval", "batch"):
+                raise ConfigError(f"phase '{phase.name}': frozen_norms is 'eval' or 'batch', not '{phase.frozen_norms}'")
             if phase.steps < 1 or phase.batches < 1:
                 raise ConfigError(f"phase '{phase.name}': steps and batches must be >= 1")
         if any(True for _ in self.state.parameters()):
@@ -169,9 +175,10 @@ def trained_parameters(nets: nn.ModuleDict, trains: tuple[str, ...]) -> list[nn.
 
 
 @contextmanager
-def trained_only(nets: nn.ModuleDict, trains: tuple[str, ...]) -> Iterator[None]:
+def trained_only(nets: nn.ModuleDict, trains: tuple[str, ...], frozen_norms: str = "eval") -> Iterator[None]:
     """Inside: only the parameters of `trains` require gradients, and normalisation layers of the
-    other modules run in eval mode, so their running statistics do not move (Keras' trainable=False).
+    other modules run in eval mode, so their running statistics do not move (Keras' trainable=False);
+    with frozen_norms="batch" they keep their mode (batch statistics in training).
 
     Dropout in frozen modules keeps the module's mode, as in Keras. A parameter shared by a trained
     and a frozen name is trained. Gradients still flow *through* frozen modules to trained ones.
@@ -179,15 +186,16 @@ def trained_only(nets: nn.ModuleDict, trains: tuple[str, ...]) -> Iterator[None]
     trained_ids = {id(p) for p in trained_parameters(nets, trains)}
     trained_modules = {id(m) for name in trains for m in nets[name].modules()}
     saved_grad = [(p, p.requires_grad) for p in nets.parameters()]
-    frozen_norms = [m for m in nets.modules() if isinstance(m, _NormBase) and m.training and id(m) not in trained_modules]
+    to_eval = [m for m in nets.modules() if isinstance(m, _NormBase) and m.training and id(m) not in trained_modules
+               and frozen_norms == "eval"]
     for p, _ in saved_grad:
         p.requires_grad_(id(p) in trained_ids)
-    for m in frozen_norms:
+    for m in to_eval:
         m.eval()
     try:
         yield
     finally:
         for p, flag in saved_grad:
             p.requires_grad_(flag)
-        for m in frozen_norms:
+        for m in to_eval:
             m.train()

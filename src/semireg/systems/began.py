@@ -48,6 +48,11 @@ class BeganOptions:
     lr_decay_every: int = 0  # rounds per window; halve both lrs when a window's mean M_global is not below
     # the best earlier window's (the paper's decay on a stalled M_global); 0: no decay
     lr_min: float = 2e-5  # the decay's floor, for each phase
+    recon: str = "l1"  # L(v): l1 = mean |D(v) - v| per image (the paper); l2norm = ||D(v) - v|| over the
+    # whole batch / B (hwalsuklee's MNIST BEGAN, a scalar per batch)
+    k_clip: bool = True  # clip k to [0, 1] (the paper); hwalsuklee's MNIST BEGAN leaves k unclipped
+    frozen_norms: str = "eval"  # the frozen network's BatchNorm in the other's phase: eval (running
+    # statistics, Keras' trainable=False) or batch (batch statistics, as GAN code that never switches modes)
     cs_weight: float = 0.0  # BEGAN-CS: + cs_weight * |Enc_D(G(z)) - z| in the discriminator loss (h_dim = z_dim)
     disc_steps: int = 1
     gen_steps: int = 1
@@ -62,9 +67,9 @@ class Balance(nn.Module):
     """BEGAN's equilibrium control: k and M_global as buffers (state, not parameters), and the
     learning-rate factor that falls when M_global stalls."""
 
-    def __init__(self, gamma: float, lambda_k: float, k_init: float, decay_window: int = 0) -> None:
+    def __init__(self, gamma: float, lambda_k: float, k_init: float, decay_window: int = 0, clip: bool = True) -> None:
         super().__init__()
-        self.gamma, self.lambda_k, self.decay_window = gamma, lambda_k, decay_window
+        self.gamma, self.lambda_k, self.decay_window, self.clip = gamma, lambda_k, decay_window, clip
         self.register_buffer("k", torch.tensor(float(k_init)))
         self.register_buffer("m_global", torch.tensor(float("nan")))
         self.register_buffer("lr_factor", torch.tensor(1.0))
@@ -75,7 +80,8 @@ class Balance(nn.Module):
     def update(self, l_real: torch.Tensor, l_fake: torch.Tensor) -> None:
         balance = self.gamma * l_real - l_fake
         # New tensors, not in-place: this step's loss graph still holds the old k.
-        self.k = (self.k + self.lambda_k * balance).clamp(0.0, 1.0)
+        k = self.k + self.lambda_k * balance
+        self.k = k.clamp(0.0, 1.0) if self.clip else k
         self.m_global = l_real + balance.abs()
         if self.decay_window:
             self._decay(self.m_global)
@@ -154,14 +160,15 @@ class InfoganGenerator(nn.Sequential):
         )
 
 
-def infogan_discriminator(in_shape: tuple[int, int, int], n: int, h_dim: int) -> AutoencoderDiscriminator:
-    """A shallow autoencoder: 4x4 stride-2 conv to n + ReLU, FC to h_dim | FC back + ReLU, 4x4 stride-2
-    deconv to C (no normalisation: the discriminator is frozen, in eval mode, while the generator trains)."""
+def infogan_discriminator(in_shape: tuple[int, int, int], n: int, h_dim: int, center: bool) -> AutoencoderDiscriminator:
+    """A shallow autoencoder (hwalsuklee's MNIST BEGAN): 4x4 stride-2 conv to n + ReLU, FC to h_dim
+    + BN + ReLU | FC back + BN + ReLU, 4x4 stride-2 deconv to C, sigmoid unless images are centred."""
     c, h, w = in_shape
     flat = n * (h // 2) * (w // 2)
-    encoder = nn.Sequential(nn.Conv2d(c, n, 4, 2, 1), nn.ReLU(), nn.Flatten(), nn.Linear(flat, h_dim))
-    decoder = nn.Sequential(nn.Linear(h_dim, flat), nn.ReLU(), nn.Unflatten(1, (n, h // 2, w // 2)),
-                            nn.ConvTranspose2d(n, c, 4, 2, 1))
+    encoder = nn.Sequential(nn.Conv2d(c, n, 4, 2, 1), nn.ReLU(), nn.Flatten(), nn.Linear(flat, h_dim),
+                            nn.BatchNorm1d(h_dim), nn.ReLU())
+    decoder = nn.Sequential(nn.Linear(h_dim, flat), nn.BatchNorm1d(flat), nn.ReLU(), nn.Unflatten(1, (n, h // 2, w // 2)),
+                            nn.ConvTranspose2d(n, c, 4, 2, 1), *([] if center else [nn.Sigmoid()]))
     return AutoencoderDiscriminator(encoder, decoder)
 
 
@@ -172,13 +179,21 @@ def default_networks(in_shape: tuple[int, int, int], opts: BeganOptions) -> dict
                                                  ConvDecoder(opts.h_dim, opts.filters, in_shape))}
     if opts.arch == "infogan":
         return {"gen": InfoganGenerator(opts.z_dim, opts.gen_hidden, opts.filters, in_shape, opts.center),
-                "disc": infogan_discriminator(in_shape, opts.filters, opts.h_dim)}
+                "disc": infogan_discriminator(in_shape, opts.filters, opts.h_dim, opts.center)}
     raise ConfigError(f"began: unknown arch '{opts.arch}' (known: post, infogan)")
 
 
-def recon_l1(disc: nn.Module, v: torch.Tensor) -> torch.Tensor:
-    """Per-sample L(v) = mean |D(v) - v|: (B, C, H, W) -> (B,)."""
-    return (disc(v) - v).abs().flatten(1).mean(1)
+def recon_error(recon: torch.Tensor, v: torch.Tensor, kind: str = "l1") -> torch.Tensor:
+    """L(v) from D(v) and v (B, C, H, W): l1 per image (B,), or l2norm, one scalar for the batch."""
+    diff = (recon - v).float()
+    if kind == "l2norm":
+        return diff.pow(2).sum().sqrt() / len(v)
+    return diff.abs().flatten(1).mean(1)
+
+
+def recon_l1(disc: nn.Module, v: torch.Tensor, kind: str = "l1") -> torch.Tensor:
+    """L(v) = the error of the discriminator's reconstruction of v (see recon_error)."""
+    return recon_error(disc(v), v, kind)
 
 
 def noise(n: int, z_dim: int, device: torch.device, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -202,13 +217,13 @@ def disc_loss(nets: nn.ModuleDict, batches: list[PhaseBatch], state: nn.ModuleDi
         fake = nets["gen"](z)
     balance, disc = state["balance"], nets["disc"]
     terms = Terms()
-    l_real = terms.add("l_real", recon_l1(disc, x))  # (B,) -> its mean
+    l_real = terms.add("l_real", recon_l1(disc, x, opts.recon))  # its batch mean
     if opts.cs_weight:  # BEGAN-CS: the discriminator's code of a fake should recover its noise
         code = disc.encoder(fake)  # (B, h_dim = z_dim)
-        l_fake = (disc.decoder(code) - fake).abs().flatten(1).mean(1)
+        l_fake = recon_error(disc.decoder(code), fake, opts.recon)
         terms.add("cs", (code.float() - z).abs().mean(1), weight=opts.cs_weight)
     else:
-        l_fake = recon_l1(disc, fake)  # (B,)
+        l_fake = recon_l1(disc, fake, opts.recon)
     terms.add("l_fake", l_fake, weight=-balance.k)  # k_t: this step's coefficient
     balance.update(l_real.detach(), l_fake.detach().mean())  # k_t+1 and M_global
     terms.log("k", balance.k)
@@ -222,7 +237,7 @@ def gen_loss(nets: nn.ModuleDict, batches: list[PhaseBatch], state: nn.ModuleDic
     x = batches[0].x  # only its batch size and device are used
     fake = nets["gen"](noise(len(x), opts.z_dim, x.device))
     terms = Terms()
-    terms.add("l_gen", recon_l1(nets["disc"], fake))
+    terms.add("l_gen", recon_l1(nets["disc"], fake, opts.recon))
     return terms.out()
 
 
@@ -234,19 +249,21 @@ def build_began(in_shape: tuple[int, ...], num_classes: int, opts: BeganOptions,
     if len(in_shape) != 3 and not {"gen", "disc"} <= set(given):
         raise ConfigError(f"began's default networks take images (C, H, W); got input shape {in_shape}")
     nets = nn.ModuleDict({**(default_networks(in_shape, opts) if len(in_shape) == 3 else {}), **given})
+    if opts.recon not in ("l1", "l2norm"):
+        raise ConfigError(f"began: recon is l1 or l2norm, not '{opts.recon}'")
     if opts.cs_weight and (opts.h_dim != opts.z_dim or not hasattr(nets["disc"], "encoder")):
         raise ConfigError(f"began: cs_weight needs a discriminator with .encoder/.decoder and h_dim = z_dim "
                           f"(the code is compared with the noise); h_dim {opts.h_dim}, z_dim {opts.z_dim}")
     gen_lr = opts.gen_lr or opts.lr
     phases = [Phase("disc", ("disc",), functools.partial(disc_loss, opts=opts),
                     OptimizerSpec("adam", opts.lr, betas=(opts.beta1, 0.999)), opts.disc_steps,
-                    lr_scale=_decayed(opts.lr, opts) if opts.lr_decay_every else None),
+                    lr_scale=_decayed(opts.lr, opts) if opts.lr_decay_every else None, frozen_norms=opts.frozen_norms),
               Phase("gen", ("gen",), functools.partial(gen_loss, opts=opts),
                     OptimizerSpec("adam", gen_lr, betas=(opts.beta1, 0.999)), opts.gen_steps,
-                    lr_scale=_decayed(gen_lr, opts) if opts.lr_decay_every else None)]
+                    lr_scale=_decayed(gen_lr, opts) if opts.lr_decay_every else None, frozen_norms=opts.frozen_norms)]
     # M_global is updated once per discriminator step: a window of lr_decay_every rounds
     state = nn.ModuleDict({"balance": Balance(opts.gamma, opts.lambda_k, opts.k_init,
-                                              opts.lr_decay_every * opts.disc_steps)})
+                                              opts.lr_decay_every * opts.disc_steps, opts.k_clip)})
     return System(nets=nets, phases=phases, state=state,
                   evaluate=functools.partial(evaluate_began, opts=opts, cache={}),
                   headline=("k", "m_global_start", "m_global_end", "classes_covered", "max_class_share",
