@@ -1,17 +1,16 @@
 #!/usr/bin/env bash
 # Issue 17: the source posts' systems run from their recipes, seeds 0-2, two runs side by side
 # with train.threads=1 each (this 2-core machine), then their figures:
-#   mnist-began (the recipe's default settings), mnist-disentangle --variant jha and --variant post.
+#   mnist-began --variant public, mnist-disentangle --variant jha and --variant post.
 #   python benchmarks/figures.py mnist-began mnist-disentangle   # -> benchmarks/results/figures.json
 set -euo pipefail
 SEMIREG=${SEMIREG:-semireg}
 ROOT=${ROOT:-runs/issue17}
 common=(train.progress=false train.threads=1 --runs-root "$ROOT")
-began() { $SEMIREG train mnist-began --seeds "$1" --run-dir "$ROOT/mnist-began/seed$1" train.progress=false train.threads=1; }
-began 0 & a=$!
-began 1 & b=$!
+$SEMIREG train mnist-began --variant public --seeds 0 "${common[@]}" & a=$!
+$SEMIREG train mnist-began --variant public --seeds 1 "${common[@]}" & b=$!
 wait $a $b
-began 2 & a=$!
+$SEMIREG train mnist-began --variant public --seeds 2 "${common[@]}" & a=$!
 $SEMIREG train mnist-disentangle --variant jha --seeds 0 "${common[@]}" & b=$!
 wait $a $b
 $SEMIREG train mnist-disentangle --variant jha --seeds 1 "${common[@]}" & a=$!
