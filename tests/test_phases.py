@@ -246,6 +246,29 @@ def test_a_phase_lr_scale_sets_its_learning_rate_before_each_step():
     assert not torch.equal(moving.nets["front"][0].weight, before["0.weight"])
 
 
+def test_frozen_norms_batch_keeps_batch_statistics_in_frozen_modules_but_not_their_weights():
+    seen = {}
+
+    def loss(nets, batches, state):
+        x = batches[0].x.flatten(1)[:, :4]
+        seen["back_training"] = nets["back"][1].training
+        t = Terms()
+        t.add("mse", nets["back"](nets["front"](x)).pow(2).mean(1))
+        return t.out()
+    for mode, expect_training in (("eval", False), ("batch", True)):
+        nets = nn.ModuleDict({"front": _bn_net(), "back": _bn_net()})
+        back_weights = copy.deepcopy({k: v for k, v in nets["back"].state_dict().items() if "running" not in k and "num" not in k})
+        system = System(nets=nets, phases=[Phase("p", ("front",), loss, OptimizerSpec("sgd", 0.1), frozen_norms=mode)])
+        train_system(_cfg(steps=2), system, _toy_data())
+        assert seen["back_training"] is expect_training, mode
+        for key, value in back_weights.items():
+            assert torch.equal(value, nets["back"].state_dict()[key]), (mode, key)
+        moved = not torch.equal(nets["back"][1].running_mean, torch.zeros(8))
+        assert moved is expect_training, mode  # batch statistics also feed the running estimates
+    with pytest.raises(ConfigError, match="frozen_norms"):
+        System(nets=nn.ModuleDict({"a": _bn_net()}), phases=[Phase("p", ("a",), loss, frozen_norms="train")]).check()
+
+
 def test_began_cs_term_is_the_code_distance_to_the_noise_and_needs_matching_sizes():
     opts = BeganOptions(arch="infogan", filters=4, gen_hidden=16, h_dim=8, z_dim=8, cs_weight=0.1, k_init=0.2)
     system = build_began((1, 8, 8), 10, opts)
