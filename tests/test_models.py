@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from semireg.models import MODELS, build_model
+from semireg.models.droppath import DropPath
 
 SIZES = {"resnet50v2": 72}  # the post's crop size; every other image model runs at 32x32
 
@@ -19,3 +20,39 @@ def test_every_model_maps_a_batch_to_logits_and_every_parameter_learns(name):
     logits.logsumexp(1).sum().backward()
     no_grad = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
     assert not no_grad, f"parameters without a gradient: {no_grad[:5]}"
+
+
+def _takes_drop_path(name):
+    import inspect
+    return "drop_path" in inspect.signature(MODELS[name]).parameters
+
+
+@pytest.mark.parametrize("name", [n for n in sorted(MODELS) if _takes_drop_path(n)])
+def test_stochastic_depth_drops_residual_branches_in_training_only(name):
+    torch.manual_seed(0)
+    size = SIZES.get(name, 32)
+    x = torch.rand(8, 3, size, size)
+    plain = build_model(name, (3, size, size), 10).eval()
+    noisy = build_model(name, (3, size, size), 10, drop_path=0.5)
+    noisy.load_state_dict(plain.state_dict())
+    noisy.eval()
+    assert torch.allclose(noisy(x), plain(x), atol=1e-6)  # evaluation: every branch runs, unscaled
+    rates = [m.rate for m in noisy.modules() if isinstance(m, DropPath)]
+    assert rates == sorted(rates) and rates[-1] == pytest.approx(0.5) and rates[0] > 0  # linear, last = 0.5
+    noisy.train()
+    with torch.no_grad():
+        a, b = noisy(x), noisy(x)
+    assert not torch.allclose(a, b)  # another draw of dropped branches
+
+
+def test_drop_path_keeps_the_expected_value_and_drops_whole_samples():
+    torch.manual_seed(0)
+    drop = DropPath(0.25).train()
+    branch = torch.ones(20000, 3, 2, 2)
+    out = drop(branch)
+    per_sample = out.flatten(1)
+    assert ((per_sample == 0).all(1) | torch.isclose(per_sample, torch.tensor(1 / 0.75)).all(1)).all()  # a sample's branch goes whole
+    assert float((per_sample[:, 0] == 0).float().mean()) == pytest.approx(0.25, abs=0.02)
+    assert float(out.mean()) == pytest.approx(1.0, abs=0.02)
+    with pytest.raises(Exception, match="does not take option 'drop_path'"):
+        build_model("cnn_small", (3, 32, 32), 10, drop_path=0.1)

@@ -48,6 +48,12 @@ class ModelConfig:
     name: str = "mlp"
     dropout: float = 0.0
     hidden: list[int] = field(default_factory=list)  # mlp only; [] = the model's default
+    drop_path: float = 0.0  # stochastic depth for models with residual blocks: the last block's drop rate
+    # (earlier blocks linearly less, Huang et al. 2016; Noisy Student's student noise)
+
+    def builder_options(self) -> dict[str, Any]:
+        """The options a registered model builder is given (see models.build_model)."""
+        return {"dropout": self.dropout, "hidden": self.hidden, "drop_path": self.drop_path}
 
 
 @dataclass

@@ -123,7 +123,7 @@ def _build(cfg, shapes: dict[str, Any], weights: dict[str, torch.Tensor], where:
     if not shapes.get("in_shape") or not shapes.get("num_classes"):
         raise RunDirError(f"{where}: the input shape and class count are not recorded")
     model = build_model(cfg.model.name, tuple(shapes["in_shape"]), int(shapes["num_classes"]),
-                        dropout=cfg.model.dropout, hidden=cfg.model.hidden)
+                        **cfg.model.builder_options())
     try:
         model.load_state_dict(weights)
     except RuntimeError as exc:

@@ -17,7 +17,7 @@ from .traindata import TrainData
 
 
 def model_from_config(cfg: RunConfig, data: TrainData) -> nn.Module:
-    return build_model(cfg.model.name, data.in_shape, data.num_classes, dropout=cfg.model.dropout, hidden=cfg.model.hidden)
+    return build_model(cfg.model.name, data.in_shape, data.num_classes, **cfg.model.builder_options())
 
 
 def evaluated_weights(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], str]:

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from .droppath import DropPath, block_rates
 from .registry import register_model
 
 
@@ -18,9 +19,10 @@ class PreActBlock(nn.Module):
 
     expansion = 1
 
-    def __init__(self, c_in: int, width: int, stride: int) -> None:
+    def __init__(self, c_in: int, width: int, stride: int, drop_path: float = 0.0) -> None:
         super().__init__()
         c_out = width * self.expansion
+        self.drop_path = DropPath(drop_path)
         self.bn1 = nn.BatchNorm2d(c_in)
         self.conv1 = nn.Conv2d(c_in, width, 3, stride, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(width)
@@ -33,7 +35,7 @@ class PreActBlock(nn.Module):
         skip = self.shortcut(pre) if self.shortcut is not None else x
         out = self.conv1(pre)
         out = self.conv2(self.relu(self.bn2(out)))
-        return out + skip
+        return self.drop_path(out) + skip
 
 
 class PreActBottleneck(nn.Module):
@@ -41,9 +43,10 @@ class PreActBottleneck(nn.Module):
 
     expansion = 4
 
-    def __init__(self, c_in: int, width: int, stride: int) -> None:
+    def __init__(self, c_in: int, width: int, stride: int, drop_path: float = 0.0) -> None:
         super().__init__()
         c_out = width * self.expansion
+        self.drop_path = DropPath(drop_path)
         self.bn1 = nn.BatchNorm2d(c_in)
         self.conv1 = nn.Conv2d(c_in, width, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(width)
@@ -59,12 +62,12 @@ class PreActBottleneck(nn.Module):
         out = self.conv1(pre)
         out = self.conv2(self.relu(self.bn2(out)))
         out = self.conv3(self.relu(self.bn3(out)))
-        return out + skip
+        return self.drop_path(out) + skip
 
 
 class PreActResNet(nn.Module):
     def __init__(self, block: type, depths: list[int], in_channels: int, num_classes: int,
-                 stem: str = "cifar", base_width: int = 64, dropout: float = 0.0) -> None:
+                 stem: str = "cifar", base_width: int = 64, dropout: float = 0.0, drop_path: float = 0.0) -> None:
         super().__init__()
         if stem == "cifar":  # 3x3 conv, stride 1: keeps 32x32 resolution
             self.stem = nn.Conv2d(in_channels, base_width, 3, 1, 1, bias=False)
@@ -73,10 +76,11 @@ class PreActResNet(nn.Module):
         else:
             raise ConfigError(f"stem must be 'cifar' or 'imagenet', got {stem!r}")
         layers, c_in = [], base_width
+        rates = iter(block_rates(drop_path, sum(depths)))
         for i, depth in enumerate(depths):
             width = base_width * 2**i
             for j in range(depth):
-                layers.append(block(c_in, width, 2 if (j == 0 and i > 0) else 1))
+                layers.append(block(c_in, width, 2 if (j == 0 and i > 0) else 1, next(rates)))
                 c_in = width * block.expansion
         self.layers = nn.Sequential(*layers)
         self.head = nn.Sequential(nn.BatchNorm2d(c_in), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
@@ -93,13 +97,13 @@ def _image_channels(name: str, in_shape: tuple[int, ...]) -> int:
 
 
 @register_model("preact_resnet18")
-def preact_resnet18(in_shape: tuple[int, ...], num_classes: int, dropout: float = 0.0) -> nn.Module:
+def preact_resnet18(in_shape: tuple[int, ...], num_classes: int, dropout: float = 0.0, drop_path: float = 0.0) -> nn.Module:
     return PreActResNet(PreActBlock, [2, 2, 2, 2], _image_channels("preact_resnet18", in_shape), num_classes,
-                        stem="cifar", dropout=dropout)
+                        stem="cifar", dropout=dropout, drop_path=drop_path)
 
 
 @register_model("resnet50v2")
-def resnet50v2(in_shape: tuple[int, ...], num_classes: int, dropout: float = 0.0) -> nn.Module:
+def resnet50v2(in_shape: tuple[int, ...], num_classes: int, dropout: float = 0.0, drop_path: float = 0.0) -> nn.Module:
     """Bottleneck pre-activation ResNet-50 with the ImageNet stem (the post's Keras ResNet50V2 at 72x72)."""
     return PreActResNet(PreActBottleneck, [3, 4, 6, 3], _image_channels("resnet50v2", in_shape), num_classes,
-                        stem="imagenet", dropout=dropout)
+                        stem="imagenet", dropout=dropout, drop_path=drop_path)
