@@ -449,3 +449,21 @@ def test_variational_disentangle_reports_probes_on_sampled_z(tmp_path):
     m = result.metrics
     for key in ("z_probe_mlp", "z_probe_mlp_sampled", "z_probe_linear_sampled", "z_std", "recon_bce_other_z"):
         assert key in m, key
+
+
+def test_the_adversary_reads_the_mean_z_when_asked():
+    from semireg.systems.disentangle import DisentangleOptions, build_disentangle
+    data = _toy_data()
+    batch = [PhaseBatch(data.x_l[:16], data.y_l[:16])]
+    losses = {}
+    for reads in ("sample", "mean"):
+        torch.manual_seed(0)
+        system = build_disentangle((1, 8, 8), 10, DisentangleOptions(**_tiny_options("disentangle"), variational=True,
+                                                                    adversary_reads=reads, enc_dropout=0.0))
+        system.nets.eval()
+        adv = next(p for p in system.phases if p.name == "adv")
+        losses[reads] = [float(adv.loss(system.nets, batch, system.state)["ce_z"]) for _ in range(2)]
+    assert losses["mean"][0] == losses["mean"][1]  # no sampling: the same z twice
+    assert losses["sample"][0] != losses["sample"][1]
+    with pytest.raises(ConfigError, match="adversary_reads"):
+        build_disentangle((1, 8, 8), 10, DisentangleOptions(adversary_reads="both"))

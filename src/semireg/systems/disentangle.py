@@ -58,6 +58,8 @@ class DisentangleOptions:
     w_kl: float = 0.0  # KL(q(z|x) || N(0, I)), summed over z's dimensions, per image (needs variational)
     s_from: str = "self"  # self | same-class: x is reconstructed from its z and the s of another image of
     # its class, so what tells it from that image (its style) can only come through z
+    adversary_reads: str = "sample"  # sample | mean: which z the adversary (and Enc_z's adversarial term) sees;
+    # the same for a deterministic Enc_z
     w_cycle: float = 0.0  # reverse cycle: z ~ N(0, I) decoded with the s of two images and encoded again;
     # L1 between the two recovered z (z must not depend on s)
     # Evaluation after training
@@ -117,7 +119,7 @@ def sup_loss(nets: nn.ModuleDict, batches: list[PhaseBatch], state: nn.ModuleDic
 def adv_loss(nets: nn.ModuleDict, batches: list[PhaseBatch], state: nn.ModuleDict, *, opts: DisentangleOptions):
     x, y = batches[0].x, batches[0].y
     with torch.no_grad():  # enc_z is frozen in this phase and nothing upstream trains: no graph needed
-        z = sample_z(*z_posterior(nets["enc_z"], x, opts))  # (B, dim_z): what the decoder is given
+        z = _adversary_input(*z_posterior(nets["enc_z"], x, opts), opts)  # (B, dim_z)
     logits_z = nets["clf_z"](z)
     terms = Terms()
     terms.add("ce_z", F.cross_entropy(logits_z.float(), y, reduction="none"))
@@ -139,6 +141,10 @@ def sample_z(mean: torch.Tensor, log_var: torch.Tensor | None, generator: torch.
         return mean
     eps = torch.randn(mean.shape, generator=generator, dtype=mean.dtype).to(mean.device)
     return mean + eps * (0.5 * log_var).exp()
+
+
+def _adversary_input(mean: torch.Tensor, log_var: torch.Tensor | None, opts: DisentangleOptions) -> torch.Tensor:
+    return mean if opts.adversary_reads == "mean" else sample_z(mean, log_var)
 
 
 def kl_to_standard_normal(mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
@@ -170,7 +176,7 @@ def ae_loss(nets: nn.ModuleDict, batches: list[PhaseBatch], state: nn.ModuleDict
     if log_var is not None:
         terms.add("kl", kl_to_standard_normal(mean, log_var), opts.w_kl)
     # Enc_z against the frozen adversary: its prediction on z should be uniform over the classes.
-    log_p_z = F.log_softmax(nets["clf_z"](z).float(), dim=1)  # (B, K)
+    log_p_z = F.log_softmax(nets["clf_z"](mean if opts.adversary_reads == "mean" else z).float(), dim=1)  # (B, K)
     terms.add("adv_uniform", -log_p_z.mean(1), opts.w_adv)
     # The swap: z of x with s of another image must decode to an image of that image's class.
     swapped = torch.sigmoid(nets["dec"](z, s_other)).reshape(x.shape)
@@ -204,6 +210,8 @@ def build_disentangle(in_shape: tuple[int, ...], num_classes: int, opts: Disenta
         raise ConfigError(f"method.adv_optimizer: '{opts.adv_optimizer}' is not one of sgd, adam")
     if opts.s_from not in ("self", "same-class"):
         raise ConfigError(f"method.s_from: '{opts.s_from}' is not one of self, same-class")
+    if opts.adversary_reads not in ("sample", "mean"):
+        raise ConfigError(f"method.adversary_reads: '{opts.adversary_reads}' is not one of sample, mean")
     if opts.w_kl and not opts.variational:
         raise ConfigError("method.w_kl needs method.variational = true (a deterministic z has no posterior)")
     d_in = math.prod(in_shape)
