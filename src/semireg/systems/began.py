@@ -297,7 +297,7 @@ def evaluate_began(system: System, data, out_dir: Path | None, step: int, final:
     if final and out_dir is not None:
         save_tiles(out_dir / "samples.png", samples(nets, opts, opts.n_samples), cols=8, title=f"BEGAN samples, round {step}")
         out.update(_m_global_trend(out_dir / "metrics.jsonl", plot=out_dir / "m_global.png"))
-        _diversity_plot(out_dir / "metrics.jsonl", out_dir / "diversity.png")
+        _diversity_plot(out_dir / "metrics.jsonl", out_dir / "diversity.png", {"step": step, **out})
     return out
 
 
@@ -353,9 +353,11 @@ def _m_global_trend(metrics_path: Path, window: int = 5, plot: Path | None = Non
             "m_global_end": sum(values[-window:]) / len(values[-window:])}
 
 
-def _diversity_plot(metrics_path: Path, path: Path) -> None:
-    """Fréchet distance (with the real images' own value) and the largest class share at each evaluation."""
-    records = [r for r in rundir.read_jsonl(metrics_path) if r.get("kind") == "eval" and "frechet" in r]
+def _diversity_plot(metrics_path: Path, path: Path, current: dict[str, Any]) -> None:
+    """Fréchet distance (with the real images' own value) and the largest class share at each evaluation;
+    `current` is this evaluation's, not yet in the log."""
+    records = [r for r in rundir.read_jsonl(metrics_path) if r.get("kind") == "eval" and "frechet" in r
+               and r["step"] < current["step"]] + ([current] if "frechet" in current else [])
     if not records:
         return
     plt = pyplot()
