@@ -191,7 +191,7 @@ def recon_error(recon: torch.Tensor, v: torch.Tensor, kind: str = "l1") -> torch
     return diff.abs().flatten(1).mean(1)
 
 
-def recon_l1(disc: nn.Module, v: torch.Tensor, kind: str = "l1") -> torch.Tensor:
+def recon_loss(disc: nn.Module, v: torch.Tensor, kind: str = "l1") -> torch.Tensor:
     """L(v) = the error of the discriminator's reconstruction of v (see recon_error)."""
     return recon_error(disc(v), v, kind)
 
@@ -217,13 +217,13 @@ def disc_loss(nets: nn.ModuleDict, batches: list[PhaseBatch], state: nn.ModuleDi
         fake = nets["gen"](z)
     balance, disc = state["balance"], nets["disc"]
     terms = Terms()
-    l_real = terms.add("l_real", recon_l1(disc, x, opts.recon))  # its batch mean
+    l_real = terms.add("l_real", recon_loss(disc, x, opts.recon))  # its batch mean
     if opts.cs_weight:  # BEGAN-CS: the discriminator's code of a fake should recover its noise
         code = disc.encoder(fake)  # (B, h_dim = z_dim)
         l_fake = recon_error(disc.decoder(code), fake, opts.recon)
         terms.add("cs", (code.float() - z).abs().mean(1), weight=opts.cs_weight)
     else:
-        l_fake = recon_l1(disc, fake, opts.recon)
+        l_fake = recon_loss(disc, fake, opts.recon)
     terms.add("l_fake", l_fake, weight=-balance.k)  # k_t: this step's coefficient
     balance.update(l_real.detach(), l_fake.detach().mean())  # k_t+1 and M_global
     terms.log("k", balance.k)
@@ -237,7 +237,7 @@ def gen_loss(nets: nn.ModuleDict, batches: list[PhaseBatch], state: nn.ModuleDic
     x = batches[0].x  # only its batch size and device are used
     fake = nets["gen"](noise(len(x), opts.z_dim, x.device))
     terms = Terms()
-    terms.add("l_gen", recon_l1(nets["disc"], fake, opts.recon))
+    terms.add("l_gen", recon_loss(nets["disc"], fake, opts.recon))
     return terms.out()
 
 
