@@ -139,7 +139,9 @@ def z_posterior(enc_z: nn.Module, x: torch.Tensor, opts: DisentangleOptions) -> 
 def sample_z(mean: torch.Tensor, log_var: torch.Tensor | None, generator: torch.Generator | None = None) -> torch.Tensor:
     if log_var is None:
         return mean
-    eps = torch.randn(mean.shape, generator=generator, dtype=mean.dtype).to(mean.device)
+    # Training draws on the device; a `generator` (evaluation's fixed draws) is a CPU stream.
+    eps = torch.randn_like(mean) if generator is None else \
+        torch.randn(mean.shape, generator=generator, dtype=mean.dtype).to(mean.device)
     return mean + eps * (0.5 * log_var).exp()
 
 
