@@ -116,7 +116,11 @@ FIGURES: dict[str, dict] = {
     **{f"mnist-disentangle/{key}": system_figure("mnist-disentangle", DISENTANGLE_BEST, metric, 100, lower_is_better=low)
        for key, metric, low in (("z_probe_mlp_sampled", "z_probe_mlp_sampled", True), ("z_probe_mlp_mean", "z_probe_mlp", True),
                                 ("z_probe_linear_mean", "z_probe_linear", True), ("s_probe_mlp", "s_probe_mlp", False),
-                                ("swap_accuracy", "swap_accuracy", False), ("clf_s_accuracy", "clf_s_accuracy", False))},
+                                ("swap_accuracy", "swap_accuracy", False), ("clf_s_accuracy", "clf_s_accuracy", False),
+                                ("z_probe_linear_sampled", "z_probe_linear_sampled", True))},
+    "mnist-disentangle/z_std": system_figure("mnist-disentangle", DISENTANGLE_BEST, "z_std", unit=""),  # collapse guard
+    "mnist-disentangle/recon_bce_other_z": system_figure("mnist-disentangle", DISENTANGLE_BEST, "recon_bce_other_z", unit=""),
+    "mnist-disentangle/recon_bce": system_figure("mnist-disentangle", DISENTANGLE_BEST, "recon_bce", lower_is_better=True, unit=""),
 }
 
 
