@@ -9,6 +9,7 @@ state (buffers such as BEGAN's k) that losses update, that is logged and that ch
 
     for round:
         for phase in phases:
+            lr = phase.optimizer.lr * phase.lr_scale(state)  # when the phase has an lr_scale
             for _ in range(phase.steps):
                 with trained_only(nets, phase.trains):      # others: no grad, BatchNorm frozen
                     terms = phase.loss(nets, batches, state)
@@ -120,8 +121,8 @@ class Phase:
     optimizer: OptimizerSpec = OptimizerSpec()
     steps: int = 1  # steps per round
     batches: int = 1  # batches drawn per step (e.g. 2: an image and another image to swap with)
-    # The phase's learning rate as a multiple of optimizer.lr, read from loss state before each of its
-    # steps (BEGAN halves it when M_global stalls); None: the optimizer's lr throughout.
+    # The phase's learning rate as a multiple of optimizer.lr, read from loss state once per round before
+    # the phase's steps (BEGAN halves it when M_global stalls); None: the optimizer's lr throughout.
     lr_scale: Callable[[nn.ModuleDict], float] | None = None
     # Normalisation layers of the frozen modules: "eval" (running statistics, which stay as they are:
     # Keras' trainable=False) or "batch" (the batch's statistics, as GAN code that never switches its
@@ -186,8 +187,8 @@ def trained_only(nets: nn.ModuleDict, trains: tuple[str, ...], frozen_norms: str
     trained_ids = {id(p) for p in trained_parameters(nets, trains)}
     trained_modules = {id(m) for name in trains for m in nets[name].modules()}
     saved_grad = [(p, p.requires_grad) for p in nets.parameters()]
-    to_eval = [m for m in nets.modules() if isinstance(m, _NormBase) and m.training and id(m) not in trained_modules
-               and frozen_norms == "eval"]
+    to_eval = [m for m in nets.modules() if isinstance(m, _NormBase) and m.training and id(m) not in trained_modules] \
+        if frozen_norms == "eval" else []
     for p, _ in saved_grad:
         p.requires_grad_(id(p) in trained_ids)
     for m in to_eval:

@@ -197,7 +197,9 @@ def recon_loss(disc: nn.Module, v: torch.Tensor, kind: str = "l1") -> torch.Tens
 
 
 def noise(n: int, z_dim: int, device: torch.device, generator: torch.Generator | None = None) -> torch.Tensor:
-    return torch.rand(n, z_dim, generator=generator).to(device) * 2 - 1  # (n, z_dim) uniform in [-1, 1]
+    # Training draws on the device (no host copy per step); a `generator` (fixed evaluation noise) is a CPU stream.
+    u = torch.rand(n, z_dim, device=device) if generator is None else torch.rand(n, z_dim, generator=generator).to(device)
+    return u * 2 - 1  # (n, z_dim) uniform in [-1, 1]
 
 
 def model_range(x: torch.Tensor, opts: BeganOptions) -> torch.Tensor:
