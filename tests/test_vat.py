@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from semireg.methods import Batch, get_method
-from semireg.methods.vat import DEFAULT_XI, VATOptions, kl_from_logits, l2_normalize, vat_direction, vat_loss
+from semireg.methods.vat import (DEFAULT_XI, VATOptions, kl_from_logits, l2_normalize, marginal_kl_to_uniform,
+                                 vat_direction, vat_loss)
 
 
 def tiny_cnn(bn: type = nn.BatchNorm2d) -> nn.Module:
@@ -162,3 +163,29 @@ def test_vat_step_modes(on):
     assert set(terms) >= {"loss", "ce", "vat", "entropy", "train_acc"}
     terms["loss"].backward()
     assert all(p.grad is not None for p in model.parameters())
+
+
+def test_marginal_kl_is_zero_for_balanced_predictions_and_log_k_for_one_class():
+    k = 4
+    balanced = torch.eye(k).repeat(3, 1) * 50.0  # (12, 4): every class predicted by 3 samples
+    one_class = torch.zeros(12, k)
+    one_class[:, 2] = 50.0
+    assert marginal_kl_to_uniform(balanced).item() == pytest.approx(0.0, abs=1e-5)
+    assert marginal_kl_to_uniform(one_class).item() == pytest.approx(torch.log(torch.tensor(4.0)).item(), abs=1e-4)
+    # Two clusters merged into one class (3 classes used of 4) costs log 4 - log 3 when spread evenly.
+    merged = torch.eye(k)[torch.tensor([0, 1, 2] * 4)] * 50.0
+    assert marginal_kl_to_uniform(merged).item() == pytest.approx(float(torch.log(torch.tensor(4 / 3))), abs=1e-4)
+
+
+def test_the_balance_term_enters_the_loss_with_its_weight():
+    spec = get_method("vat")
+    torch.manual_seed(0)
+    model = tiny_cnn()
+    batch = Batch(torch.rand(4, 1, 8, 8), torch.randint(0, 3, (4,)), torch.rand(6, 1, 8, 8))
+    torch.manual_seed(1)
+    without = spec.step(model, batch, VATOptions())
+    torch.manual_seed(1)
+    with_balance = spec.step(model, batch, VATOptions(balance=2.0))
+    expected = marginal_kl_to_uniform(model(batch.x_u))
+    assert with_balance["balance"].item() == pytest.approx(expected.item(), rel=1e-5)
+    assert with_balance["loss"].item() == pytest.approx(without["loss"].item() + 2.0 * expected.item(), rel=1e-5)

@@ -121,6 +121,18 @@ def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
     return -(log_p.exp() * log_p).sum(dim=1).mean()
 
 
+def marginal_kl_to_uniform(logits: torch.Tensor) -> torch.Tensor:
+    """KL(mean prediction || uniform) = log K - H(mean_b p_b): 0 when the batch's predictions are
+    spread evenly over the classes, log K when they all pick one. (B, K) -> scalar
+
+    IMSAT's marginal-entropy term (Hu et al. 2017): entropy minimisation alone is as happy with two
+    clusters merged into one class as with the right ten, a merge that float summation order is
+    enough to tip; this term makes a merge cost log-probability mass.
+    """
+    mean_p = F.softmax(logits.float(), dim=1).mean(dim=0)  # (K,)
+    return (mean_p * (mean_p.clamp_min(1e-12).log() + torch.log(torch.tensor(float(mean_p.numel()))))).sum()
+
+
 @dataclass
 class VATOptions:
     eps: float = 2.5  # L2 radius of the adversarial perturbation, in input units
@@ -128,6 +140,7 @@ class VATOptions:
     power_iters: int = 1
     weight: float = 1.0  # alpha: weight of the VAT term
     entmin: float = 0.0  # weight of entropy minimisation on the VAT batch's predictions
+    balance: float = 0.0  # weight of KL(mean prediction on the VAT batch || uniform) (IMSAT's marginal entropy)
     on: str = "unlabeled"  # unlabeled | labeled | both: which batch the VAT term regularises
     warmup: float = 0.0  # fraction of training over which the VAT weight ramps up linearly (USB: 0.4)
     probe: str = "fp32"  # fp32 | autocast: the power iteration's precision under mixed precision
@@ -147,7 +160,7 @@ def vat_step(model: nn.Module, batch: Batch, opts: VATOptions) -> dict[str, torc
     else:
         assert batch.x_u is not None, "VAT on unlabelled images needs an unlabelled batch"
         # The clean prediction is a constant target: no graph unless entropy minimisation needs one.
-        with torch.set_grad_enabled(opts.entmin > 0):
+        with torch.set_grad_enabled(opts.entmin > 0 or opts.balance > 0):
             logits_u = model(batch.x_u)  # (Bu, K)
         if opts.on == "both":
             x_vat, logits_vat = torch.cat([batch.x_l, batch.x_u]), torch.cat([logits_l, logits_u])
@@ -162,4 +175,8 @@ def vat_step(model: nn.Module, batch: Batch, opts: VATOptions) -> dict[str, torc
         ent = entropy_from_logits(logits_vat)
         loss = loss + opts.entmin * ent
         terms["entropy"] = ent.detach()
+    if opts.balance > 0:
+        marginal = marginal_kl_to_uniform(logits_vat)
+        loss = loss + opts.balance * marginal
+        terms["balance"] = marginal.detach()
     return {"loss": loss, **terms}
