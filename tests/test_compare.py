@@ -7,7 +7,7 @@ import pytest
 
 from semireg.cli import main
 from semireg.errors import RunDirError
-from semireg.report.compare import compare, config_key, group_runs
+from semireg.report.compare import compare, config_key, group_runs, plot_eval_curves
 
 
 def fake_run(root, name, seed, accuracy, *, lr=1e-3, threads=1):
@@ -42,6 +42,19 @@ def test_table_chart_and_json(tmp_path):
     saved = json.loads((tmp_path / "out" / "compare.json").read_text())
     assert saved[0]["test.accuracy"]["values"] == [0.98, 0.99]
     assert (tmp_path / "out" / "compare.png").stat().st_size > 1000
+    assert (tmp_path / "out" / "curves.png").stat().st_size > 1000
+
+
+def test_accuracy_against_time_draws_one_line_per_run_with_evaluations(tmp_path):
+    runs = [fake_run(tmp_path, m, 0, 0.9) for m in ("fixmatch", "supervised", "vat")]
+    for run, speed in zip(runs[:2], (1.0, 3.0)):
+        records = [{"kind": "eval", "step": s, "split": "test", "time": s / speed, "accuracy": 0.5 + s / 1000}
+                   for s in (100, 200, 300)]
+        records.insert(1, {"kind": "train", "step": 150, "time": 1.0, "loss": 0.3})
+        (run / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    # the third run has no metrics.jsonl: no line, no error
+    assert plot_eval_curves(group_runs(runs), tmp_path / "curves.png") == 2
+    assert (tmp_path / "curves.png").stat().st_size > 1000
 
 
 def test_unfinished_run_and_missing_metric_are_clear_errors(tmp_path, capsys):

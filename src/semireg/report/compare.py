@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import RunDirError
-from ..evaluate import pyplot
+from ..evaluate import pyplot, read_jsonl
 
 DEFAULT_METRICS = ("test.accuracy", "test.macro_f1", "train_time_s")
 # Settings that do not change what a run computes, so runs differing in them are one configuration.
@@ -149,8 +149,38 @@ def plot_comparison(groups: list[Group], metric: str, path: Path) -> None:
     plt.close(fig)
 
 
+def plot_eval_curves(groups: list[Group], path: Any) -> int:
+    """Test accuracy against step and against training time (evaluations excluded: the eval
+    records' `time`), one line per run, one colour per configuration. Returns the number of runs
+    drawn (a run without eval records has no line)."""
+    plt = pyplot()
+    drawn = 0
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, g in enumerate(groups):
+        for j, run in enumerate(g.runs):
+            records = [r for r in read_jsonl(run / "metrics.jsonl")
+                       if r.get("kind") == "eval" and r.get("split", "test") == "test" and "accuracy" in r]
+            drawn += bool(records)
+            for ax, x_key in zip(axes, ("step", "time")):
+                pts = [(r[x_key], r["accuracy"]) for r in records if x_key in r]
+                if pts:
+                    ax.plot(*zip(*pts), color=colours[i % len(colours)], alpha=0.8, marker="o", ms=2,
+                            label=g.label if j == 0 else None)
+    axes[0].set_xlabel("step")
+    axes[1].set_xlabel("training time (s)")
+    axes[0].set_ylabel("test accuracy")
+    if axes[0].get_legend_handles_labels()[0]:
+        axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, format="png")
+    plt.close(fig)
+    return drawn
+
+
 def compare(run_dirs: list[Path], metrics: tuple[str, ...] = DEFAULT_METRICS, out_dir: Path | None = None) -> str:
-    """The comparison table (markdown); with out_dir, also compare.md, compare.json and compare.png there."""
+    """The comparison table (markdown); with out_dir, also compare.md, compare.json, compare.png (mean ±
+    std) and curves.png (test accuracy against step and against training time, one line per run) there."""
     groups = group_runs(run_dirs, metrics)
     table = markdown_table(groups, metrics)
     if out_dir is not None:
@@ -161,4 +191,5 @@ def compare(run_dirs: list[Path], metrics: tuple[str, ...] = DEFAULT_METRICS, ou
              **{m: {"mean": g.mean_std(m)[0], "std": g.mean_std(m)[1], "values": g.values[m]} for m in metrics}}
             for g in groups], indent=2))
         plot_comparison(groups, metrics[0], out_dir / "compare.png")
+        plot_eval_curves(groups, out_dir / "curves.png")
     return table

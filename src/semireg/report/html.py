@@ -31,7 +31,7 @@ from ..config import is_system
 from ..data import Split
 from ..errors import RunDirError
 from ..evaluate import plot_confusion, plot_curves, pyplot, read_jsonl
-from .compare import DEFAULT_METRICS, group_runs, plot_comparison
+from .compare import DEFAULT_METRICS, group_runs, plot_comparison, plot_eval_curves
 from .compare import format_value as fmt_metric
 
 REPORT = "report.html"
@@ -333,32 +333,7 @@ def build_comparison(run_dirs: list[Path], out: Path, metrics: tuple[str, ...] |
     body = (f"<h1>semireg: {len(run_dirs)} runs compared</h1>"
             "<h2>Mean ± std over seeds</h2>" + _table(head, rows, numeric_from=2)
             + _img(chart, "comparison chart", f"{metrics[0]}: mean ± std over seeds")
-            + _img(_figure_png(lambda buf: _plot_eval_curves(groups, buf)), "evaluation curves",
+            + _img(_figure_png(lambda buf: plot_eval_curves(groups, buf)), "evaluation curves",
                    "test accuracy against step and against training time, one line per run")
             + "<h2>Every run</h2>" + _table(["run", "configuration", "seed", *metrics], run_rows, numeric_from=2))
     return _write(out, _page("semireg: comparison", body))
-
-
-def _plot_eval_curves(groups, buf) -> None:
-    """Test accuracy against step and against training time (evaluations excluded: the eval
-    records' `time`), one line per run, one colour per configuration."""
-    plt = pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, g in enumerate(groups):
-        for j, run in enumerate(g.runs):
-            records = [r for r in read_jsonl(run / "metrics.jsonl")
-                       if r.get("kind") == "eval" and r.get("split", "test") == "test" and "accuracy" in r]
-            for ax, x_key in zip(axes, ("step", "time")):
-                pts = [(r[x_key], r["accuracy"]) for r in records if x_key in r]
-                if pts:
-                    ax.plot(*zip(*pts), color=colours[i % len(colours)], alpha=0.8, marker="o", ms=2,
-                            label=g.label if j == 0 else None)
-    axes[0].set_xlabel("step")
-    axes[1].set_xlabel("training time (s)")
-    axes[0].set_ylabel("test accuracy")
-    if axes[0].get_legend_handles_labels()[0]:
-        axes[0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(buf, dpi=100, format="png")
-    plt.close(fig)
