@@ -135,6 +135,15 @@ FIGURES: dict[str, dict] = {
     "mnist-disentangle/recon_bce_other_z": system_figure("mnist-disentangle", DISENTANGLE_BEST, "recon_bce_other_z", unit=""),
     "mnist-100/vat/test_accuracy": mnist100_figure("vat", "runs/issue18/after/mnist-100-vat/vat/seed*", MNIST100_VAT),
     "mnist-100/vat/worst_seed": mnist100_figure("vat", "runs/issue18/after/mnist-100-vat/vat/seed*", MNIST100_VAT, worst=True),
+    "issue18.mnist-100-vat.before.test_accuracy": mnist100_figure(
+        "vat", "runs/issue18/base/mnist-100-vat/vat/seed*",
+        "semireg train mnist-100-vat --variant vat --seeds 1 train.progress=false --runs-root runs/issue18/base"
+        "   # at commit fd727a7, the recipe before balance and n_val"),
+    "issue18.mnist-100-vat.before-with-val.val_accuracy": {**mnist100_figure(
+        "vat", "runs/issue18/before-val/mnist-100-vat/vat/seed*",
+        "semireg train mnist-100-vat --variant vat --seeds 1 method.balance=0.0 train.progress=false "
+        "--runs-root runs/issue18/before-val   # the selection run: today's recipe without the balance term"),
+        "metric": "val.accuracy"},
     "mnist-100/vat/validation_accuracy": {**mnist100_figure("vat", "runs/issue18/after/mnist-100-vat/vat/seed*", MNIST100_VAT),
                                           "metric": "val.accuracy"},
     "mnist-disentangle/recon_bce": system_figure("mnist-disentangle", DISENTANGLE_BEST, "recon_bce", lower_is_better=True, unit=""),
