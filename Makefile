@@ -5,6 +5,8 @@ PY := $(VENV)/bin/python
 # The CPU build of torch lies on this machine's disk; pinning it first keeps pip from
 # resolving a multi-GB CUDA build for the `torch>=` requirement in pyproject.toml.
 TORCH_SPEC ?= torch==2.13.0
+# One pytest-xdist worker per core (tests/conftest.py gives each worker one thread).
+TEST_WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
 
 .PHONY: demo test install install-dev clean
 
@@ -26,7 +28,7 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/semireg demo
 
 test: $(VENV)/.installed-dev
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) tests
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -8,6 +8,15 @@ import torch
 SHARED_DATA = Path(os.environ.get("SEMIREG_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 os.environ.setdefault("SEMIREG_DATA", str(SHARED_DATA))
 
+# `make test` runs the suite in one pytest-xdist worker per core: each worker (and every process it
+# starts) then computes with one thread, since two workers with two threads each on two cores spend
+# more time spin-waiting than computing. Real-data tests ask for `TRAIN_THREADS`.
+IN_WORKER = "PYTEST_XDIST_WORKER" in os.environ
+TRAIN_THREADS = 1 if IN_WORKER else 2
+if IN_WORKER:
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+
 
 @pytest.fixture(autouse=True)
 def _isolate(tmp_path, monkeypatch):

@@ -6,6 +6,8 @@ from semireg.config import from_kwargs
 from semireg.engine import train
 from semireg.traindata import TrainData
 
+from conftest import TRAIN_THREADS
+
 
 def test_teacher_then_noisy_student_on_real_cifar(real_cifar, tmp_path):
     ds = real_cifar
@@ -15,7 +17,7 @@ def test_teacher_then_noisy_student_on_real_cifar(real_cifar, tmp_path):
     data = TrainData(x_l=ds.x_train[idx], y_l=ds.y_train[idx], x_u=None, num_classes=10,
                      eval_sets={"test": (ds.x_test[test], ds.y_test[test])}, name=ds.name)
     base = {"model": {"name": "cnn_small"}, "augment": {"flip": True, "pad": 4},
-            "train": {"steps": 150, "batch_size": 128, "lr": 1e-3, "progress": False, "log_every": 50, "threads": 2}}
+            "train": {"steps": 150, "batch_size": 128, "lr": 1e-3, "progress": False, "log_every": 50, "threads": TRAIN_THREADS}}
     teacher = train(from_kwargs({}, base=base), tmp_path / "teacher", data=data)
     assert teacher.metrics["test"]["accuracy"] > 0.30  # chance is 0.10
     student = train(from_kwargs({"method.name": "consistency", "teacher": str(tmp_path / "teacher")}, base=base),

@@ -9,6 +9,8 @@ import torch
 from semireg.config import from_kwargs
 from semireg.engine import train
 
+from conftest import TRAIN_THREADS
+
 
 def digits_cfg(method="vat", **kw):
     base = {"data": {"dataset": "digits", "n_labeled": 1000, "n_test": 400}, "model": {"name": "cnn_small"},
@@ -17,7 +19,7 @@ def digits_cfg(method="vat", **kw):
             # vs NHWC convolutions) part by 0.05 in the weights after 10 steps instead of < 1e-3.
             "method": {"name": method, **({"eps": 1.0, "xi": 1.0} if method == "vat" else {})},
             "train": {"steps": 100, "batch_size": 32, "unlabeled_batch_size": 32, "lr": 3e-3, "progress": False,
-                      "log_every": 25, "threads": 2, "precision": "32-true", "channels_last": False},
+                      "log_every": 25, "threads": TRAIN_THREADS, "precision": "32-true", "channels_last": False},
             "augment": {"pad": 1}}  # the float32, NCHW baseline each speed option is set against
     return from_kwargs(kw, base=base)
 

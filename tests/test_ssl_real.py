@@ -9,7 +9,7 @@ from semireg.engine import train
 from semireg.traindata import data_from_config
 from semireg.methods import METHODS
 
-from conftest import mnist_available
+from conftest import TRAIN_THREADS, mnist_available
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not mnist_available(), reason="../shared/data/mnist not present")]
 
@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(not mnist_available(), reason
 # papers use mu = 1 are cheap per step but learn slowly from unlabelled images (Mean Teacher is
 # *below* the baseline at 200 steps, 76.5 vs 86.0%; 90.5% at 500 in the full run), so they get 600
 # steps; each is compared with the labels-only baseline at the same number of steps.
-SHORT = {"train.mu": 2, "train.eval_every": 0, "train.progress": False, "train.threads": 2}
+SHORT = {"train.mu": 2, "train.eval_every": 0, "train.progress": False, "train.threads": TRAIN_THREADS}
 MARGIN = 0.03
 SEMI_SUPERVISED = sorted(name for name, spec in METHODS.items()
                          if spec.uses_unlabeled(spec.options()) and not spec.needs_teacher)

@@ -6,7 +6,7 @@ import torch
 import semireg
 from semireg.data import load_dataset
 
-from conftest import SHARED_DATA, mnist_available
+from conftest import SHARED_DATA, TRAIN_THREADS, mnist_available
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not mnist_available(), reason="../shared/data/mnist not present")]
 
@@ -18,7 +18,7 @@ def test_disentangle_puts_the_label_in_s_and_swaps_digits(tmp_path):
     test = torch.randperm(len(ds.y_test), generator=gen)[:2000]
     result = semireg.fit_system(
         "disentangle", ds.x_train[train], ds.y_train[train], steps=300, batch_size=128, seed=0,
-        eval_data=(ds.x_test[test], ds.y_test[test]), run_dir=tmp_path / "run", threads=2,
+        eval_data=(ds.x_test[test], ds.y_test[test]), run_dir=tmp_path / "run", threads=TRAIN_THREADS,
         probe_train=5000, probe_epochs=5, judge_epochs=1, tsne_points=300,
     )
     m = result.metrics
