@@ -28,7 +28,7 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/semireg demo
 
 test: $(VENV)/.installed-dev
-	$(PY) -m pytest -q -n $(TEST_WORKERS) tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal tests
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

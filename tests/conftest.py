@@ -57,3 +57,10 @@ def real_cifar(_session_cache, monkeypatch):
     from semireg.data import load_dataset
 
     return load_dataset("cifar10-jpeg", str(SHARED_DATA))
+
+
+def pytest_collection_modifyitems(config, items):
+    """The slow real-data tests first (stable order otherwise): under xdist's work stealing the
+    long runs then start at once and the short tests fill the other worker around them, instead
+    of one worker finishing the long tail alone."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
