@@ -11,6 +11,7 @@ dtype, cheaper, at an xi that dtype resolves (docs/performance.md has the measur
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -130,7 +131,7 @@ def marginal_kl_to_uniform(logits: torch.Tensor) -> torch.Tensor:
     enough to tip; this term makes a merge cost log-probability mass.
     """
     mean_p = F.softmax(logits.float(), dim=1).mean(dim=0)  # (K,)
-    return (mean_p * (mean_p.clamp_min(1e-12).log() + torch.log(torch.tensor(float(mean_p.numel()))))).sum()
+    return (mean_p * (mean_p.clamp_min(1e-12).log() + math.log(mean_p.numel()))).sum()
 
 
 @dataclass
