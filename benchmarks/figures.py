@@ -85,13 +85,14 @@ def system_figure(recipe: str, variant: str, metric: str, scale: float = 1, lowe
             "lower_is_better": lower_is_better, "command": command}
 
 
+MNIST100_VAT_RUNS = "runs/issue18/after/mnist-100-vat/vat/seed*"
 MNIST100_VAT = ("semireg train mnist-100-vat --variant vat --seeds 1,0,2,3,4 train.progress=false --runs-root runs/issue18/after"
-                "   # defaults: 2 threads, precision auto; two runs side by side")
+                "   # defaults: 2 threads, precision auto; one run at a time (seed 1 beside the 'before' run)")
 
 
-def mnist100_figure(method: str, runs: str, command: str, worst: bool = False) -> dict:
-    """Test accuracy (%) of an MNIST-100 recipe over its seeds; `worst`: the figure is the worst seed."""
-    return {"runs": runs, "read": "final", "metric": "test.accuracy", "scale": 100, "unit": "%", "command": command,
+def mnist100_figure(runs: str, command: str, worst: bool = False, metric: str = "test.accuracy") -> dict:
+    """An accuracy (%) of MNIST-100 runs over their seeds; `worst`: the figure is the worst seed."""
+    return {"runs": runs, "read": "final", "metric": metric, "scale": 100, "unit": "%", "command": command,
             "reduce": "worst" if worst else ""}
 
 
@@ -133,19 +134,18 @@ FIGURES: dict[str, dict] = {
                                 ("z_probe_linear_sampled", "z_probe_linear_sampled", True))},
     "mnist-disentangle/z_std": system_figure("mnist-disentangle", DISENTANGLE_BEST, "z_std", unit=""),  # collapse guard
     "mnist-disentangle/recon_bce_other_z": system_figure("mnist-disentangle", DISENTANGLE_BEST, "recon_bce_other_z", unit=""),
-    "mnist-100/vat/test_accuracy": mnist100_figure("vat", "runs/issue18/after/mnist-100-vat/vat/seed*", MNIST100_VAT),
-    "mnist-100/vat/worst_seed": mnist100_figure("vat", "runs/issue18/after/mnist-100-vat/vat/seed*", MNIST100_VAT, worst=True),
+    "mnist-100/vat/test_accuracy": mnist100_figure(MNIST100_VAT_RUNS, MNIST100_VAT),
+    "mnist-100/vat/worst_seed": mnist100_figure(MNIST100_VAT_RUNS, MNIST100_VAT, worst=True),
     "issue18.mnist-100-vat.before.test_accuracy": mnist100_figure(
-        "vat", "runs/issue18/base/mnist-100-vat/vat/seed*",
+        "runs/issue18/base/mnist-100-vat/vat/seed*",
         "semireg train mnist-100-vat --variant vat --seeds 1 train.progress=false --runs-root runs/issue18/base"
         "   # at commit fd727a7, the recipe before balance and n_val"),
-    "issue18.mnist-100-vat.before-with-val.val_accuracy": {**mnist100_figure(
-        "vat", "runs/issue18/before-val/mnist-100-vat/vat/seed*",
+    "issue18.mnist-100-vat.before-with-val.val_accuracy": mnist100_figure(
+        "runs/issue18/before-val/mnist-100-vat/vat/seed*",
         "semireg train mnist-100-vat --variant vat --seeds 1 method.balance=0.0 train.progress=false "
-        "--runs-root runs/issue18/before-val   # the selection run: today's recipe without the balance term"),
-        "metric": "val.accuracy"},
-    "mnist-100/vat/validation_accuracy": {**mnist100_figure("vat", "runs/issue18/after/mnist-100-vat/vat/seed*", MNIST100_VAT),
-                                          "metric": "val.accuracy"},
+        "--runs-root runs/issue18/before-val   # the selection run: today's recipe without the balance term",
+        metric="val.accuracy"),
+    "mnist-100/vat/validation_accuracy": mnist100_figure(MNIST100_VAT_RUNS, MNIST100_VAT, metric="val.accuracy"),
     "mnist-disentangle/recon_bce": system_figure("mnist-disentangle", DISENTANGLE_BEST, "recon_bce", lower_is_better=True, unit=""),
 }
 
