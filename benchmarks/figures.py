@@ -96,6 +96,24 @@ def mnist100_figure(runs: str, command: str, worst: bool = False, metric: str = 
             "reduce": "worst" if worst else ""}
 
 
+CIFAR_CPU_METHODS = ("supervised", "fixmatch", "flexmatch", "freematch", "meanteacher", "pimodel", "pseudolabel", "uda", "vat")
+CIFAR_CPU = "semireg train cifar10-4000-cpu-{method} {seeds}train.progress=false --runs-root runs/issue18/cifar{root}"
+
+
+def cifar_cpu_figure(method: str, field: str) -> dict:
+    """cifar10-4000-cpu, one method's runs: the seed-0 run (runs/issue18/cifar/<recipe>) and the
+    other seeds (runs/issue18/cifar/seeds/<recipe>/seed*). `wall_minutes` is the run's wall time
+    from its config.json to its results.json (evaluations included, data loading not)."""
+    recipe = f"cifar10-4000-cpu-{method}"
+    command = (CIFAR_CPU.format(method=method, seeds="", root="") + "; (3-seed methods) "
+               + CIFAR_CPU.format(method=method, seeds="--seeds 1,2 ", root="/seeds")
+               + "   # defaults (2 threads, precision auto), one run at a time on an idle machine")
+    spec = {"runs": [f"runs/issue18/cifar/{recipe}", f"runs/issue18/cifar/seeds/{recipe}/seed*"], "command": command}
+    if field == "wall_minutes":
+        return {**spec, "read": "wall", "unit": "min", "lower_is_better": True}
+    return {**spec, "read": "final", "metric": "test.accuracy", "scale": 100, "unit": "%"}
+
+
 DISENTANGLE_BEST = "jha"  # the variant whose figures are the headline (docs/results.md shows every variant)
 FP32 = "precision=32-true channels_last=false"
 FIGURES: dict[str, dict] = {
@@ -146,6 +164,8 @@ FIGURES: dict[str, dict] = {
         "--runs-root runs/issue18/before-val   # the selection run: today's recipe without the balance term",
         metric="val.accuracy"),
     "mnist-100/vat/validation_accuracy": mnist100_figure(MNIST100_VAT_RUNS, MNIST100_VAT, metric="val.accuracy"),
+    **{f"cifar10-4000-cpu/{m}/{field}": cifar_cpu_figure(m, field)
+       for m in CIFAR_CPU_METHODS for field in ("test_accuracy", "wall_minutes")},
     "mnist-disentangle/recon_bce": system_figure("mnist-disentangle", DISENTANGLE_BEST, "recon_bce", lower_is_better=True, unit=""),
 }
 
@@ -155,6 +175,11 @@ def final_metric(run: Path, metric: str) -> float:
     for part in metric.split("."):
         value = value[part]
     return float(value)
+
+
+def wall_minutes(run: Path) -> float:
+    """Minutes from the run's config.json (written once its data are loaded) to its results.json."""
+    return ((run / "results.json").stat().st_mtime - (run / "config.json").stat().st_mtime) / 60
 
 
 def time_to_target(run: Path, metric: str, target: float) -> float:
@@ -181,9 +206,12 @@ def values_of(spec: dict) -> tuple[list[float], list[str]]:
         found = [(p, json.loads(p.read_text())) for p in paths]
         found = [(p, s) for p, s in found if s.get("fitted")]  # finished searches, with their --fit runs
         return [select_value(s, spec["field"]) for _, s in found], [str(p.relative_to(ROOT)) for p, _ in found]
-    runs = sorted(Path(p) for p in glob.glob(str(ROOT / spec["runs"])) if (Path(p) / "results.json").exists())
+    patterns = spec["runs"] if isinstance(spec["runs"], list) else [spec["runs"]]
+    runs = sorted(Path(p) for pattern in patterns for p in glob.glob(str(ROOT / pattern)) if (Path(p) / "results.json").exists())
     if spec["read"] == "final":
         values = [final_metric(r, spec["metric"]) * spec.get("scale", 1) for r in runs]
+    elif spec["read"] == "wall":
+        values = [wall_minutes(r) for r in runs]
     else:
         values = [time_to_target(r, spec["metric"], spec["target"]) for r in runs]
     return values, [str(r.relative_to(ROOT)) for r in runs]
