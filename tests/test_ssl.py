@@ -10,7 +10,7 @@ from semireg.config import from_kwargs, load_recipe
 from semireg.engine import train, unlabeled_batch_size
 from semireg.traindata import TrainData
 from semireg.errors import ConfigError
-from semireg.methods import get_method
+from semireg.methods import METHODS, get_method
 from semireg.methods.common import DistAlign, ramp_up, sharpen
 from semireg.methods.flexmatch import LearningStatus, class_thresholds
 from semireg.methods.freematch import SelfAdaptiveThreshold, fairness_loss
@@ -160,6 +160,20 @@ def test_method_recipes_extend_the_shared_protocol():
         assert recipe.base["method"] == {"name": name}  # the base's [method] replaced, not merged
         for section in ("data", "model", "train", "augment"):
             assert recipe.base[section] == base.base[section], (name, section)
+
+
+def test_every_method_has_a_cifar10_cpu_recipe_on_the_shared_protocol():
+    """cifar10-4000-cpu compares every method at one budget: a method registered later gets a
+    recipe there or this fails. Only [method] differs from the protocol."""
+    base = load_recipe("cifar10-4000-cpu")
+    for name, spec in METHODS.items():
+        if spec.needs_teacher:
+            continue  # distillation from a trained teacher is not a semi-supervised method to compare here
+        recipe = load_recipe(f"cifar10-4000-cpu-{name}")
+        assert recipe.base["method"]["name"] == name
+        for section in ("data", "model", "train", "augment"):
+            assert recipe.base[section] == base.base[section], (name, section)
+    assert base.base["data"]["n_labeled"] == 4000 and base.base["data"]["balanced"]
 
 
 def test_extends_cycles_and_missing_parents_are_errors(tmp_path):
