@@ -406,6 +406,17 @@ def test_kl_to_the_standard_normal_has_the_closed_form():
     assert torch.allclose(kl_to_standard_normal(torch.zeros(2, 4), torch.zeros(2, 4)), torch.zeros(2))
 
 
+def test_kl_capacity_term_is_the_distance_to_the_capacity_with_its_gradient():
+    from semireg.systems.disentangle import kl_capacity_term
+    for kl_values, capacity in (([1.0, 2.0, 6.0], 5.0), ([4.0, 8.0, 9.0], 5.0)):
+        kl = torch.tensor(kl_values, requires_grad=True)
+        term = kl_capacity_term(kl, capacity)
+        assert term.mean().item() == pytest.approx(abs(kl.detach().mean().item() - capacity))
+        term.mean().backward()
+        below = kl.detach().mean() < capacity  # below C the term pushes the KL up, above it down
+        assert torch.allclose(kl.grad, torch.full((3,), (-1.0 if below else 1.0) / 3))
+
+
 def test_same_class_partners_share_the_label_and_are_other_images():
     from semireg.systems.disentangle import same_class_partner
     torch.manual_seed(0)

@@ -56,6 +56,8 @@ class DisentangleOptions:
     # Keeping z informative by construction (Jha et al., ECCV 2018, cycle-consistent VAE):
     variational: bool = False  # Enc_z gives a mean and a log-variance; training decodes a sample of z
     w_kl: float = 0.0  # KL(q(z|x) || N(0, I)), summed over z's dimensions, per image (needs variational)
+    kl_capacity: float = 0.0  # > 0: the term is w_kl * |KL - C| (Burgess et al. 2018), C nats per image on the
+    # batch mean: z must keep about C nats, so an adversary cannot be answered with z = the prior
     s_from: str = "self"  # self | same-class: x is reconstructed from its z and the s of another image of
     # its class, so what tells it from that image (its style) can only come through z
     adversary_reads: str = "sample"  # sample | mean: which z the adversary (and Enc_z's adversarial term) sees;
@@ -155,6 +157,13 @@ def kl_to_standard_normal(mean: torch.Tensor, log_var: torch.Tensor) -> torch.Te
     return 0.5 * (mean.pow(2) + log_var.exp() - 1.0 - log_var).sum(1)
 
 
+def kl_capacity_term(kl: torch.Tensor, capacity: float) -> torch.Tensor:
+    """Per-image values whose batch mean is |mean(kl) - C| and whose gradient is that of |mean(kl) - C|:
+    (B,) KL per image -> (B,). The sign is taken from the batch (a constant), not per image."""
+    side = torch.sign(kl.mean() - capacity).detach()
+    return side * (kl - capacity)
+
+
 def same_class_partner(y: torch.Tensor) -> torch.Tensor:
     """For each image of a batch, the index of another image of its class, drawn uniformly (itself only
     when it is its class's only image in the batch): (B,) labels -> (B,) indices."""
@@ -176,7 +185,11 @@ def ae_loss(nets: nn.ModuleDict, batches: list[PhaseBatch], state: nn.ModuleDict
     recon_logits = nets["dec"](z, s_recon)
     terms.add("recon", _recon_per_sample(recon_logits, x, opts.recon), opts.w_recon)
     if log_var is not None:
-        terms.add("kl", kl_to_standard_normal(mean, log_var), opts.w_kl)
+        kl = kl_to_standard_normal(mean, log_var)  # (B,)
+        if opts.kl_capacity > 0:
+            terms.log("kl_nats", kl.mean())
+            kl = kl_capacity_term(kl, opts.kl_capacity)
+        terms.add("kl", kl, opts.w_kl)
     # Enc_z against the frozen adversary: its prediction on z should be uniform over the classes.
     log_p_z = F.log_softmax(nets["clf_z"](mean if opts.adversary_reads == "mean" else z).float(), dim=1)  # (B, K)
     terms.add("adv_uniform", -log_p_z.mean(1), opts.w_adv)
@@ -214,6 +227,8 @@ def build_disentangle(in_shape: tuple[int, ...], num_classes: int, opts: Disenta
         raise ConfigError(f"method.s_from: '{opts.s_from}' is not one of self, same-class")
     if opts.adversary_reads not in ("sample", "mean"):
         raise ConfigError(f"method.adversary_reads: '{opts.adversary_reads}' is not one of sample, mean")
+    if opts.kl_capacity < 0 or (opts.kl_capacity and not opts.w_kl):
+        raise ConfigError("method.kl_capacity: nats >= 0, and it needs method.w_kl > 0 (the term's weight)")
     if opts.w_kl and not opts.variational:
         raise ConfigError("method.w_kl needs method.variational = true (a deterministic z has no posterior)")
     d_in = math.prod(in_shape)
