@@ -57,7 +57,8 @@ class DisentangleOptions:
     variational: bool = False  # Enc_z gives a mean and a log-variance; training decodes a sample of z
     w_kl: float = 0.0  # KL(q(z|x) || N(0, I)), summed over z's dimensions, per image (needs variational)
     kl_capacity: float = 0.0  # > 0: the term is w_kl * |KL - C| (Burgess et al. 2018), C nats per image on the
-    # batch mean: z must keep about C nats, so an adversary cannot be answered with z = the prior
+    # batch mean: the posterior cannot be the prior. It can still carry no information (a constant mean with
+    # a narrow variance pays the C nats): against an MLP adversary on the mean z it did not stop z's collapse
     s_from: str = "self"  # self | same-class: x is reconstructed from its z and the s of another image of
     # its class, so what tells it from that image (its style) can only come through z
     adversary_reads: str = "sample"  # sample | mean: which z the adversary (and Enc_z's adversarial term) sees;
