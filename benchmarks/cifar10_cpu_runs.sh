@@ -22,5 +22,6 @@ for m in "${methods[@]}"; do
   $SEMIREG train "cifar10-4000-cpu-$m" train.progress=false --runs-root "$ROOT"
 done
 for m in "${extra_seeds[@]}"; do
+  [ -f "$ROOT/seeds/cifar10-4000-cpu-$m/seed2/results.json" ] && continue
   $SEMIREG train "cifar10-4000-cpu-$m" --seeds 1,2 train.progress=false --runs-root "$ROOT/seeds"
 done
