@@ -47,7 +47,7 @@ def baseline(tmp_path_factory):
         if steps not in cache:
             cfg = _short_config("supervised", steps)
             data, split = data_from_config(cfg)
-            assert (len(split.labeled), len(split.unlabeled)) == (100, 59_900)
+            assert (len(split.labeled), len(split.unlabeled), len(split.val)) == (100, 54_900, 5_000)
             result = train(cfg, tmp_path_factory.mktemp(f"baseline{steps}"), data=data, split=split)
             accuracy = result.metrics["test"]["accuracy"]
             assert accuracy > 0.6, accuracy  # 100 labels alone: well above chance (0.1)

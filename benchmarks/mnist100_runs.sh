@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Issue 18: the MNIST-100 table, every method x 5 seeds at the mnist-100-ssl protocol's budget, and
+# VAT (the mnist-100-vat recipe's vat variant) x 5 seeds. Every run with the defaults a user gets
+# (2 threads, precision auto), one at a time on an otherwise idle machine (two 2-thread runs on 2
+# cores slow each other far more than 2x).
+#   python benchmarks/figures.py mnist-100   # -> benchmarks/results/figures.json
+# Usage: bash benchmarks/mnist100_runs.sh [METHOD ...]   (default: every method; supervised = mnist-100-ssl)
+set -euo pipefail
+SEMIREG=${SEMIREG:-semireg}
+ROOT=${ROOT:-runs/issue18/mnist}
+SEEDS=${SEEDS:-0,1,2,3,4}
+methods=("$@")
+[ ${#methods[@]} -eq 0 ] && methods=(freematch vat supervised pseudolabel pimodel meanteacher fixmatch flexmatch uda)
+last_seed=${SEEDS##*,}
+for m in "${methods[@]}"; do
+  if [ "$m" = vat ]; then
+    [ -f "$ROOT/mnist-100-vat/vat/seed$last_seed/results.json" ] && continue   # finished already
+    $SEMIREG train mnist-100-vat --variant vat --seeds "$SEEDS" train.progress=false --runs-root "$ROOT"
+    continue
+  fi
+  recipe=mnist-100-$m
+  [ "$m" = supervised ] && recipe=mnist-100-ssl
+  [ -f "$ROOT/$recipe/seed$last_seed/results.json" ] && continue
+  $SEMIREG train "$recipe" --seeds "$SEEDS" train.progress=false --runs-root "$ROOT"
+done
