@@ -99,8 +99,9 @@ def mnist100_figure(runs: str, command: str, worst: bool = False, metric: str = 
 # The MNIST-100 table (benchmarks/mnist100_runs.sh): every mnist-100-<method> recipe x 5 seeds under
 # runs/issue18/mnist/<recipe>/seed*; `supervised` is the protocol itself (mnist-100-ssl), `vat-entmin` is VAT on
 # that protocol (the `vat` keys above are the mnist-100-vat recipe's, as the issue names them).
-MNIST100_TABLE = {p.stem.removeprefix("mnist-100-").replace("ssl", "supervised"): p.stem
-                  for p in (ROOT / "src" / "semireg" / "recipes").glob("mnist-100-*.toml") if p.stem != "mnist-100-vat"}
+MNIST100_TABLE = {{"ssl": "supervised"}.get(suffix, suffix): f"mnist-100-{suffix}"
+                  for suffix in (p.stem.removeprefix("mnist-100-")
+                                 for p in (ROOT / "src" / "semireg" / "recipes").glob("mnist-100-*.toml")) if suffix != "vat"}
 MNIST100 = ("semireg train {recipe} --seeds 0,1,2,3,4 train.progress=false --runs-root runs/issue18/mnist"
             "   # defaults (2 threads, precision auto), one run at a time on an idle machine (benchmarks/mnist100_runs.sh)")
 
@@ -120,13 +121,10 @@ def mnist100_table_figure(method: str, worst: bool = False) -> dict:
     return mnist100_figure(f"runs/issue18/mnist/{recipe}/seed*", command, worst=worst)
 
 
-def best_of(figures: dict, keys: list[str], min_n: int = 5) -> tuple[str, dict] | None:
-    """The figure with the highest mean among `keys` that has at least `min_n` seeds."""
+def best_of(figures: dict, keys: list[str], min_n: int = 5) -> str | None:
+    """The key of the figure with the highest mean among `keys` that has at least `min_n` seeds."""
     ready = [(figures[k]["mean"], k) for k in keys if k in figures and figures[k]["n"] >= min_n and figures[k]["mean"] is not None]
-    if not ready:
-        return None
-    key = max(ready)[1]
-    return key, figures[key]
+    return max(ready)[1] if ready else None
 
 
 # One recipe per method (tests/test_ssl.py holds every registered method to it), so the keys follow the recipes.
@@ -282,10 +280,9 @@ def mnist100_best(figures: dict) -> None:
     """mnist-100/best/*: the MNIST-100 method (table or the vat recipe) with the highest mean over >= 5 seeds;
     its entries are copies of that method's, with `method` naming it."""
     keys = [k for k in figures if k.startswith("mnist-100/") and k.endswith("/test_accuracy") and not k.startswith("mnist-100/best/")]
-    found = best_of(figures, keys)
-    if found is None:
+    key = best_of(figures, keys)
+    if key is None:
         return
-    key, _ = found
     method = key.split("/")[1]
     for field in ("test_accuracy", "worst_seed"):
         figures[f"mnist-100/best/{field}"] = {**figures[f"mnist-100/{method}/{field}"], "method": method}
