@@ -478,3 +478,15 @@ def test_the_adversary_reads_the_mean_z_when_asked():
     assert losses["sample"][0] != losses["sample"][1]
     with pytest.raises(ConfigError, match="adversary_reads"):
         build_disentangle((1, 8, 8), 10, DisentangleOptions(adversary_reads="both"))
+
+
+def test_the_standardized_adversary_cannot_be_fooled_by_shrinking_z():
+    from semireg.systems.disentangle import DisentangleOptions, adversary_view
+    opts = DisentangleOptions(adversary_reads="mean-standardized")
+    mean = torch.randn(64, 16, generator=torch.Generator().manual_seed(0)) * 3 + 1
+    view = adversary_view(mean, mean, opts)
+    assert torch.allclose(view.mean(0), torch.zeros(16), atol=1e-5)
+    assert torch.allclose(view.std(0, unbiased=False), torch.ones(16), atol=1e-4)
+    # z shrunk a thousandfold towards a constant: the adversary reads the same input as before
+    assert torch.allclose(adversary_view(1e-3 * mean + 5.0, mean, opts), view, atol=1e-2)
+    assert not torch.allclose(adversary_view(1e-3 * mean, mean, DisentangleOptions(adversary_reads="mean")), mean)

@@ -61,8 +61,11 @@ class DisentangleOptions:
     # a narrow variance pays the C nats): against an MLP adversary on the mean z it did not stop z's collapse
     s_from: str = "self"  # self | same-class: x is reconstructed from its z and the s of another image of
     # its class, so what tells it from that image (its style) can only come through z
-    adversary_reads: str = "sample"  # sample | mean: which z the adversary (and Enc_z's adversarial term) sees;
-    # the same for a deterministic Enc_z
+    adversary_reads: str = "sample"  # sample | mean | mean-standardized: which z the adversary (and Enc_z's
+    # adversarial term) sees; sample and mean are the same for a deterministic Enc_z. mean-standardized: the
+    # mean z scaled per dimension to unit variance over the batch, which is what the probes read (their inputs
+    # are standardised): shrinking z towards a constant (the cheap answer to an adversary on the raw mean,
+    # whose label-carrying offsets the probe then scales back up) no longer hides anything from it
     w_cycle: float = 0.0  # reverse cycle: z ~ N(0, I) decoded with the s of two images and encoded again;
     # L1 between the two recovered z (z must not depend on s)
     # Evaluation after training
@@ -122,7 +125,8 @@ def sup_loss(nets: nn.ModuleDict, batches: list[PhaseBatch], state: nn.ModuleDic
 def adv_loss(nets: nn.ModuleDict, batches: list[PhaseBatch], state: nn.ModuleDict, *, opts: DisentangleOptions):
     x, y = batches[0].x, batches[0].y
     with torch.no_grad():  # enc_z is frozen in this phase and nothing upstream trains: no graph needed
-        z = _adversary_input(*z_posterior(nets["enc_z"], x, opts), opts)  # (B, dim_z)
+        mean, log_var = z_posterior(nets["enc_z"], x, opts)
+        z = adversary_view(mean, sample_z(mean, log_var), opts)  # (B, dim_z)
     logits_z = nets["clf_z"](z)
     terms = Terms()
     terms.add("ce_z", F.cross_entropy(logits_z.float(), y, reduction="none"))
@@ -148,8 +152,18 @@ def sample_z(mean: torch.Tensor, log_var: torch.Tensor | None, generator: torch.
     return mean + eps * (0.5 * log_var).exp()
 
 
-def _adversary_input(mean: torch.Tensor, log_var: torch.Tensor | None, opts: DisentangleOptions) -> torch.Tensor:
-    return mean if opts.adversary_reads == "mean" else sample_z(mean, log_var)
+def standardize_batch(z: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
+    """(B, d) -> (B, d), each dimension centred and scaled to unit variance over the batch. The scale is
+    not detached: Enc_z cannot fool the adversary by shrinking z."""
+    z = z.float()
+    return (z - z.mean(0)) / (z.var(0, unbiased=False) + eps).sqrt()
+
+
+def adversary_view(mean: torch.Tensor, z: torch.Tensor, opts: DisentangleOptions) -> torch.Tensor:
+    """What the adversary reads, given the posterior mean and a sample z (the same tensor when deterministic)."""
+    if opts.adversary_reads == "sample":
+        return z
+    return mean if opts.adversary_reads == "mean" else standardize_batch(mean)
 
 
 def kl_to_standard_normal(mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
@@ -192,7 +206,7 @@ def ae_loss(nets: nn.ModuleDict, batches: list[PhaseBatch], state: nn.ModuleDict
             kl = kl_capacity_term(kl, opts.kl_capacity)
         terms.add("kl", kl, opts.w_kl)
     # Enc_z against the frozen adversary: its prediction on z should be uniform over the classes.
-    log_p_z = F.log_softmax(nets["clf_z"](mean if opts.adversary_reads == "mean" else z).float(), dim=1)  # (B, K)
+    log_p_z = F.log_softmax(nets["clf_z"](adversary_view(mean, z, opts)).float(), dim=1)  # (B, K)
     terms.add("adv_uniform", -log_p_z.mean(1), opts.w_adv)
     # The swap: z of x with s of another image must decode to an image of that image's class.
     swapped = torch.sigmoid(nets["dec"](z, s_other)).reshape(x.shape)
@@ -226,8 +240,8 @@ def build_disentangle(in_shape: tuple[int, ...], num_classes: int, opts: Disenta
         raise ConfigError(f"method.adv_optimizer: '{opts.adv_optimizer}' is not one of sgd, adam")
     if opts.s_from not in ("self", "same-class"):
         raise ConfigError(f"method.s_from: '{opts.s_from}' is not one of self, same-class")
-    if opts.adversary_reads not in ("sample", "mean"):
-        raise ConfigError(f"method.adversary_reads: '{opts.adversary_reads}' is not one of sample, mean")
+    if opts.adversary_reads not in ("sample", "mean", "mean-standardized"):
+        raise ConfigError(f"method.adversary_reads: '{opts.adversary_reads}' is not one of sample, mean, mean-standardized")
     if opts.kl_capacity < 0 or (opts.kl_capacity and not opts.w_kl):
         raise ConfigError("method.kl_capacity: nats >= 0, and it needs method.w_kl > 0 (the term's weight)")
     if opts.w_kl and not opts.variational:
@@ -289,7 +303,7 @@ def evaluate_disentangle(system: System, data, out_dir: Path | None, step: int, 
     recon_other_z = decode(nets, z_test[shuffled], s_test, shape)
     out: dict[str, Any] = {
         "clf_s_accuracy": float((batched(nets["clf_s"], s_test).argmax(1) == y_test).float().mean()),
-        "clf_z_accuracy": float((batched(nets["clf_z"], z_test).argmax(1) == y_test).float().mean()),
+        "clf_z_accuracy": float((batched(nets["clf_z"], adversary_view(z_test, z_test, opts)).argmax(1) == y_test).float().mean()),
         "clf_x_accuracy": float((batched(nets["clf_x"], x_test).argmax(1) == y_test).float().mean()),
         "recon_bce": float(F.binary_cross_entropy(recon.clamp(1e-6, 1 - 1e-6), x_test.float())),
         "recon_mse": float((recon - x_test).pow(2).mean()),
