@@ -417,6 +417,36 @@ def test_kl_capacity_term_is_the_distance_to_the_capacity_with_its_gradient():
         assert torch.allclose(kl.grad, torch.full((3,), (-1.0 if below else 1.0) / 3))
 
 
+def test_use_floor_is_a_hinge_on_the_batch_gap_with_its_gradient():
+    from semireg.systems.disentangle import floor_term
+    gap = torch.tensor([0.01, 0.02, 0.06], requires_grad=True)  # mean 0.03
+    term = floor_term(gap, 0.05)
+    assert term.mean().item() == pytest.approx(0.02)
+    term.mean().backward()
+    assert torch.allclose(gap.grad, torch.full((3,), -1.0 / 3))  # below the floor: pushes every gap up
+    above = torch.tensor([0.04, 0.08], requires_grad=True)
+    term = floor_term(above, 0.05)
+    assert term.mean().item() == 0.0
+    term.mean().backward()
+    assert torch.count_nonzero(above.grad) == 0
+
+
+def test_the_use_floor_term_is_logged_and_trains(tmp_path):
+    from semireg.systems.disentangle import DisentangleOptions, build_disentangle
+    data = _toy_data()
+    torch.manual_seed(0)
+    system = build_disentangle((1, 8, 8), 10, DisentangleOptions(**_tiny_options("disentangle"), variational=True,
+                                                                use_floor=1.0))  # unreachable: always active
+    ae = next(p for p in system.phases if p.name == "ae")
+    batches = [PhaseBatch(data.x_l[:16], data.y_l[:16]), PhaseBatch(data.x_l[16:32], data.y_l[16:32])]
+    out = ae.loss(system.nets, batches, system.state)
+    assert float(out["use_floor"]) > 0 and "use_gap" in out
+    out["loss"].backward()
+    assert system.nets["enc_z"][1].weight.grad.abs().sum() > 0
+    with pytest.raises(ConfigError, match="use_floor"):
+        build_disentangle((1, 8, 8), 10, DisentangleOptions(use_floor=-1.0))
+
+
 def test_same_class_partners_share_the_label_and_are_other_images():
     from semireg.systems.disentangle import same_class_partner
     torch.manual_seed(0)

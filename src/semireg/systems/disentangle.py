@@ -66,6 +66,10 @@ class DisentangleOptions:
     # mean z scaled per dimension to unit variance over the batch, which is what the probes read (their inputs
     # are standardised): shrinking z towards a constant (the cheap answer to an adversary on the raw mean,
     # whose label-carrying offsets the probe then scales back up) no longer hides anything from it
+    use_floor: float = 0.0  # > 0: z must be used: the batch mean of (reconstruction error with another image's z
+    # minus with its own) is held above this many units of the per-pixel error (a hinge, weight w_use). It
+    # constrains information, which a KL floor does not (a constant mean with a narrow variance pays any KL)
+    w_use: float = 10.0
     w_cycle: float = 0.0  # reverse cycle: z ~ N(0, I) decoded with the s of two images and encoded again;
     # L1 between the two recovered z (z must not depend on s)
     # Evaluation after training
@@ -179,6 +183,13 @@ def kl_capacity_term(kl: torch.Tensor, capacity: float) -> torch.Tensor:
     return side * (kl - capacity)
 
 
+def floor_term(gap: torch.Tensor, floor: float) -> torch.Tensor:
+    """Per-image values whose batch mean is relu(floor - mean(gap)), with that hinge's gradient: (B,) -> (B,).
+    Whether the floor is met is decided on the batch (a constant), not per image."""
+    below = (gap.mean() < floor).detach().float()
+    return below * (floor - gap)
+
+
 def same_class_partner(y: torch.Tensor) -> torch.Tensor:
     """For each image of a batch, the index of another image of its class, drawn uniformly (itself only
     when it is its class's only image in the batch): (B,) labels -> (B,) indices."""
@@ -198,7 +209,12 @@ def ae_loss(nets: nn.ModuleDict, batches: list[PhaseBatch], state: nn.ModuleDict
         s, s_other = nets["enc_s"](x), nets["enc_s"](x_other)  # (B, dim_s) each
     s_recon = s if opts.s_from == "self" else s[same_class_partner(y)]
     recon_logits = nets["dec"](z, s_recon)
-    terms.add("recon", _recon_per_sample(recon_logits, x, opts.recon), opts.w_recon)
+    recon = _recon_per_sample(recon_logits, x, opts.recon)  # (B,)
+    terms.add("recon", recon, opts.w_recon)
+    if opts.use_floor > 0:
+        recon_other_z = _recon_per_sample(nets["dec"](z.roll(1, dims=0), s_recon), x, opts.recon)  # (B,)
+        terms.log("use_gap", (recon_other_z - recon).mean())
+        terms.add("use_floor", floor_term(recon_other_z - recon, opts.use_floor), opts.w_use)
     if log_var is not None:
         kl = kl_to_standard_normal(mean, log_var)  # (B,)
         if opts.kl_capacity > 0:
@@ -244,6 +260,8 @@ def build_disentangle(in_shape: tuple[int, ...], num_classes: int, opts: Disenta
         raise ConfigError(f"method.adversary_reads: '{opts.adversary_reads}' is not one of sample, mean, mean-standardized")
     if opts.kl_capacity < 0 or (opts.kl_capacity and not opts.w_kl):
         raise ConfigError("method.kl_capacity: nats >= 0, and it needs method.w_kl > 0 (the term's weight)")
+    if opts.use_floor < 0 or opts.w_use < 0:
+        raise ConfigError("method.use_floor and method.w_use: >= 0")
     if opts.w_kl and not opts.variational:
         raise ConfigError("method.w_kl needs method.variational = true (a deterministic z has no posterior)")
     d_in = math.prod(in_shape)
