@@ -72,3 +72,4 @@ def test_the_config_key_ignores_only_what_cannot_change_a_result():
     b = {"train": {"seed": 5, "threads": 4, "lr": 0.1}, "data": {"data_dir": "y"}}
     c = {"train": {"seed": 0, "threads": 1, "lr": 0.2}, "data": {"data_dir": "x"}}
     assert config_key(a) == config_key(b) != config_key(c)
+    assert config_key({**a, "description": "old words"}) == config_key({**a, "description": "new words"}) == config_key(a)

@@ -64,6 +64,7 @@ def config_key(config: dict[str, Any]) -> str:
     for section, key in _NOT_PART_OF_A_RESULT:
         cfg.get(section, {}).pop(key, None)
     cfg.pop("logger", None)
+    cfg.pop("description", None)  # free text: a recipe whose description was reworded is the same configuration
     return hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:8]
 
 
