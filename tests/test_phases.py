@@ -443,6 +443,14 @@ def test_the_use_floor_term_is_logged_and_trains(tmp_path):
     assert float(out["use_floor"]) > 0 and "use_gap" in out
     out["loss"].backward()
     assert system.nets["enc_z"][1].weight.grad.abs().sum() > 0
+    # the floor trains Enc_z only: alone (every other term weighted 0), it gives the decoder no gradient
+    torch.manual_seed(0)
+    system = build_disentangle((1, 8, 8), 10, DisentangleOptions(**{**_tiny_options("disentangle"), "w_recon": 0.0, "w_adv": 0.0,
+                                                                    "w_swap": 0.0}, variational=True, use_floor=1.0))
+    ae = next(p for p in system.phases if p.name == "ae")
+    ae.loss(system.nets, batches, system.state)["loss"].backward()
+    assert system.nets["enc_z"][1].weight.grad.abs().sum() > 0
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in system.nets["dec"].parameters())
     with pytest.raises(ConfigError, match="use_floor"):
         build_disentangle((1, 8, 8), 10, DisentangleOptions(use_floor=-1.0))
 

@@ -212,9 +212,14 @@ def ae_loss(nets: nn.ModuleDict, batches: list[PhaseBatch], state: nn.ModuleDict
     recon = _recon_per_sample(recon_logits, x, opts.recon)  # (B,)
     terms.add("recon", recon, opts.w_recon)
     if opts.use_floor > 0:
-        recon_other_z = _recon_per_sample(nets["dec"](z.roll(1, dims=0), s_recon), x, opts.recon)  # (B,)
-        terms.log("use_gap", (recon_other_z - recon).mean())
-        terms.add("use_floor", floor_term(recon_other_z - recon, opts.use_floor), opts.w_use)
+        # Through a detached copy of the decoder: the floor trains Enc_z only. Trained by it too, the decoder met
+        # the floor by punishing a wrong z while its own z reconstructed no better than a collapsed one (docs).
+        dec_params = {name: p.detach() for name, p in nets["dec"].named_parameters()}
+        decode_fixed = lambda z_in: torch.func.functional_call(nets["dec"], dec_params, (z_in, s_recon))
+        recon_own = _recon_per_sample(decode_fixed(z), x, opts.recon)  # (B,)
+        recon_other_z = _recon_per_sample(decode_fixed(z.roll(1, dims=0)), x, opts.recon)  # (B,)
+        terms.log("use_gap", (recon_other_z - recon_own).mean())
+        terms.add("use_floor", floor_term(recon_other_z - recon_own, opts.use_floor), opts.w_use)
     if log_var is not None:
         kl = kl_to_standard_normal(mean, log_var)  # (B,)
         if opts.kl_capacity > 0:
