@@ -528,3 +528,11 @@ def test_the_standardized_adversary_cannot_be_fooled_by_shrinking_z():
     # z shrunk a thousandfold towards a constant: the adversary reads the same input as before
     assert torch.allclose(adversary_view(1e-3 * mean + 5.0, mean, opts), view, atol=1e-2)
     assert not torch.allclose(adversary_view(1e-3 * mean, mean, DisentangleOptions(adversary_reads="mean")), mean)
+
+
+def test_tsne_of_collapsed_codes_draws_a_note_instead_of_crashing(tmp_path):
+    # scikit-learn's t-SNE ends the process with a segmentation fault on identical points (a collapsed z),
+    # which lost a run's results before the guard.
+    from semireg.systems.evaluation import tsne_plot
+    tsne_plot(torch.ones(50, 4), torch.arange(50) % 10, tmp_path / "z.png", "collapsed")
+    assert (tmp_path / "z.png").stat().st_size > 0

@@ -137,9 +137,18 @@ def save_tiles(path: Path, imgs: torch.Tensor, cols: int, title: str = "") -> No
 
 
 def tsne_plot(codes: torch.Tensor, labels: torch.Tensor, path: Path, title: str, seed: int = 0) -> None:
-    emb = TSNE(n_components=2, init="pca", random_state=seed).fit_transform(codes.float().cpu().numpy())
+    points = codes.float().cpu().numpy()  # (N, d)
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 5))
+    if not (points.max(0) - points.min(0)).max() > 0:
+        # Every code equal (a collapsed z): scikit-learn's t-SNE crashes the process (segmentation fault)
+        # on such input, losing the run's results; there is nothing to embed.
+        ax.text(0.5, 0.5, "all codes are equal: nothing to embed", ha="center", va="center")
+        ax.set_title(title, fontsize=9)
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        return
+    emb = TSNE(n_components=2, init="pca", random_state=seed).fit_transform(points)
     sc = ax.scatter(emb[:, 0], emb[:, 1], c=labels.cpu().numpy(), cmap="tab10", s=4)
     fig.colorbar(sc, ax=ax, ticks=range(10))
     ax.set_title(title, fontsize=9)
