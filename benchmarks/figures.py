@@ -106,8 +106,6 @@ MNIST100 = ("semireg train {recipe} --seeds 0,1,2,3,4 train.progress=false --run
             "   # defaults (2 threads, precision auto), one run at a time on an idle machine (benchmarks/mnist100_runs.sh)")
 
 
-# Recipes whose runs were made otherwise than by MNIST100 (none at present; a method's command goes here when so).
-MNIST100_COMMANDS: dict[str, str] = {}
 # vat-entmin on cnn_seed001, the recipe's network until the cnn_small trial on validation (docs/results.md); seed 0 is
 # its selection run (the recipe's values as overrides), copied in.
 MNIST100_VAT_ENTMIN_CNN001 = (
@@ -120,8 +118,7 @@ MNIST100_VAT_ENTMIN_CNN001 = (
 
 def mnist100_table_figure(method: str, worst: bool = False) -> dict:
     recipe = MNIST100_TABLE[method]
-    command = MNIST100_COMMANDS.get(method, MNIST100.format(recipe=recipe))
-    return mnist100_figure(f"runs/issue18/mnist/{recipe}/seed*", command, worst=worst)
+    return mnist100_figure(f"runs/issue18/mnist/{recipe}/seed*", MNIST100.format(recipe=recipe), worst=worst)
 
 
 def best_of(figures: dict, keys: list[str], min_n: int = 5) -> str | None:
