@@ -145,7 +145,7 @@ def test_a_bad_system_is_a_config_error():
 
 def _tiny_options(name):
     return {"disentangle": {"hidden": 16, "dim_s": 4, "dim_z": 4, "probe_train": 64, "probe_epochs": 1,
-                            "judge_epochs": 1, "tsne_points": 40},
+                            "judge_epochs": 1, "tsne_points": 40, "guard_epochs": 1},
             "began": {"filters": 4, "h_dim": 8, "z_dim": 8, "n_samples": 8, "judge_epochs": 1}}.get(name, {})
 
 
@@ -536,3 +536,61 @@ def test_tsne_of_collapsed_codes_draws_a_note_instead_of_crashing(tmp_path):
     from semireg.systems.evaluation import tsne_plot
     tsne_plot(torch.ones(50, 4), torch.arange(50) % 10, tmp_path / "z.png", "collapsed")
     assert (tmp_path / "z.png").stat().st_size > 0
+
+
+def test_class_moment_gap_reads_class_dependence_at_any_scale():
+    from semireg.systems.disentangle import class_moment_gap
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(400) % 4
+    noise = torch.randn(400, 6, generator=g)  # (400, 6)
+    between, second = class_moment_gap(noise, y)
+    assert between < 0.02 and second < 0.02  # independent of the class: only sampling noise
+    centres = torch.randn(4, 6, generator=g) * 3
+    shifted = centres[y] + noise  # class-dependent means
+    between_shifted, _ = class_moment_gap(shifted, y)
+    assert between_shifted > 0.5
+    between_small, _ = class_moment_gap(1e-3 * shifted + 7.0, y)  # shrunk towards a constant: the same reading
+    assert between_small == pytest.approx(float(between_shifted), rel=1e-3)
+    assert class_moment_gap(centres[y], y)[0] == pytest.approx(1.0, abs=1e-4)  # z is its class's mean
+    # same means, class-dependent spread: only the second moments see it
+    spread = noise * (1.0 + 2.0 * (y[:, None] % 2))
+    between_spread, second_spread = class_moment_gap(spread, y)
+    assert between_spread < 0.02 and second_spread > 0.08  # 0.64 on the 6 of 36 diagonal entries: 0.107
+
+
+def test_the_class_moment_term_enters_the_ae_loss_and_trains_enc_z():
+    from semireg.systems.disentangle import DisentangleOptions, build_disentangle
+    data = _toy_data()
+    torch.manual_seed(0)
+    opts = DisentangleOptions(**{**_tiny_options("disentangle"), "w_recon": 0.0, "w_adv": 0.0, "w_swap": 0.0},
+                              variational=True, w_class_moments=2.0)
+    system = build_disentangle((1, 8, 8), 10, opts)
+    ae = next(p for p in system.phases if p.name == "ae")
+    batches = [PhaseBatch(data.x_l[:32], data.y_l[:32]), PhaseBatch(data.x_l[32:64], data.y_l[32:64])]
+    out = ae.loss(system.nets, batches, system.state)
+    assert float(out["loss"].detach()) == pytest.approx(2.0 * float(out["class_moments"]), rel=1e-5)
+    assert 0 < float(out["z_class_between"]) <= float(out["class_moments"])
+    out["loss"].backward()
+    assert system.nets["enc_z"][1].weight.grad.abs().sum() > 0
+    with pytest.raises(ConfigError, match="w_class_moments"):
+        build_disentangle((1, 8, 8), 10, DisentangleOptions(w_class_moments=-1.0))
+
+
+def test_the_z_use_guard_sees_style_in_z_and_nothing_in_a_constant_z():
+    from semireg.systems.disentangle import DisentangleOptions, z_use_guard
+    g = torch.Generator().manual_seed(0)
+    n, k = 1200, 4
+    y = torch.arange(n) % k
+    style = torch.rand(n, 2, generator=g)  # (n, 2): the image's brightness in two halves, beside its class
+    x = torch.zeros(n, 1, 8, 8)
+    x[:, 0, :4] = style[:, :1, None] * (0.5 + 0.5 * (y[:, None, None] % 2))
+    x[:, 0, 4:] = style[:, 1:, None]
+    s = F.one_hot(y, k).float()  # (n, k)
+    opts = DisentangleOptions(guard_epochs=20)
+    train, test = slice(0, 1000), slice(1000, n)
+    used = z_use_guard(s[train], style[train], x[train], s[test], style[test], x[test], opts)
+    constant = torch.ones(n, 2)
+    unused = z_use_guard(s[train], constant[train], x[train], s[test], constant[test], x[test], opts)
+    assert used["z_recon_gain"] > 0.05, used
+    assert abs(unused["z_recon_gain"]) < 0.01, unused
+    assert unused["recon_bce_fresh_s_only"] == pytest.approx(used["recon_bce_fresh_s_only"])  # same s, same decoder

@@ -28,7 +28,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..phases import OptimizerSpec, Phase, PhaseBatch, System, Terms
-from .evaluation import batched, linear_probe, mlp_probe, save_grid, train_judge, tsne_plot
+from .evaluation import batched, fresh_decoder_bce, linear_probe, mlp_probe, save_grid, train_judge, tsne_plot
 from .registry import SYSTEMS, register_system, user_modules
 
 
@@ -70,6 +70,10 @@ class DisentangleOptions:
     # minus with its own) is held above this many units of the per-pixel error (a hinge, weight w_use). It
     # constrains information, which a KL floor does not (a constant mean with a narrow variance pays any KL)
     w_use: float = 10.0
+    w_class_moments: float = 0.0  # > 0: z's distribution must not depend on the class, asked of its first two
+    # moments, without an adversary: the mean z, standardised over the batch (shrinking hides nothing), has
+    # per class the batch's mean and second-moment matrix (class_moment_gap). It asks for style measured
+    # relative to the class, which the decoder can use because s holds the class; nothing to out-train
     w_cycle: float = 0.0  # reverse cycle: z ~ N(0, I) decoded with the s of two images and encoded again;
     # L1 between the two recovered z (z must not depend on s)
     # Evaluation after training
@@ -78,6 +82,7 @@ class DisentangleOptions:
     judge_epochs: int = 2
     tsne_points: int = 2000
     probe_sampled: bool = True  # variational z: the probes also read sampled z (Jha et al.'s protocol)
+    guard_epochs: int = 10  # fresh decoders on (s, z) and on s alone: z_recon_gain, what z adds (0: collapsed)
 
 
 class MLP(nn.Sequential):
@@ -190,6 +195,22 @@ def floor_term(gap: torch.Tensor, floor: float) -> torch.Tensor:
     return below * (floor - gap)
 
 
+def class_moment_gap(z: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """How far z's first two moments within each class are from the batch's: (B, d) codes, (B,) labels ->
+    (between-class share of the variance, averaged over dimensions: 0 when every class has the batch mean,
+    1 when z is its class's mean; second-moment gap: mean squared entry of (class - batch) second-moment
+    matrix), each weighted by the class's share of the batch. Read on the batch-standardised z."""
+    zs = standardize_batch(z)  # (B, d)
+    same = (y[:, None] == y[None, :]).float()  # (B, B)
+    per_class = same / same.sum(1, keepdim=True)  # row i averages over image i's class
+    class_mean = per_class @ zs  # (B, d): the mean of image i's class
+    between = class_mean.pow(2).mean()  # batch mean is 0 and variance 1 per dimension
+    outer = zs[:, :, None] * zs[:, None, :]  # (B, d, d)
+    class_second = torch.einsum("ij,jkl->ikl", per_class, outer)  # (B, d, d)
+    second_gap = (class_second - outer.mean(0)).pow(2).mean()
+    return between, second_gap
+
+
 def same_class_partner(y: torch.Tensor) -> torch.Tensor:
     """For each image of a batch, the index of another image of its class, drawn uniformly (itself only
     when it is its class's only image in the batch): (B,) labels -> (B,) indices."""
@@ -226,6 +247,10 @@ def ae_loss(nets: nn.ModuleDict, batches: list[PhaseBatch], state: nn.ModuleDict
             terms.log("kl_nats", kl.mean())
             kl = kl_capacity_term(kl, opts.kl_capacity)
         terms.add("kl", kl, opts.w_kl)
+    if opts.w_class_moments:
+        between, second_gap = class_moment_gap(mean, y)
+        terms.log("z_class_between", between)
+        terms.add("class_moments", between + second_gap, opts.w_class_moments)
     # Enc_z against the frozen adversary: its prediction on z should be uniform over the classes.
     log_p_z = F.log_softmax(nets["clf_z"](adversary_view(mean, z, opts)).float(), dim=1)  # (B, K)
     terms.add("adv_uniform", -log_p_z.mean(1), opts.w_adv)
@@ -265,6 +290,8 @@ def build_disentangle(in_shape: tuple[int, ...], num_classes: int, opts: Disenta
         raise ConfigError(f"method.adversary_reads: '{opts.adversary_reads}' is not one of sample, mean, mean-standardized")
     if opts.kl_capacity < 0 or (opts.kl_capacity and not opts.w_kl):
         raise ConfigError("method.kl_capacity: nats >= 0, and it needs method.w_kl > 0 (the term's weight)")
+    if opts.w_class_moments < 0:
+        raise ConfigError("method.w_class_moments: >= 0")
     if opts.use_floor < 0 or opts.w_use < 0:
         raise ConfigError("method.use_floor and method.w_use: >= 0")
     if opts.w_kl and not opts.variational:
@@ -288,7 +315,7 @@ def build_disentangle(in_shape: tuple[int, ...], num_classes: int, opts: Disenta
     return System(nets=nn.ModuleDict(nets), phases=phases, needs_labels=True, needs_test_set=True,
                   evaluate=functools.partial(evaluate_disentangle, opts=opts),
                   headline=("clf_s_accuracy", "z_probe_mlp", "z_probe_mlp_sampled", "z_probe_linear", "s_probe_mlp",
-                            "swap_accuracy", "recon_bce", "recon_bce_other_z", "z_std"))
+                            "swap_accuracy", "recon_bce", "recon_bce_other_z", "z_std", "z_recon_gain"))
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -352,6 +379,7 @@ def evaluate_disentangle(system: System, data, out_dir: Path | None, step: int, 
         z_test_s = codes(nets, x_test, opts, torch.Generator().manual_seed(seed + 2))[1]
         out["z_probe_mlp_sampled"] = mlp_probe(z_probe_s, y_probe, z_test_s, y_test, k, epochs=opts.probe_epochs, seed=seed)
         out["z_probe_linear_sampled"] = linear_probe(z_probe_s, y_probe, z_test_s, y_test)
+    out.update(z_use_guard(s_probe, z_probe, x_probe, s_test, z_test, x_test, opts))
 
     # Swap accuracy: a classifier trained here on the training images (never on decodings) reads
     # dec(z_i, s_j) and should answer y_j; j is a fixed permutation of the test set.
@@ -367,6 +395,16 @@ def evaluate_disentangle(system: System, data, out_dir: Path | None, step: int, 
     if out_dir is not None:
         _pictures(nets, x_test, y_test, s_test, z_test, shape, out_dir, opts, gen)
     return out
+
+
+def z_use_guard(s_probe, z_probe, x_probe, s_test, z_test, x_test, opts: DisentangleOptions) -> dict[str, float]:
+    """The third collapse guard: what the mean z adds to the reconstruction, measured by fresh decoders trained
+    alike on (s, z) and on s alone (BCE per pixel on the test set). The system's own decoder can pass the
+    other two guards without z carrying style, by learning to punish a wrong z (docs/results.md, trial F1)."""
+    with_z = fresh_decoder_bce(torch.cat([s_probe, z_probe], 1), x_probe, torch.cat([s_test, z_test], 1), x_test,
+                               epochs=opts.guard_epochs)
+    s_only = fresh_decoder_bce(s_probe, x_probe, s_test, x_test, epochs=opts.guard_epochs)
+    return {"recon_bce_fresh_s_z": with_z, "recon_bce_fresh_s_only": s_only, "z_recon_gain": s_only - with_z}
 
 
 def _pictures(nets, x_test, y_test, s_test, z_test, shape, out_dir: Path, opts: DisentangleOptions, gen) -> None:

@@ -23,7 +23,7 @@ def batched(fn, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
 
 
 def _fit_classifier(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, batch_size: int,
-                    lr: float, seed: int) -> nn.Module:
+                    lr: float, seed: int, loss_fn=F.cross_entropy) -> nn.Module:
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
@@ -31,7 +31,7 @@ def _fit_classifier(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epoch
         perm = torch.randperm(len(x), generator=gen).to(x.device)
         for i in range(0, len(x), batch_size):
             idx = perm[i : i + batch_size]
-            loss = F.cross_entropy(model(x[idx]), y[idx])
+            loss = loss_fn(model(x[idx]), y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -91,6 +91,22 @@ def _mlp_probe(train, y_train, test, y_test, num_classes: int, epochs: int, hidd
     _fit_classifier(model, train, y_train, epochs=epochs, batch_size=256, lr=1e-3, seed=seed)
     with torch.no_grad():
         return float((model(test).argmax(1) == y_test).float().mean())
+
+
+def fresh_decoder_bce(train_codes: torch.Tensor, x_train: torch.Tensor, test_codes: torch.Tensor, x_test: torch.Tensor,
+                      *, epochs: int = 10, hidden: int = 256, seed: int = 0) -> float:
+    """Test reconstruction error (per-pixel BCE) of a fresh two-hidden-layer MLP decoder trained on frozen
+    codes: (N, d) codes, (N, ...) images in [0, 1]. Two such decoders, one given (s, z) and one s alone,
+    trained alike, measure what z adds to the image whatever the system's own decoder learned to do."""
+    train_codes, test_codes = _standardise(train_codes.float(), test_codes.float())
+    target_train, target_test = x_train.flatten(1).float(), x_test.flatten(1).float()  # (N, D)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = nn.Sequential(nn.Linear(train_codes.shape[1], hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+                              nn.Linear(hidden, target_train.shape[1])).to(train_codes.device)
+        _fit_classifier(model, train_codes, target_train, epochs=epochs, batch_size=256, lr=1e-3, seed=seed,
+                        loss_fn=F.binary_cross_entropy_with_logits)
+    return float(F.binary_cross_entropy_with_logits(batched(model, test_codes), target_test))
 
 
 def save_grid(path: Path, rows: list[tuple[str, torch.Tensor]], title: str = "") -> None:
