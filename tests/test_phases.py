@@ -594,3 +594,55 @@ def test_the_z_use_guard_sees_style_in_z_and_nothing_in_a_constant_z():
     assert used["z_recon_gain"] > 0.05, used
     assert abs(unused["z_recon_gain"]) < 0.01, unused
     assert unused["recon_bce_fresh_s_only"] == pytest.approx(used["recon_bce_fresh_s_only"])  # same s, same decoder
+
+
+def test_class_whitening_gives_every_class_zero_mean_and_unit_covariance():
+    from semireg.systems.disentangle import ClassWhitening
+    g = torch.Generator().manual_seed(0)
+    k, d = 3, 4
+    centres = torch.randn(k, d, generator=g) * 4
+    scales = torch.rand(k, d, d, generator=g)  # (k, d, d): a different covariance per class
+    whitening = ClassWhitening(k, d, momentum=0.2)
+    for _ in range(200):
+        y = torch.randint(0, k, (96,), generator=g)
+        z = centres[y] + torch.einsum("bij,bj->bi", scales[y], torch.randn(96, d, generator=g))
+        whitening.update(z, y)
+    y = torch.arange(3000) % k
+    z = centres[y] + torch.einsum("bij,bj->bi", scales[y], torch.randn(3000, d, generator=g))
+    white = whitening(z, y)  # (3000, d)
+    for c in range(k):
+        part = white[y == c]
+        assert part.mean(0).abs().max() < 0.15
+        assert torch.allclose(torch.cov(part.T), torch.eye(d), atol=0.2)
+    assert class_moment_gap_of(white, y) < 0.02 < class_moment_gap_of(z, y)
+
+
+def class_moment_gap_of(z, y):
+    from semireg.systems.disentangle import class_moment_gap
+    return float(sum(class_moment_gap(z, y)))
+
+
+def test_class_whitened_codes_are_used_in_training_and_evaluation(tmp_path):
+    from semireg.systems.disentangle import DisentangleOptions, build_disentangle, codes
+    data = _toy_data()
+    opts = DisentangleOptions(**_tiny_options("disentangle"), variational=True, s_from="same-class", w_cycle=1.0,
+                              z_norm="class-whiten")
+    torch.manual_seed(0)
+    system = build_disentangle((1, 8, 8), 10, opts)
+    ae = next(p for p in system.phases if p.name == "ae")
+    batches = [PhaseBatch(data.x_l[:32], data.y_l[:32]), PhaseBatch(data.x_l[32:64], data.y_l[32:64])]
+    before = system.state["z_norm"].mean.clone()
+    ae.loss(system.nets, batches, system.state)["loss"].backward()
+    assert not torch.equal(system.state["z_norm"].mean, before)  # the statistics follow training
+    system.nets.eval()
+    raw = codes(system.nets, data.x_l, opts)[1]
+    white = codes(system.nets, data.x_l, opts, state=system.state)[1]
+    cls = system.nets["clf_s"](system.nets["enc_s"](data.x_l)).argmax(1)  # the class read from s, no label
+    assert torch.allclose(white, system.state["z_norm"](raw, cls), atol=1e-5)
+    cfg = from_kwargs({"method.name": "disentangle", **{f"method.{k}": v for k, v in _tiny_options("disentangle").items()},
+                       "method.variational": True, "method.z_norm": "class-whiten", "steps": 3, "batch_size": 16,
+                       "progress": False})
+    result = train_system_config(cfg, tmp_path / "run", data=data)  # checkpointed and evaluated with the state
+    assert "z_recon_gain" in result.metrics
+    with pytest.raises(ConfigError, match="z_norm"):
+        build_disentangle((1, 8, 8), 10, DisentangleOptions(z_norm="batch"))

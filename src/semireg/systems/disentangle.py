@@ -74,6 +74,12 @@ class DisentangleOptions:
     # moments, without an adversary: the mean z, standardised over the batch (shrinking hides nothing), has
     # per class the batch's mean and second-moment matrix (class_moment_gap). It asks for style measured
     # relative to the class, which the decoder can use because s holds the class; nothing to out-train
+    z_norm: str = "none"  # none | class-whiten: the code z is Enc_z's output whitened per class, z = W_c (raw - m_c),
+    # with running per-class means m_c and covariances (W_c their inverse square root; training reads the label,
+    # evaluation the class clf_s reads from s). No information is lost: the decoder gets the class from s and can
+    # undo the map; what is removed is every difference between the classes' means and covariances in z, which
+    # Enc_z, trained against a penalty or an adversary, removed only by ceasing to use z (docs/results.md)
+    z_norm_momentum: float = 0.05
     w_cycle: float = 0.0  # reverse cycle: z ~ N(0, I) decoded with the s of two images and encoded again;
     # L1 between the two recovered z (z must not depend on s)
     # Evaluation after training
@@ -103,6 +109,38 @@ class Decoder(nn.Module):
 
     def forward(self, z: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         return self.net(torch.cat([z, s], dim=1))
+
+
+class ClassWhitening(nn.Module):
+    """Running per-class mean (K, d) and covariance (K, d, d) of z, and the map z -> W_c (z - m_c) with
+    W_c = (cov_c + eps I)^(-1/2): loss state (buffers), updated from training batches, checkpointed."""
+
+    def __init__(self, num_classes: int, dim: int, momentum: float, eps: float = 1e-3) -> None:
+        super().__init__()
+        self.momentum, self.eps = momentum, eps
+        self.register_buffer("mean", torch.zeros(num_classes, dim))
+        self.register_buffer("cov", torch.eye(dim).repeat(num_classes, 1, 1))
+        self.register_buffer("whiten", torch.eye(dim).repeat(num_classes, 1, 1))
+
+    @torch.no_grad()
+    def update(self, z: torch.Tensor, y: torch.Tensor) -> None:
+        """z (B, d) raw codes, y (B,) classes: each class with >= 2 images in the batch moves its statistics."""
+        z = z.float()
+        onehot = F.one_hot(y, len(self.mean)).float()  # (B, K)
+        count = onehot.sum(0)  # (K,)
+        batch_mean = onehot.T @ z / count.clamp_min(1)[:, None]  # (K, d)
+        centred = z - batch_mean[y]  # (B, d)
+        batch_cov = torch.einsum("bk,bi,bj->kij", onehot, centred, centred) / (count - 1).clamp_min(1)[:, None, None]
+        rate = self.momentum * (count >= 2).float()  # (K,)
+        self.mean.lerp_(batch_mean, rate[:, None])
+        self.cov.lerp_(batch_cov, rate[:, None, None])
+        eye = torch.eye(z.shape[1], device=z.device)
+        values, vectors = torch.linalg.eigh(self.cov + self.eps * eye)  # (K, d), (K, d, d)
+        self.whiten.copy_(vectors @ torch.diag_embed(values.rsqrt()) @ vectors.transpose(1, 2))
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """(B, d) raw codes, (B,) classes -> (B, d) whitened codes."""
+        return torch.einsum("bij,bj->bi", self.whiten[y], z.float() - self.mean[y]).to(z.dtype)
 
 
 def _recon_per_sample(logits: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
@@ -135,7 +173,7 @@ def adv_loss(nets: nn.ModuleDict, batches: list[PhaseBatch], state: nn.ModuleDic
     x, y = batches[0].x, batches[0].y
     with torch.no_grad():  # enc_z is frozen in this phase and nothing upstream trains: no graph needed
         mean, log_var = z_posterior(nets["enc_z"], x, opts)
-        z = adversary_view(mean, sample_z(mean, log_var), opts)  # (B, dim_z)
+        z = adversary_view(*normalised(state, y, mean, sample_z(mean, log_var)), opts)  # (B, dim_z)
     logits_z = nets["clf_z"](z)
     terms = Terms()
     terms.add("ce_z", F.cross_entropy(logits_z.float(), y, reduction="none"))
@@ -150,6 +188,14 @@ def z_posterior(enc_z: nn.Module, x: torch.Tensor, opts: DisentangleOptions) -> 
         return out, None
     mean, log_var = out.chunk(2, dim=1)
     return mean, log_var.clamp(-12.0, 8.0)  # exp() stays finite in float32 and bf16
+
+
+def normalised(state: nn.ModuleDict, y: torch.Tensor, *codes: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Raw codes (B, dim_z) -> the codes z as the system defines them: whitened per class y when
+    `z_norm = "class-whiten"`, unchanged otherwise."""
+    if "z_norm" not in state:
+        return codes
+    return tuple(state["z_norm"](c, y) for c in codes)
 
 
 def sample_z(mean: torch.Tensor, log_var: torch.Tensor | None, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -224,8 +270,10 @@ def same_class_partner(y: torch.Tensor) -> torch.Tensor:
 def ae_loss(nets: nn.ModuleDict, batches: list[PhaseBatch], state: nn.ModuleDict, *, opts: DisentangleOptions):
     (x, y), (x_other, y_other) = (batches[0].x, batches[0].y), (batches[1].x, batches[1].y)
     terms = Terms()
-    mean, log_var = z_posterior(nets["enc_z"], x, opts)  # (B, dim_z) each, trained
-    z = sample_z(mean, log_var)
+    raw_mean, log_var = z_posterior(nets["enc_z"], x, opts)  # (B, dim_z) each, trained
+    if "z_norm" in state:
+        state["z_norm"].update(raw_mean.detach(), y)
+    mean, z = normalised(state, y, raw_mean, sample_z(raw_mean, log_var))  # (B, dim_z) each: the codes
     with torch.no_grad():  # enc_s is frozen here and is only read
         s, s_other = nets["enc_s"](x), nets["enc_s"](x_other)  # (B, dim_s) each
     s_recon = s if opts.s_from == "self" else s[same_class_partner(y)]
@@ -242,7 +290,7 @@ def ae_loss(nets: nn.ModuleDict, batches: list[PhaseBatch], state: nn.ModuleDict
         terms.log("use_gap", (recon_other_z - recon_own).mean())
         terms.add("use_floor", floor_term(recon_other_z - recon_own, opts.use_floor), opts.w_use)
     if log_var is not None:
-        kl = kl_to_standard_normal(mean, log_var)  # (B,)
+        kl = kl_to_standard_normal(raw_mean, log_var)  # (B,): the posterior Enc_z gives
         if opts.kl_capacity > 0:
             terms.log("kl_nats", kl.mean())
             kl = kl_capacity_term(kl, opts.kl_capacity)
@@ -260,18 +308,19 @@ def ae_loss(nets: nn.ModuleDict, batches: list[PhaseBatch], state: nn.ModuleDict
     terms.add("ce_swap", F.cross_entropy(logits_swap.float(), y_other, reduction="none"), opts.w_swap)
     terms.log("acc_swap_clf_x", _accuracy(logits_swap, y_other))
     if opts.w_cycle:
-        terms.add("cycle", _reverse_cycle(nets, s, s_other, x.shape, opts), opts.w_cycle)
+        terms.add("cycle", _reverse_cycle(nets, state, (s, y), (s_other, y_other), x.shape, opts), opts.w_cycle)
     return terms.out()
 
 
-def _reverse_cycle(nets: nn.ModuleDict, s_a: torch.Tensor, s_b: torch.Tensor, shape: torch.Size,
-                   opts: DisentangleOptions) -> torch.Tensor:
+def _reverse_cycle(nets: nn.ModuleDict, state: nn.ModuleDict, a: tuple[torch.Tensor, torch.Tensor],
+                   b: tuple[torch.Tensor, torch.Tensor], shape: torch.Size, opts: DisentangleOptions) -> torch.Tensor:
     """A z drawn from the prior, decoded with two different s and encoded again, must come back the
-    same both times: (B,) L1 between the two recovered means."""
+    same both times: (B,) L1 between the two recovered means. `a`, `b`: (s (B, dim_s), classes (B,))."""
+    (s_a, y_a), (s_b, y_b) = a, b
     z_prior = torch.randn(len(s_a), opts.dim_z, device=s_a.device)  # (B, dim_z)
     pair = torch.cat([torch.sigmoid(nets["dec"](z_prior, s_a)), torch.sigmoid(nets["dec"](z_prior, s_b))])
     recovered = z_posterior(nets["enc_z"], pair.reshape(2 * len(s_a), *shape[1:]), opts)[0]  # (2B, dim_z)
-    z_a, z_b = recovered.chunk(2)
+    z_a, z_b = normalised(state, torch.cat([y_a, y_b]), recovered)[0].chunk(2)
     return (z_a - z_b).abs().float().mean(1)
 
 
@@ -290,6 +339,8 @@ def build_disentangle(in_shape: tuple[int, ...], num_classes: int, opts: Disenta
         raise ConfigError(f"method.adversary_reads: '{opts.adversary_reads}' is not one of sample, mean, mean-standardized")
     if opts.kl_capacity < 0 or (opts.kl_capacity and not opts.w_kl):
         raise ConfigError("method.kl_capacity: nats >= 0, and it needs method.w_kl > 0 (the term's weight)")
+    if opts.z_norm not in ("none", "class-whiten"):
+        raise ConfigError(f"method.z_norm: '{opts.z_norm}' is not one of none, class-whiten")
     if opts.w_class_moments < 0:
         raise ConfigError("method.w_class_moments: >= 0")
     if opts.use_floor < 0 or opts.w_use < 0:
@@ -312,7 +363,9 @@ def build_disentangle(in_shape: tuple[int, ...], num_classes: int, opts: Disenta
         Phase("adv", ("clf_z",), bind(adv_loss), OptimizerSpec(opts.adv_optimizer, opts.adv_lr), opts.adv_steps),
         Phase("ae", ("enc_z", "dec"), bind(ae_loss), OptimizerSpec("adam", opts.ae_lr), opts.ae_steps, batches=2),
     ]
-    return System(nets=nn.ModuleDict(nets), phases=phases, needs_labels=True, needs_test_set=True,
+    state = nn.ModuleDict({"z_norm": ClassWhitening(num_classes, opts.dim_z, opts.z_norm_momentum)}
+                          if opts.z_norm == "class-whiten" else {})
+    return System(nets=nn.ModuleDict(nets), phases=phases, state=state, needs_labels=True, needs_test_set=True,
                   evaluate=functools.partial(evaluate_disentangle, opts=opts),
                   headline=("clf_s_accuracy", "z_probe_mlp", "z_probe_mlp_sampled", "z_probe_linear", "s_probe_mlp",
                             "swap_accuracy", "recon_bce", "recon_bce_other_z", "z_std", "z_recon_gain"))
@@ -322,13 +375,17 @@ def build_disentangle(in_shape: tuple[int, ...], num_classes: int, opts: Disenta
 
 
 @torch.no_grad()
-def codes(nets: nn.ModuleDict, x: torch.Tensor, opts: DisentangleOptions,
-          generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def codes(nets: nn.ModuleDict, x: torch.Tensor, opts: DisentangleOptions, generator: torch.Generator | None = None,
+          state: nn.ModuleDict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(s, z) of x in eval mode: (N, dim_s), (N, dim_z); z is the posterior's mean, or with `generator`
-    a sample from it (the same as the mean for a deterministic Enc_z)."""
+    a sample from it (the same as the mean for a deterministic Enc_z); with a class-whitening `state`,
+    whitened for the class clf_s reads from s (no label is used)."""
     z = batched(lambda v: sample_z(*z_posterior(nets["enc_z"], v, opts), generator), x) if generator is not None \
         else batched(lambda v: z_posterior(nets["enc_z"], v, opts)[0], x)
-    return batched(nets["enc_s"], x), z
+    s = batched(nets["enc_s"], x)
+    if state is not None and "z_norm" in state:
+        z = normalised(state, batched(nets["clf_s"], s).argmax(1), z)[0]
+    return s, z
 
 
 @torch.no_grad()
@@ -345,7 +402,7 @@ def evaluate_disentangle(system: System, data, out_dir: Path | None, step: int, 
     device = next(nets.parameters()).device
     x_test, y_test = (t.to(device) for t in data.eval_sets["test"])
     shape = tuple(x_test.shape[1:])
-    s_test, z_test = codes(nets, x_test, opts)
+    s_test, z_test = codes(nets, x_test, opts, state=system.state)
     recon = decode(nets, z_test, s_test, shape)
     # A z that carries nothing (the degenerate way to fool the adversary) reconstructs as well from
     # another image's z: the gap between these two errors is how much z is used.
@@ -368,15 +425,15 @@ def evaluate_disentangle(system: System, data, out_dir: Path | None, step: int, 
     x_tr, y_tr = data.x_l, data.y_l
     pick = torch.randperm(len(x_tr), generator=gen)[: opts.probe_train]
     x_probe, y_probe = x_tr[pick].to(device), y_tr[pick].to(device)
-    s_probe, z_probe = codes(nets, x_probe, opts)
+    s_probe, z_probe = codes(nets, x_probe, opts, state=system.state)
     k = data.num_classes
     out["z_probe_linear"] = linear_probe(z_probe, y_probe, z_test, y_test)
     out["s_probe_linear"] = linear_probe(s_probe, y_probe, s_test, y_test)
     out["z_probe_mlp"] = mlp_probe(z_probe, y_probe, z_test, y_test, k, epochs=opts.probe_epochs, seed=seed)
     out["s_probe_mlp"] = mlp_probe(s_probe, y_probe, s_test, y_test, k, epochs=opts.probe_epochs, seed=seed)
     if opts.variational and opts.probe_sampled:  # Jha et al.'s protocol: probes read sampled z
-        z_probe_s = codes(nets, x_probe, opts, torch.Generator().manual_seed(seed + 1))[1]
-        z_test_s = codes(nets, x_test, opts, torch.Generator().manual_seed(seed + 2))[1]
+        z_probe_s = codes(nets, x_probe, opts, torch.Generator().manual_seed(seed + 1), system.state)[1]
+        z_test_s = codes(nets, x_test, opts, torch.Generator().manual_seed(seed + 2), system.state)[1]
         out["z_probe_mlp_sampled"] = mlp_probe(z_probe_s, y_probe, z_test_s, y_test, k, epochs=opts.probe_epochs, seed=seed)
         out["z_probe_linear_sampled"] = linear_probe(z_probe_s, y_probe, z_test_s, y_test)
     out.update(z_use_guard(s_probe, z_probe, x_probe, s_test, z_test, x_test, opts))
