@@ -646,3 +646,23 @@ def test_class_whitened_codes_are_used_in_training_and_evaluation(tmp_path):
     assert "z_recon_gain" in result.metrics
     with pytest.raises(ConfigError, match="z_norm"):
         build_disentangle((1, 8, 8), 10, DisentangleOptions(z_norm="batch"))
+
+
+def test_class_statistics_are_those_of_the_evaluation_mode_codes():
+    # Dropout in Enc_z shifts training-mode codes by a class-dependent amount; whitening with their statistics
+    # put the label back into the evaluated z (docs/results.md). With momentum 1 the statistics are one batch's.
+    from semireg.systems.disentangle import DisentangleOptions, build_disentangle, z_posterior
+    data = _toy_data()
+    opts = DisentangleOptions(**{**_tiny_options("disentangle"), "enc_dropout": 0.5}, variational=True,
+                              z_norm="class-whiten", z_norm_momentum=1.0)
+    torch.manual_seed(0)
+    system = build_disentangle((1, 8, 8), 10, opts)
+    system.nets.train()
+    x, y = data.x_l[:32], data.y_l[:32]
+    ae = next(p for p in system.phases if p.name == "ae")
+    ae.loss(system.nets, [PhaseBatch(x, y), PhaseBatch(data.x_l[32:], data.y_l[32:])], system.state)
+    assert system.nets["enc_z"].training  # left as it was
+    system.nets.eval()
+    with torch.no_grad():
+        mean = z_posterior(system.nets["enc_z"], x, opts)[0]
+    assert torch.allclose(system.state["z_norm"].mean[3], mean[y == 3].mean(0), atol=1e-5)

@@ -198,6 +198,19 @@ def normalised(state: nn.ModuleDict, y: torch.Tensor, *codes: torch.Tensor) -> t
     return tuple(state["z_norm"](c, y) for c in codes)
 
 
+@torch.no_grad()
+def eval_mode_mean(enc_z: nn.Module, x: torch.Tensor, opts: DisentangleOptions) -> torch.Tensor:
+    """The posterior mean (B, dim_z) as evaluation computes it (dropout off). The class statistics are taken
+    from it: statistics of the training-mode codes are off by a class-dependent amount in evaluation (as a
+    BatchNorm's would), and whitening with them put the label back into z (a linear probe read 73 %, seed 0)."""
+    was_training = enc_z.training
+    enc_z.eval()
+    try:
+        return z_posterior(enc_z, x, opts)[0]
+    finally:
+        enc_z.train(was_training)
+
+
 def sample_z(mean: torch.Tensor, log_var: torch.Tensor | None, generator: torch.Generator | None = None) -> torch.Tensor:
     if log_var is None:
         return mean
@@ -272,7 +285,7 @@ def ae_loss(nets: nn.ModuleDict, batches: list[PhaseBatch], state: nn.ModuleDict
     terms = Terms()
     raw_mean, log_var = z_posterior(nets["enc_z"], x, opts)  # (B, dim_z) each, trained
     if "z_norm" in state:
-        state["z_norm"].update(raw_mean.detach(), y)
+        state["z_norm"].update(eval_mode_mean(nets["enc_z"], x, opts), y)
     mean, z = normalised(state, y, raw_mean, sample_z(raw_mean, log_var))  # (B, dim_z) each: the codes
     with torch.no_grad():  # enc_s is frozen here and is only read
         s, s_other = nets["enc_s"](x), nets["enc_s"](x_other)  # (B, dim_s) each
