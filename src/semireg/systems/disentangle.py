@@ -78,7 +78,8 @@ class DisentangleOptions:
     # with running per-class means m_c and covariances (W_c their inverse square root; training reads the label,
     # evaluation the class clf_s reads from s). No information is lost: the decoder gets the class from s and can
     # undo the map; what is removed is every difference between the classes' means and covariances in z, which
-    # Enc_z, trained against a penalty or an adversary, removed only by ceasing to use z (docs/results.md)
+    # Enc_z, trained against a penalty or an adversary, removed only by ceasing to use z. Measured (seed 0,
+    # docs/results.md): even with exact statistics a linear probe reads chance from it and an MLP probe 59 %
     z_norm_momentum: float = 0.05
     w_cycle: float = 0.0  # reverse cycle: z ~ N(0, I) decoded with the s of two images and encoded again;
     # L1 between the two recovered z (z must not depend on s)
