@@ -153,9 +153,11 @@ CIFAR_CPU_LONG = ("semireg train cifar10-4000-cpu-{method} train.steps=5000 trai
 
 
 def cifar_cpu_long_figure(method: str, field: str) -> dict:
+    """Training minutes, not wall minutes: the FixMatch run was paused inside its evaluations while other
+    runs used the cores (docs/results.md); training time does not count evaluations."""
     spec = {"runs": [f"runs/issue18/cifar/long/cifar10-4000-cpu-{method}"], "command": CIFAR_CPU_LONG.format(method=method)}
-    if field == "wall_minutes":
-        return {**spec, "read": "wall", "unit": "min", "lower_is_better": True}
+    if field == "train_minutes":
+        return {**spec, "read": "final", "metric": "train_time_s", "scale": 1 / 60, "unit": "min", "lower_is_better": True}
     return {**spec, "read": "final", "metric": "test.accuracy", "scale": 100, "unit": "%"}
 
 
@@ -214,7 +216,7 @@ FIGURES: dict[str, dict] = {
     **{f"cifar10-4000-cpu/{m}/{field}": cifar_cpu_figure(m, field)
        for m in CIFAR_CPU_METHODS for field in ("test_accuracy", "wall_minutes")},
     **{f"issue18.cifar10-4000-cpu.5000-steps.{m}.{field}": cifar_cpu_long_figure(m, field)
-       for m in ("supervised", "fixmatch") for field in ("test_accuracy", "wall_minutes")},
+       for m in ("supervised", "fixmatch") for field in ("test_accuracy", "train_minutes")},
     **{f"mnist-100/{m}/{field}": mnist100_table_figure(m, worst=field == "worst_seed")
        for m in MNIST100_TABLE for field in ("test_accuracy", "worst_seed")},
     "mnist-disentangle/recon_bce": system_figure("mnist-disentangle", DISENTANGLE_BEST, "recon_bce", lower_is_better=True, unit=""),
