@@ -22,8 +22,15 @@ def batched(fn, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
     return torch.cat([fn(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
 
 
-def _fit_classifier(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, batch_size: int,
-                    lr: float, seed: int, loss_fn=F.cross_entropy) -> nn.Module:
+def _two_hidden_mlp(d_in: int, hidden: int, d_out: int) -> nn.Sequential:
+    """The probes' and the fresh decoders' network: d_in -> hidden -> hidden -> d_out, ReLU between."""
+    return nn.Sequential(nn.Linear(d_in, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, d_out))
+
+
+def _fit(model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, epochs: int, batch_size: int,
+         lr: float, seed: int, loss_fn=F.cross_entropy) -> nn.Module:
+    """Adam on loss_fn(model(x), target) over shuffled mini-batches (classes for a classifier, images for a
+    decoder); returns the model in evaluation mode."""
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
@@ -31,7 +38,7 @@ def _fit_classifier(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epoch
         perm = torch.randperm(len(x), generator=gen).to(x.device)
         for i in range(0, len(x), batch_size):
             idx = perm[i : i + batch_size]
-            loss = loss_fn(model(x[idx]), y[idx])
+            loss = loss_fn(model(x[idx]), target[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -58,7 +65,7 @@ def _train_judge(x: torch.Tensor, y: torch.Tensor, num_classes: int, epochs: int
     else:
         model = nn.Sequential(nn.Linear(x.shape[1], 512), nn.ReLU(), nn.Linear(512, num_classes))
     model.to(x.device)
-    return _fit_classifier(model, x, y, epochs=epochs, batch_size=128, lr=1e-3, seed=seed)
+    return _fit(model, x, y, epochs=epochs, batch_size=128, lr=1e-3, seed=seed)
 
 
 def _standardise(train: torch.Tensor, test: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -86,9 +93,8 @@ def mlp_probe(train: torch.Tensor, y_train: torch.Tensor, test: torch.Tensor, y_
 
 
 def _mlp_probe(train, y_train, test, y_test, num_classes: int, epochs: int, hidden: int, seed: int) -> float:
-    model = nn.Sequential(nn.Linear(train.shape[1], hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
-                          nn.Linear(hidden, num_classes)).to(train.device)
-    _fit_classifier(model, train, y_train, epochs=epochs, batch_size=256, lr=1e-3, seed=seed)
+    model = _two_hidden_mlp(train.shape[1], hidden, num_classes).to(train.device)
+    _fit(model, train, y_train, epochs=epochs, batch_size=256, lr=1e-3, seed=seed)
     with torch.no_grad():
         return float((model(test).argmax(1) == y_test).float().mean())
 
@@ -102,10 +108,9 @@ def fresh_decoder_bce(train_codes: torch.Tensor, x_train: torch.Tensor, test_cod
     target_train, target_test = x_train.flatten(1).float(), x_test.flatten(1).float()  # (N, D)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = nn.Sequential(nn.Linear(train_codes.shape[1], hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
-                              nn.Linear(hidden, target_train.shape[1])).to(train_codes.device)
-        _fit_classifier(model, train_codes, target_train, epochs=epochs, batch_size=256, lr=1e-3, seed=seed,
-                        loss_fn=F.binary_cross_entropy_with_logits)
+        model = _two_hidden_mlp(train_codes.shape[1], hidden, target_train.shape[1]).to(train_codes.device)
+        _fit(model, train_codes, target_train, epochs=epochs, batch_size=256, lr=1e-3, seed=seed,
+             loss_fn=F.binary_cross_entropy_with_logits)
     return float(F.binary_cross_entropy_with_logits(batched(model, test_codes), target_test))
 
 
