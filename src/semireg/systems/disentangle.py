@@ -74,6 +74,11 @@ class DisentangleOptions:
     # moments, without an adversary: the mean z, standardised over the batch (shrinking hides nothing), has
     # per class the batch's mean and second-moment matrix (class_moment_gap). It asks for style measured
     # relative to the class, which the decoder can use because s holds the class; nothing to out-train
+    w_class_mmd: float = 0.0  # > 0: z's whole distribution must not depend on the class, asked with a kernel
+    # two-sample statistic (class_mmd: MMD^2 between each class's codes and the batch's, Gaussian kernels at
+    # five widths, on the batch-standardised mean z). Unlike the moments above it sees nonlinear dependence, the
+    # part an MLP probe read after whitening removed the first two moments; unlike an adversary it has nothing
+    # to out-train. Shrinking z hides nothing (standardised); pair it with use_floor against a noise-only z
     z_norm: str = "none"  # none | class-whiten: the code z is Enc_z's output whitened per class, z = W_c (raw - m_c),
     # with running per-class means m_c and covariances (W_c their inverse square root; training reads the label,
     # evaluation the class clf_s reads from s). No information is lost: the decoder gets the class from s and can
@@ -271,6 +276,28 @@ def class_moment_gap(z: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, to
     return between, second_gap
 
 
+MMD_WIDTHS = (0.125, 0.25, 0.5, 1.0, 2.0)  # kernel widths in units of the typical squared distance (2 d)
+
+
+def class_mmd(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """How far each class's codes are distributed from the batch's: (B, d) codes, (B,) labels -> the sum over
+    the classes present of (class share) x MMD^2(class, batch), the biased (V-statistic) estimate with a sum of
+    Gaussian kernels exp(-|a - b|^2 / (2 d w)), w in MMD_WIDTHS, on the batch-standardised z. It grows with any
+    difference of distribution, of any moment; for class-independent codes it is the V-statistic's bias only
+    (each pair of an image with itself counts: about (classes in the batch) / B, no gradient from it)."""
+    zs = standardize_batch(z)  # (B, d)
+    sq_dist = torch.cdist(zs, zs).pow(2)  # (B, B)
+    scale = 2.0 * zs.shape[1]
+    kernel = sum(torch.exp(-sq_dist / (scale * w)) for w in MMD_WIDTHS) / len(MMD_WIDTHS)  # (B, B)
+    onehot = F.one_hot(y).float()  # (B, K)
+    onehot = onehot[:, onehot.sum(0) > 0]  # (B, K'): the classes in the batch
+    count = onehot.sum(0)  # (K',)
+    within = torch.einsum("ik,ij,jk->k", onehot, kernel, onehot) / count.pow(2)  # (K',) mean k over the class's pairs
+    across = onehot.T @ kernel.mean(1) / count  # (K',) mean k between the class and the batch
+    share = count / len(y)
+    return (share * (within - 2.0 * across)).sum() + kernel.mean()
+
+
 def same_class_partner(y: torch.Tensor) -> torch.Tensor:
     """For each image of a batch, the index of another image of its class, drawn uniformly (itself only
     when it is its class's only image in the batch): (B,) labels -> (B,) indices."""
@@ -313,6 +340,8 @@ def ae_loss(nets: nn.ModuleDict, batches: list[PhaseBatch], state: nn.ModuleDict
         between, second_gap = class_moment_gap(mean, y)
         terms.log("z_class_between", between)
         terms.add("class_moments", between + second_gap, opts.w_class_moments)
+    if opts.w_class_mmd:
+        terms.add("class_mmd", class_mmd(mean, y), opts.w_class_mmd)
     # Enc_z against the frozen adversary: its prediction on z should be uniform over the classes.
     log_p_z = F.log_softmax(nets["clf_z"](adversary_view(mean, z, opts)).float(), dim=1)  # (B, K)
     terms.add("adv_uniform", -log_p_z.mean(1), opts.w_adv)
@@ -355,8 +384,8 @@ def build_disentangle(in_shape: tuple[int, ...], num_classes: int, opts: Disenta
         raise ConfigError("method.kl_capacity: nats >= 0, and it needs method.w_kl > 0 (the term's weight)")
     if opts.z_norm not in ("none", "class-whiten"):
         raise ConfigError(f"method.z_norm: '{opts.z_norm}' is not one of none, class-whiten")
-    if opts.w_class_moments < 0:
-        raise ConfigError("method.w_class_moments: >= 0")
+    if opts.w_class_moments < 0 or opts.w_class_mmd < 0:
+        raise ConfigError("method.w_class_moments and method.w_class_mmd: >= 0")
     if opts.use_floor < 0 or opts.w_use < 0:
         raise ConfigError("method.use_floor and method.w_use: >= 0")
     if opts.w_kl and not opts.variational:
