@@ -289,13 +289,12 @@ def class_mmd(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     sq_dist = torch.cdist(zs, zs).pow(2)  # (B, B)
     scale = 2.0 * zs.shape[1]
     kernel = sum(torch.exp(-sq_dist / (scale * w)) for w in MMD_WIDTHS) / len(MMD_WIDTHS)  # (B, B)
-    onehot = F.one_hot(y).float()  # (B, K)
-    onehot = onehot[:, onehot.sum(0) > 0]  # (B, K'): the classes in the batch
-    count = onehot.sum(0)  # (K',)
-    within = torch.einsum("ik,ij,jk->k", onehot, kernel, onehot) / count.pow(2)  # (K',) mean k over the class's pairs
-    across = onehot.T @ kernel.mean(1) / count  # (K',) mean k between the class and the batch
-    share = count / len(y)
-    return (share * (within - 2.0 * across)).sum() + kernel.mean()
+    # Per image rather than per class (no one-hot of an unknown class count, no boolean indexing: no host sync).
+    # sum_c share_c * mean k within c = mean over images of (mean k to its own class); the across term,
+    # sum_c share_c * mean k between c and the batch, is the batch mean of k, as is the batch-batch term.
+    same = (y[:, None] == y[None, :]).float()  # (B, B)
+    within = ((same * kernel).sum(1) / same.sum(1)).mean()
+    return within - kernel.mean()
 
 
 def same_class_partner(y: torch.Tensor) -> torch.Tensor:
