@@ -34,7 +34,8 @@ def cfg_for(**kw):
 
 def test_run_directory_holds_everything(tmp_path):
     run = tmp_path / "run"
-    res = train(cfg_for(eval_every=10), run, data=small_data())
+    res = train(cfg_for(eval_every=10), str(run), data=small_data())  # a str path, as a user's script passes
+    assert res.run_dir == run
     for name in ("config.json", "meta.json", "metrics.jsonl", "checkpoint.pt", "results.json", "confusion.png", "curves.png"):
         assert (run / name).exists(), name
     meta = json.loads((run / "meta.json").read_text())

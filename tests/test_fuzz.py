@@ -280,3 +280,28 @@ def test_csv_loader_on_arbitrary_tables(header, rows, raw, standardize):
             unlabelled = 0 if ds.x_unlabeled is None else len(ds.x_unlabeled)
             if raw is None:
                 assert len(ds.y_train) + unlabelled == sum(1 for r in rows if any(c.strip() for c in r))
+
+
+@pytest.mark.filterwarnings("ignore:A single label was found")  # scikit-learn's note on one-class inputs
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 6).flatmap(lambda k: st.tuples(
+    st.just(k), st.lists(st.tuples(st.integers(0, k - 1), st.integers(0, k - 1)), min_size=1, max_size=40))))
+def test_classification_metrics_agree_with_scikit_learn(case):
+    """semireg computes its metrics in numpy (sklearn.metrics costs ~2 s of start-up): the same
+    numbers as scikit-learn's, classes without samples or predictions included (zero_division=0)."""
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
+    from semireg.evaluate import classification_metrics
+
+    k, pairs = case
+    y_true, y_pred = np.array([t for t, _ in pairs]), np.array([p for _, p in pairs])
+    ours = classification_metrics(y_true, y_pred, k)
+    labels = list(range(k))
+    precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
+    assert ours["accuracy"] == pytest.approx(accuracy_score(y_true, y_pred))
+    assert ours["macro_f1"] == pytest.approx(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0))
+    np.testing.assert_allclose(ours["per_class"]["precision"], precision)
+    np.testing.assert_allclose(ours["per_class"]["recall"], recall)
+    np.testing.assert_allclose(ours["per_class"]["f1"], f1)
+    assert ours["per_class"]["support"] == support.tolist()
+    assert ours["confusion"] == confusion_matrix(y_true, y_pred, labels=labels).tolist()

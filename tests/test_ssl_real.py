@@ -2,14 +2,17 @@
 unlabelled images must beat the labels-only baseline trained the same way. The registry is
 iterated, so a new method gets this test for free."""
 
+import json
+
 import pytest
+from filelock import FileLock  # a dependency of torch
 
 from semireg.config import config_for, load_recipe
 from semireg.engine import train
 from semireg.traindata import data_from_config
 from semireg.methods import METHODS
 
-from conftest import TRAIN_THREADS, mnist_available
+from conftest import IN_WORKER, TRAIN_THREADS, mnist_available
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not mnist_available(), reason="../shared/data/mnist not present")]
 
@@ -42,7 +45,11 @@ def _short_config(method: str, steps: int):
 
 @pytest.fixture(scope="module")
 def baseline(tmp_path_factory):
-    """(data, split, accuracy of labels only after `steps` steps), trained once per step count."""
+    """(data, split, accuracy of labels only after `steps` steps), trained once per step count for
+    the whole session: under pytest-xdist the workers share the accuracy through a file, so the
+    baseline is not trained again in every worker (~100 s of CPU each time here)."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if IN_WORKER else base  # this session's directory, the same for every xdist worker
     cache = {}
 
     def at(steps: int):
@@ -50,8 +57,12 @@ def baseline(tmp_path_factory):
             cfg = _short_config("supervised", steps)
             data, split = data_from_config(cfg)
             assert (len(split.labeled), len(split.unlabeled), len(split.val)) == (100, 59_900, 0)
-            result = train(cfg, tmp_path_factory.mktemp(f"baseline{steps}"), data=data, split=split)
-            accuracy = result.metrics["test"]["accuracy"]
+            stored = shared / f"ssl-real-baseline-{steps}.json"
+            with FileLock(str(stored) + ".lock"):
+                if not stored.exists():
+                    result = train(cfg, tmp_path_factory.mktemp(f"baseline{steps}"), data=data, split=split)
+                    stored.write_text(json.dumps({"accuracy": result.metrics["test"]["accuracy"]}))
+                accuracy = json.loads(stored.read_text())["accuracy"]
             assert accuracy > 0.6, accuracy  # 100 labels alone: well above chance (0.1)
             cache[steps] = (data, split, accuracy)
         return cache[steps]

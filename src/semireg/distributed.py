@@ -22,9 +22,6 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
-from lightning_fabric import Fabric
-from lightning_fabric.connector import _is_using_cli  # Fabric's own test for `fabric run`; no public name
-from lightning_fabric.strategies import DDPStrategy
 from torch import nn
 
 from .errors import ConfigError
@@ -44,6 +41,10 @@ logging.getLogger("lightning_fabric.utilities.rank_zero").addFilter(_NoPrecision
 
 def launched_externally() -> bool:
     """Whether torchrun / `fabric run` (or another torchelastic launcher) started this process."""
+    # Imported here, not at the top: lightning_fabric (with torch._dynamo) costs ~2.5 s of the start-up
+    # of every command, and only training needs it.
+    from lightning_fabric.connector import _is_using_cli  # Fabric's own test for `fabric run`; no public name
+
     return _is_using_cli() or ("LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ and "RANK" in os.environ)
 
 
@@ -55,6 +56,10 @@ def env_rank() -> int:
 def make_fabric(t) -> tuple[Any, bool]:
     """(Fabric for `t: TrainConfig`, spawn): spawn means this process must start the ranks itself
     with `fabric.launch(fn, ...)`; otherwise it is one rank (or the only process), already launched."""
+    from lightning_fabric import Fabric  # lazy, as in launched_externally
+    from lightning_fabric.connector import _is_using_cli
+    from lightning_fabric.strategies import DDPStrategy
+
     precision = resolve_precision(t.precision, t.device).value
     if launched_externally():
         world = int(os.environ.get("WORLD_SIZE", "1"))

@@ -129,7 +129,7 @@ def recompute_bn(model: nn.Module, x: torch.Tensor, batch_size: int, view=None) 
 # ----------------------------------------------------------------------------- entry points
 
 
-def train(cfg: RunConfig, run_dir: Path | None = None, *, model: nn.Module | None = None,
+def train(cfg: RunConfig, run_dir: str | Path | None = None, *, model: nn.Module | None = None,
           data: TrainData | None = None, split: Split | None = None, resume: bool = False,
           overwrite: bool = False) -> Result:
     """Train `cfg` and return the trained model with its final metrics.
@@ -138,6 +138,7 @@ def train(cfg: RunConfig, run_dir: Path | None = None, *, model: nn.Module | Non
     checkpoint.pt, results.json and the plots; `resume=True` continues from its checkpoint.
     With `train.devices` > 1 the ranks are spawned here and rank 0's result is returned.
     """
+    run_dir = None if run_dir is None else Path(run_dir)  # a str from a user's script, as the CLI's paths
     if is_system(cfg.method["name"]):
         if model is not None:
             raise ConfigError(f"'{cfg.method['name']}' is a multi-network system: pass modules to fit_system, not a model")

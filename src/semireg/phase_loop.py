@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lightning_fabric import Fabric
 from torch import nn
 
 from . import hardware, rundir, runs
@@ -59,7 +58,7 @@ class PhaseState:
         self.sampler.load_state_dict(state["sampler"])
 
 
-def train_system_config(cfg: RunConfig, run_dir: Path | None = None, *, data: TrainData | None = None,
+def train_system_config(cfg: RunConfig, run_dir: str | Path | None = None, *, data: TrainData | None = None,
                         split: Split | None = None, resume: bool = False, overwrite: bool = False,
                         modules: dict[str, nn.Module] | None = None) -> SystemResult:
     """Build the registered system `cfg.method.name` (with any user `modules`) and train it in phases."""
@@ -71,12 +70,13 @@ def train_system_config(cfg: RunConfig, run_dir: Path | None = None, *, data: Tr
     return train_system(cfg, system, data, run_dir, split=split, resume=resume, overwrite=overwrite)
 
 
-def train_system(cfg: RunConfig, system: System, data: TrainData, run_dir: Path | None = None, *,
+def train_system(cfg: RunConfig, system: System, data: TrainData, run_dir: str | Path | None = None, *,
                  split: Split | None = None, resume: bool = False, overwrite: bool = False) -> SystemResult:
     """Run `system`'s phases for `cfg.train.steps` rounds (or `epochs` of the training images).
 
     `data` is a TrainData: phases draw (x, y) batches of `train.batch_size` from its labelled set.
     """
+    run_dir = None if run_dir is None else Path(run_dir)
     t = cfg.train
     system.check()
     if system.needs_labels and data.y_l is None:
@@ -85,6 +85,8 @@ def train_system(cfg: RunConfig, system: System, data: TrainData, run_dir: Path 
         raise ConfigError("this system is evaluated on a held-out test set; pass one (eval_data=(x, y))")
     if t.threads > 0:
         torch.set_num_threads(t.threads)
+    from lightning_fabric import Fabric  # lazy: ~2.5 s of start-up that only training needs
+
     precision = hardware.resolve_precision(t.precision, t.device)
     fabric = Fabric(accelerator=t.device, devices=1, precision=precision.value)
     runs.seed_everything(t.seed, t.deterministic)

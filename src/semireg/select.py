@@ -33,7 +33,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.model_selection import KFold, StratifiedKFold
 
 from . import rundir, runs
 from .config import RunConfig, merge, resolve
@@ -78,6 +77,8 @@ def fold_indices(y: torch.Tensor, folds: int, seed: int) -> list[np.ndarray]:
         raise ConfigError(f"--folds must be at least 2, got {folds}")
     if folds > len(y):
         raise ConfigError(f"--folds {folds}: more folds than the {len(y)} labelled samples")
+    from sklearn.model_selection import KFold, StratifiedKFold  # lazy: ~2 s of every command's start-up
+
     labels = y.numpy()
     counts = np.bincount(labels)
     if counts[counts > 0].min() >= folds:

@@ -9,8 +9,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.linear_model import LogisticRegression
-from sklearn.manifold import TSNE
 from torch import nn
 
 from ..evaluate import pyplot
@@ -75,6 +73,7 @@ def _standardise(train: torch.Tensor, test: torch.Tensor) -> tuple[torch.Tensor,
 
 def linear_probe(train: torch.Tensor, y_train: torch.Tensor, test: torch.Tensor, y_test: torch.Tensor) -> float:
     """Test accuracy of a logistic regression (scikit-learn, lbfgs) fitted on frozen codes."""
+    from sklearn.linear_model import LogisticRegression  # lazy: ~2 s of every command's start-up
 
     train, test = _standardise(train.float().cpu(), test.float().cpu())
     clf = LogisticRegression(max_iter=2000)
@@ -169,6 +168,8 @@ def tsne_plot(codes: torch.Tensor, labels: torch.Tensor, path: Path, title: str,
         fig.savefig(path, dpi=100)
         plt.close(fig)
         return
+    from sklearn.manifold import TSNE  # lazy, as above
+
     emb = TSNE(n_components=2, init="pca", random_state=seed).fit_transform(points)
     sc = ax.scatter(emb[:, 0], emb[:, 1], c=labels.cpu().numpy(), cmap="tab10", s=4)
     fig.colorbar(sc, ax=ax, ticks=range(10))
