@@ -17,10 +17,11 @@ from conftest import IN_WORKER, TRAIN_THREADS, mnist_available
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not mnist_available(), reason="../shared/data/mnist not present")]
 
 # Short and cheap: 2 unlabelled images per labelled one (the papers' mu is 7 for the FixMatch
-# family), every ramp-up over the first 20%, thresholds as the methods define them. Methods whose
-# papers use mu = 1 are cheap per step but learn slowly from unlabelled images (Mean Teacher is
-# *below* the baseline at 200 steps, 76.5 vs 86.0%; 90.5% at 500 in the full run), so they get 600
-# steps; each is compared with the labels-only baseline at the same number of steps.
+# family), every ramp-up over the first 20%, thresholds as the methods define them, 200 steps. Three
+# methods learn too slowly from unlabelled images for that and get 600 steps (measured 2026-12-04, one
+# thread, as in the suite: at 200 steps against labels only's 87.45 %, Mean Teacher 89.42, Pi-model
+# 88.74, pseudo-label 88.74 %; VAT 91.54 % passes at 200 and so no longer pays for 600, ~180 s of CPU).
+# Each is compared with the labels-only baseline at the same number of steps.
 # data.n_val = 0: the step budgets below were measured on the split without a validation set; holding out
 # 5,000 images draws other labelled images, on which FixMatch gained only +1.8 points at 200 steps (2026-12-04).
 SHORT = {"train.mu": 2, "train.eval_every": 0, "train.progress": False, "train.threads": TRAIN_THREADS, "data.n_val": 0}
@@ -29,8 +30,11 @@ SEMI_SUPERVISED = sorted(name for name, spec in METHODS.items()
                          if spec.uses_unlabeled(spec.options()) and not spec.needs_teacher)
 
 
+SLOW_LEARNERS = {"meanteacher", "pimodel", "pseudolabel"}
+
+
 def steps_for(method: str) -> int:
-    return 200 if (METHODS[method].mu or 1) > 1 else 600
+    return 600 if method in SLOW_LEARNERS else 200
 
 
 def _short_config(method: str, steps: int):
