@@ -108,6 +108,25 @@ def test_the_weighted_term_is_part_of_the_loss(name):
     assert losses[3.0] - losses[0.0] == pytest.approx(3.0 * term, rel=1e-4, abs=1e-6)
 
 
+@pytest.mark.parametrize("name", sorted(n for n, s in METHODS.items() if "balance" in {f.name for f in dataclasses.fields(s.options)}))
+def test_the_balance_term_is_part_of_the_loss(name):
+    """loss(balance=b) - loss(balance=0) == b * KL(mean prediction || uniform), the term logged as
+    `balance`, positive for an untrained model's uneven predictions."""
+    spec = get_method(name)
+    losses, term = {}, None
+    for b in (0.0, 2.0):
+        opts = test_options(name, balance=b)
+        model = tiny_model().train()
+        batch, _ = make_batch(spec, opts, model)
+        torch.manual_seed(2)
+        terms = spec.step(model, batch, opts)
+        losses[b] = float(terms["loss"].detach())
+        term = float(terms["balance"]) if b else term
+        assert ("balance" in terms) == (b > 0)
+    assert term > 0
+    assert losses[2.0] - losses[0.0] == pytest.approx(2.0 * term, rel=1e-4, abs=1e-6)
+
+
 @pytest.mark.parametrize("name", sorted(n for n, s in METHODS.items()
                                         if s.unsup_term and "warmup" in {f.name for f in dataclasses.fields(s.options)}))
 def test_the_ramp_up_starts_at_zero(name):

@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from semireg.methods import Batch, get_method
-from semireg.methods.vat import (DEFAULT_XI, VATOptions, kl_from_logits, l2_normalize, marginal_kl_to_uniform,
-                                 vat_direction, vat_loss)
+from semireg.methods.common import marginal_kl_to_uniform
+from semireg.methods.vat import DEFAULT_XI, VATOptions, kl_from_logits, l2_normalize, vat_direction, vat_loss
 
 
 def tiny_cnn(bn: type = nn.BatchNorm2d) -> nn.Module:

@@ -7,6 +7,7 @@ predictions only, never through the predictions it learns from.
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -37,6 +38,18 @@ def masked_mean(per_sample: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean over the whole batch of per_sample * mask (FixMatch's normalisation: masked samples
     count in the denominator, so the term's scale follows the fraction that passed)."""
     return (per_sample * mask).mean()
+
+
+def marginal_kl_to_uniform(logits: torch.Tensor) -> torch.Tensor:
+    """KL(mean prediction || uniform) = log K - H(mean_b p_b): 0 when the batch's predictions are
+    spread evenly over the classes, log K when they all pick one. (B, K) -> scalar
+
+    IMSAT's marginal-entropy term (Hu et al. 2017): entropy minimisation alone is as happy with two
+    clusters merged into one class as with the right ten, a merge that float summation order is
+    enough to tip; this term makes a merge cost log-probability mass.
+    """
+    mean_p = F.softmax(logits.float(), dim=1).mean(dim=0)  # (K,)
+    return (mean_p * (mean_p.clamp_min(1e-12).log() + math.log(mean_p.numel()))).sum()
 
 
 def mse_of_probs(logits: torch.Tensor, target_probs: torch.Tensor) -> torch.Tensor:

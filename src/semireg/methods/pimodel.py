@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
-from .common import joint_logits, mse_of_probs, ramp_up
+from .common import joint_logits, marginal_kl_to_uniform, mse_of_probs, ramp_up
 from .registry import Batch, accuracy, register_method
 from .supervised import cross_entropy
 
@@ -25,6 +25,10 @@ from .supervised import cross_entropy
 class PiModelOptions:
     weight: float = 10.0  # USB's lambda_u for the Pi-model
     warmup: float = 0.4
+    # Weight of KL(mean prediction on the unlabelled batch || uniform) (IMSAT's marginal entropy, as
+    # VAT's `balance`): agreement is as well met by two clusters merged into one class as by ten;
+    # this makes a merge cost. 0 = the paper's Pi-model.
+    balance: float = 0.0
 
 
 def second_view(batch: Batch) -> torch.Tensor:
@@ -34,13 +38,20 @@ def second_view(batch: Batch) -> torch.Tensor:
     return batch.weak(batch.x_u_raw)
 
 
-def agreement_terms(model: nn.Module, batch: Batch, target: torch.Tensor, *, weight: float) -> dict[str, torch.Tensor]:
+def agreement_terms(model: nn.Module, batch: Batch, target: torch.Tensor, *, weight: float,
+                    balance: float = 0.0) -> dict[str, torch.Tensor]:
     """CE on the labelled batch + weight * squared error between the student's probabilities on a
-    second weak view and `target` (Bu, K), the probabilities it should agree with (constant)."""
+    second weak view and `target` (Bu, K), the probabilities it should agree with (constant),
+    + balance * KL(the student's mean prediction on that view || uniform) when balance > 0."""
     logits_l, logits_u = joint_logits(model, batch.x_l, second_view(batch))
     ce = cross_entropy(logits_l, batch.y_l)
     unsup = mse_of_probs(logits_u, target).mean()
-    return {"loss": ce + weight * unsup, "ce": ce.detach(), "unsup": unsup, "train_acc": accuracy(logits_l, batch.y_l)}
+    terms = {"loss": ce + weight * unsup, "ce": ce.detach(), "unsup": unsup, "train_acc": accuracy(logits_l, batch.y_l)}
+    if balance > 0:
+        marginal = marginal_kl_to_uniform(logits_u)
+        terms["loss"] = terms["loss"] + balance * marginal
+        terms["balance"] = marginal.detach()
+    return terms
 
 
 @register_method("pimodel", options=PiModelOptions, uses_unlabeled=lambda o: True, mu=1, x_u_is_target=True,
@@ -48,4 +59,5 @@ def agreement_terms(model: nn.Module, batch: Batch, target: torch.Tensor, *, wei
 def pimodel_step(model: nn.Module, batch: Batch, opts: PiModelOptions) -> dict[str, torch.Tensor]:
     with torch.no_grad():
         target = F.softmax(model(batch.x_u).float(), dim=1)  # (Bu, K)
-    return agreement_terms(model, batch, target, weight=opts.weight * ramp_up(batch.progress, opts.warmup))
+    return agreement_terms(model, batch, target, weight=opts.weight * ramp_up(batch.progress, opts.warmup),
+                           balance=opts.balance)

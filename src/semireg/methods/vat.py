@@ -11,7 +11,6 @@ dtype, cheaper, at an xi that dtype resolves (docs/performance.md has the measur
 from __future__ import annotations
 
 import contextlib
-import math
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -21,7 +20,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..errors import ConfigError
-from .common import ramp_up
+from .common import marginal_kl_to_uniform, ramp_up
 from .registry import Batch, accuracy, register_method
 from .supervised import cross_entropy
 
@@ -120,18 +119,6 @@ def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
     """Mean prediction entropy. (B, K) -> scalar"""
     log_p = F.log_softmax(logits.float(), dim=1)
     return -(log_p.exp() * log_p).sum(dim=1).mean()
-
-
-def marginal_kl_to_uniform(logits: torch.Tensor) -> torch.Tensor:
-    """KL(mean prediction || uniform) = log K - H(mean_b p_b): 0 when the batch's predictions are
-    spread evenly over the classes, log K when they all pick one. (B, K) -> scalar
-
-    IMSAT's marginal-entropy term (Hu et al. 2017): entropy minimisation alone is as happy with two
-    clusters merged into one class as with the right ten, a merge that float summation order is
-    enough to tip; this term makes a merge cost log-probability mass.
-    """
-    mean_p = F.softmax(logits.float(), dim=1).mean(dim=0)  # (K,)
-    return (mean_p * (mean_p.clamp_min(1e-12).log() + math.log(mean_p.numel()))).sum()
 
 
 @dataclass
