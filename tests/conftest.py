@@ -44,7 +44,12 @@ def cifar_archive() -> Path:
 
 @pytest.fixture(scope="session")
 def _session_cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("shared-cache")
+    # Under pytest-xdist, one directory for the whole session (the workers' base directories share
+    # this parent), so the CIFAR-10 decode is done by one worker, not by each (~25 s of CPU each).
+    base = tmp_path_factory.getbasetemp()
+    shared = (base.parent if IN_WORKER else base) / "shared-cache"
+    shared.mkdir(exist_ok=True)
+    return shared
 
 
 @pytest.fixture
@@ -54,9 +59,12 @@ def real_cifar(_session_cache, monkeypatch):
     if not path.exists():
         pytest.skip("../shared/data/cifar10 not present")
     monkeypatch.setenv("XDG_CACHE_HOME", str(_session_cache))
+    from filelock import FileLock  # a dependency of torch
+
     from semireg.data import load_dataset
 
-    return load_dataset("cifar10-jpeg", str(SHARED_DATA))
+    with FileLock(str(_session_cache / "cifar10.lock")):  # the first worker decodes, the other reads its cache
+        return load_dataset("cifar10-jpeg", str(SHARED_DATA))
 
 
 def pytest_collection_modifyitems(config, items):

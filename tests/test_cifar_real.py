@@ -1,5 +1,6 @@
 """Short real runs on the shared CIFAR-10 JPEG copy: a teacher, then a noisy student, well above chance."""
 
+import pytest
 import torch
 
 from semireg.config import from_kwargs
@@ -7,6 +8,8 @@ from semireg.engine import train
 from semireg.traindata import TrainData
 
 from conftest import TRAIN_THREADS
+
+pytestmark = pytest.mark.slow  # about two minutes: started first, so it does not end the suite alone
 
 
 def test_teacher_then_noisy_student_on_real_cifar(real_cifar, tmp_path):

@@ -70,6 +70,7 @@ def test_npz_data_through_the_cli(tmp_path):
     assert "labels-only" in proc.stdout
 
 
+@pytest.mark.slow
 def test_demo_runs_offline_and_vat_beats_labels_only(tmp_path):
     proc = run_cli("demo", "--runs-root", str(tmp_path))
     assert proc.returncode == 0, proc.stderr

@@ -47,6 +47,7 @@ def test_lock_in_one_process_is_reentrant_and_released(tmp_path):
         pass
 
 
+@pytest.mark.slow
 def test_a_second_writer_is_refused_and_a_killed_holder_leaves_no_lock(tmp_path):
     run = tmp_path / "run"
     proc = _start_training(run)

@@ -43,6 +43,7 @@ def test_channels_last_changes_nothing_but_the_memory_layout(baseline):
     assert fast.metrics["test"]["accuracy"] == pytest.approx(baseline["vat"].metrics["test"]["accuracy"], abs=0.02)
 
 
+@pytest.mark.slow
 def test_bf16_mixed_precision_reaches_the_same_accuracy(baseline, tmp_path):
     fast = train(digits_cfg("vat", precision="bf16-mixed"), tmp_path / "run")
     assert json.loads((fast.run_dir / "meta.json").read_text())["precision"] == "bf16-mixed"
