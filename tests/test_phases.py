@@ -578,6 +578,64 @@ def test_class_mmd_sees_a_class_dependent_shape_that_the_moments_do_not():
     assert float(class_mmd(two_peaked, y)) > 2.5 * max(independent, float(class_mmd(two_peaked, shuffled_labels)))
 
 
+def test_the_code_queue_keeps_the_last_codes_and_the_queued_mmd_has_no_self_pair_bias():
+    from semireg.systems.disentangle import CodeQueue, class_mmd, class_mmd_to_queue
+    queue = CodeQueue(6, 2)
+    assert (queue.labels == -1).all()
+    for start in (0, 4, 8):  # 12 codes into 6 slots: the last 6 (codes 6..11) remain, each with its label
+        codes = torch.arange(start, start + 4).float()[:, None].repeat(1, 2)  # (4, 2): code i is (i, i)
+        queue.push(codes, torch.arange(start, start + 4) % 3)
+    assert sorted(queue.codes[:, 0].tolist()) == [6.0, 7.0, 8.0, 9.0, 10.0, 11.0]
+    assert torch.equal(queue.labels, queue.codes[:, 0].long() % 3)
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(128) % 10  # a batch as the recipe's: ~13 images a class
+    queue = CodeQueue(4096, 4)
+    for _ in range(32):
+        queue.push(torch.randn(128, 4, generator=g), torch.arange(128) % 10)
+    noise = torch.randn(128, 4, generator=g)  # (128, 4), class-independent
+    # The batch statistic sits at its self-pair bias (~0.02 here, as in trial X1); the queued one near 0.
+    assert float(class_mmd(noise, y)) > 0.01
+    assert abs(float(class_mmd_to_queue(noise, y, queue))) < 0.003
+    # Codes whose class shifts them, against a queue of such codes: clearly positive; the gradient reaches the
+    # batch's codes only (the queue is detached state).
+    shifted_queue = CodeQueue(4096, 4)
+    for _ in range(32):
+        labels = torch.arange(128) % 10
+        shifted_queue.push(standardize(torch.randn(128, 4, generator=g) + labels[:, None].float() / 3), labels)
+    shifted = (noise + y[:, None].float() / 3).requires_grad_(True)
+    value = class_mmd_to_queue(shifted, y, shifted_queue)
+    assert float(value.detach()) > 20 * abs(float(class_mmd_to_queue(noise, y, queue)))
+    value.backward()
+    assert shifted.grad.abs().sum() > 0 and not shifted_queue.codes.requires_grad
+
+
+def standardize(z):
+    return (z - z.mean(0)) / z.std(0, unbiased=False)
+
+
+def test_the_queued_class_mmd_enters_the_ae_loss_and_fills_its_queue():
+    from semireg.systems.disentangle import DisentangleOptions, build_disentangle
+    data = _toy_data()
+    torch.manual_seed(0)
+    opts = DisentangleOptions(**{**_tiny_options("disentangle"), "w_recon": 0.0, "w_adv": 0.0, "w_swap": 0.0},
+                              w_class_mmd=3.0, mmd_queue=64)
+    system = build_disentangle((1, 8, 8), 10, opts)
+    queue = system.state["code_queue"]
+    ae = next(p for p in system.phases if p.name == "ae")
+    batches = [PhaseBatch(data.x_l[:32], data.y_l[:32]), PhaseBatch(data.x_l[32:64], data.y_l[32:64])]
+    out = ae.loss(system.nets, batches, system.state)
+    assert float(out["class_mmd"]) == 0.0  # an empty queue: nothing to compare with yet
+    assert int((queue.labels >= 0).sum()) == 32 and torch.equal(queue.labels[:32], data.y_l[:32])
+    out = ae.loss(system.nets, [batches[1], batches[0]], system.state)
+    assert float(out["class_mmd"]) != 0.0
+    assert float(out["loss"].detach()) == pytest.approx(3.0 * float(out["class_mmd"]), rel=1e-5)
+    out["loss"].backward()
+    assert system.nets["enc_z"][1].weight.grad.abs().sum() > 0
+    for bad in (DisentangleOptions(mmd_queue=-1, w_class_mmd=1.0), DisentangleOptions(mmd_queue=64)):
+        with pytest.raises(ConfigError, match="mmd_queue"):
+            build_disentangle((1, 8, 8), 10, bad)
+
+
 def test_the_class_moment_term_enters_the_ae_loss_and_trains_enc_z():
     from semireg.systems.disentangle import DisentangleOptions, build_disentangle
     data = _toy_data()

@@ -79,6 +79,10 @@ class DisentangleOptions:
     # five widths, on the batch-standardised mean z). Unlike the moments above it sees nonlinear dependence, the
     # part an MLP probe read after whitening removed the first two moments; unlike an adversary it has nothing
     # to out-train. Shrinking z hides nothing (standardised); pair it with use_floor against a noise-only z
+    mmd_queue: int = 0  # > 0: w_class_mmd compares each image's code with this many recent codes (a ring of
+    # detached, batch-standardised codes and their labels: loss state, checkpointed) instead of with its own
+    # batch. With 128 images (~13 a class) the batch statistic sat at its own bias (docs/results.md, X1); a
+    # queue of 4,096 holds ~400 a class, and the current batch is not in it, so the estimate has no bias
     z_norm: str = "none"  # none | class-whiten: the code z is Enc_z's output whitened per class, z = W_c (raw - m_c),
     # with running per-class means m_c and covariances (W_c their inverse square root; training reads the label,
     # evaluation the class clf_s reads from s). No information is lost: the decoder gets the class from s and can
@@ -147,6 +151,25 @@ class ClassWhitening(nn.Module):
     def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """(B, d) raw codes, (B,) classes -> (B, d) whitened codes."""
         return torch.einsum("bij,bj->bi", self.whiten[y], z.float() - self.mean[y]).to(z.dtype)
+
+
+class CodeQueue(nn.Module):
+    """The last `size` codes (size, d) and their labels (size,) in a ring, written from training batches
+    (detached): loss state, checkpointed with the system. Empty slots have label -1."""
+
+    def __init__(self, size: int, dim: int) -> None:
+        super().__init__()
+        self.register_buffer("codes", torch.zeros(size, dim))
+        self.register_buffer("labels", torch.full((size,), -1, dtype=torch.long))
+        self.register_buffer("next", torch.zeros((), dtype=torch.long))  # the slot the next code goes to
+
+    @torch.no_grad()
+    def push(self, z: torch.Tensor, y: torch.Tensor) -> None:
+        """(B, d) codes, (B,) labels, B <= size; the slot index stays a tensor (no host sync)."""
+        slots = (self.next + torch.arange(len(z), device=z.device)) % len(self.codes)  # (B,)
+        self.codes.index_copy_(0, slots, z.detach().float())
+        self.labels.index_copy_(0, slots, y)
+        self.next.copy_((self.next + len(z)) % len(self.codes))
 
 
 def _recon_per_sample(logits: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
@@ -279,6 +302,13 @@ def class_moment_gap(z: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, to
 MMD_WIDTHS = (0.125, 0.25, 0.5, 1.0, 2.0)  # kernel widths in units of the typical squared distance (2 d)
 
 
+def mmd_kernel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """class_mmd's kernel between standardised codes: (N, d), (M, d) -> (N, M)."""
+    sq_dist = torch.cdist(a, b).pow(2)
+    scale = 2.0 * a.shape[1]
+    return sum(torch.exp(-sq_dist / (scale * w)) for w in MMD_WIDTHS) / len(MMD_WIDTHS)
+
+
 def class_mmd(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """How far each class's codes are distributed from the batch's: (B, d) codes, (B,) labels -> the sum over
     the classes present of (class share) x MMD^2(class, batch), the biased (V-statistic) estimate with a sum of
@@ -286,15 +316,30 @@ def class_mmd(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     difference of distribution, of any moment; for class-independent codes it is the V-statistic's bias only
     (each pair of an image with itself counts: about (classes in the batch) / B, no gradient from it)."""
     zs = standardize_batch(z)  # (B, d)
-    sq_dist = torch.cdist(zs, zs).pow(2)  # (B, B)
-    scale = 2.0 * zs.shape[1]
-    kernel = sum(torch.exp(-sq_dist / (scale * w)) for w in MMD_WIDTHS) / len(MMD_WIDTHS)  # (B, B)
+    kernel = mmd_kernel(zs, zs)  # (B, B)
     # Per image rather than per class (no one-hot of an unknown class count, no boolean indexing: no host sync).
     # sum_c share_c * mean k within c = mean over images of (mean k to its own class); the across term,
     # sum_c share_c * mean k between c and the batch, is the batch mean of k, as is the batch-batch term.
     same = (y[:, None] == y[None, :]).float()  # (B, B)
     within = ((same * kernel).sum(1) / same.sum(1)).mean()
     return within - kernel.mean()
+
+
+def class_mmd_to_queue(z: torch.Tensor, y: torch.Tensor, queue: CodeQueue) -> torch.Tensor:
+    """class_mmd's quantity, sum_c share_c E k(a, a') - E k(b, b') (a, a' of one class, b, b' of any), with each
+    pair one code of the batch (B, d), labels (B,), and one of the queue: the mean over images of (mean kernel
+    to the queue's codes of its class - mean kernel to all the queue's codes), the MMD witness at each code.
+    The batch is not in the queue, so nothing pairs with itself: about 0 for class-independent codes, however
+    few a class the batch holds. Codes are batch-standardised as in class_mmd; gradients reach the batch only."""
+    zs = standardize_batch(z)  # (B, d)
+    # A copy: the queue is written after this term (push, in place), before the backward pass that reads it.
+    kernel = mmd_kernel(zs, queue.codes.clone())  # (B, N)
+    filled = (queue.labels >= 0).float()  # (N,)
+    same = (y[:, None] == queue.labels[None, :]).float()  # (B, N); empty slots (-1) match no label
+    within = (kernel * same).sum(1) / same.sum(1).clamp_min(1)  # (B,)
+    overall = (kernel * filled).sum(1) / filled.sum().clamp_min(1)  # (B,)
+    # An image whose class is not yet in the queue contributes 0 (no within-class pair to compare).
+    return ((within - overall) * (same.sum(1) > 0).float()).mean()
 
 
 def same_class_partner(y: torch.Tensor) -> torch.Tensor:
@@ -339,7 +384,10 @@ def ae_loss(nets: nn.ModuleDict, batches: list[PhaseBatch], state: nn.ModuleDict
         between, second_gap = class_moment_gap(mean, y)
         terms.log("z_class_between", between)
         terms.add("class_moments", between + second_gap, opts.w_class_moments)
-    if opts.w_class_mmd:
+    if opts.w_class_mmd and "code_queue" in state:
+        terms.add("class_mmd", class_mmd_to_queue(mean, y, state["code_queue"]), opts.w_class_mmd)
+        state["code_queue"].push(standardize_batch(mean), y)  # after the term: the batch never meets itself
+    elif opts.w_class_mmd:
         terms.add("class_mmd", class_mmd(mean, y), opts.w_class_mmd)
     # Enc_z against the frozen adversary: its prediction on z should be uniform over the classes.
     log_p_z = F.log_softmax(nets["clf_z"](adversary_view(mean, z, opts)).float(), dim=1)  # (B, K)
@@ -385,6 +433,8 @@ def build_disentangle(in_shape: tuple[int, ...], num_classes: int, opts: Disenta
         raise ConfigError(f"method.z_norm: '{opts.z_norm}' is not one of none, class-whiten")
     if opts.w_class_moments < 0 or opts.w_class_mmd < 0:
         raise ConfigError("method.w_class_moments and method.w_class_mmd: >= 0")
+    if opts.mmd_queue < 0 or (opts.mmd_queue and not opts.w_class_mmd):
+        raise ConfigError("method.mmd_queue: codes >= 0, and it needs method.w_class_mmd > 0 (the term it serves)")
     if opts.use_floor < 0 or opts.w_use < 0:
         raise ConfigError("method.use_floor and method.w_use: >= 0")
     if opts.w_kl and not opts.variational:
@@ -407,6 +457,8 @@ def build_disentangle(in_shape: tuple[int, ...], num_classes: int, opts: Disenta
     ]
     state = nn.ModuleDict({"z_norm": ClassWhitening(num_classes, opts.dim_z, opts.z_norm_momentum)}
                           if opts.z_norm == "class-whiten" else {})
+    if opts.mmd_queue:
+        state["code_queue"] = CodeQueue(opts.mmd_queue, opts.dim_z)
     return System(nets=nn.ModuleDict(nets), phases=phases, state=state, needs_labels=True, needs_test_set=True,
                   evaluate=functools.partial(evaluate_disentangle, opts=opts),
                   headline=("clf_s_accuracy", "z_probe_mlp", "z_probe_mlp_sampled", "z_probe_linear", "s_probe_mlp",
