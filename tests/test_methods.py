@@ -91,40 +91,36 @@ def test_the_weak_view_only_supplies_targets(name):
     assert batch.x_u.grad is None or batch.x_u.grad.abs().sum() == 0
 
 
-@pytest.mark.parametrize("name", sorted(n for n, s in METHODS.items()
-                                        if s.unsup_term and "weight" in {f.name for f in dataclasses.fields(s.options)}))
+def step_with(name: str, **changes) -> dict[str, torch.Tensor]:
+    """One step of `name` with its test options changed by `changes`, on the same model, batch and seed."""
+    spec = get_method(name)
+    opts = test_options(name, **changes)
+    model = tiny_model().train()
+    batch, _ = make_batch(spec, opts, model)
+    torch.manual_seed(2)
+    return spec.step(model, batch, opts)
+
+
+def with_option(option: str) -> list[str]:
+    return sorted(n for n, s in METHODS.items() if option in {f.name for f in dataclasses.fields(s.options)})
+
+
+@pytest.mark.parametrize("name", [n for n in with_option("weight") if METHODS[n].unsup_term])
 def test_the_weighted_term_is_part_of_the_loss(name):
     """loss(weight=w) - loss(weight=0) == w * term: the term is not computed and then dropped."""
-    spec = get_method(name)
-    losses, term = {}, None
-    for w in (0.0, 3.0):
-        opts = test_options(name, weight=w)
-        model = tiny_model().train()
-        batch, _ = make_batch(spec, opts, model)
-        torch.manual_seed(2)
-        terms = spec.step(model, batch, opts)
-        losses[w], term = float(terms["loss"].detach()), float(terms[spec.unsup_term].detach())
+    off, on = step_with(name, weight=0.0), step_with(name, weight=3.0)
+    term = float(on[get_method(name).unsup_term].detach())
     assert abs(term) > 0
-    assert losses[3.0] - losses[0.0] == pytest.approx(3.0 * term, rel=1e-4, abs=1e-6)
+    assert float(on["loss"].detach()) - float(off["loss"].detach()) == pytest.approx(3.0 * term, rel=1e-4, abs=1e-6)
 
 
-@pytest.mark.parametrize("name", sorted(n for n, s in METHODS.items() if "balance" in {f.name for f in dataclasses.fields(s.options)}))
+@pytest.mark.parametrize("name", with_option("balance"))
 def test_the_balance_term_is_part_of_the_loss(name):
     """loss(balance=b) - loss(balance=0) == b * KL(mean prediction || uniform), the term logged as
-    `balance`, positive for an untrained model's uneven predictions."""
-    spec = get_method(name)
-    losses, term = {}, None
-    for b in (0.0, 2.0):
-        opts = test_options(name, balance=b)
-        model = tiny_model().train()
-        batch, _ = make_batch(spec, opts, model)
-        torch.manual_seed(2)
-        terms = spec.step(model, batch, opts)
-        losses[b] = float(terms["loss"].detach())
-        term = float(terms["balance"]) if b else term
-        assert ("balance" in terms) == (b > 0)
-    assert term > 0
-    assert losses[2.0] - losses[0.0] == pytest.approx(2.0 * term, rel=1e-4, abs=1e-6)
+    `balance` (only when on), positive for an untrained model's uneven predictions."""
+    off, on = step_with(name, balance=0.0), step_with(name, balance=2.0)
+    assert "balance" not in off and float(on["balance"]) > 0
+    assert float(on["loss"].detach()) - float(off["loss"].detach()) == pytest.approx(2.0 * float(on["balance"]), rel=1e-4, abs=1e-6)
 
 
 @pytest.mark.parametrize("name", sorted(n for n, s in METHODS.items()
