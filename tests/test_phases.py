@@ -579,7 +579,7 @@ def test_class_mmd_sees_a_class_dependent_shape_that_the_moments_do_not():
 
 
 def test_the_code_queue_keeps_the_last_codes_and_the_queued_mmd_has_no_self_pair_bias():
-    from semireg.systems.disentangle import CodeQueue, class_mmd, class_mmd_to_queue
+    from semireg.systems.disentangle import CodeQueue, class_mmd, class_mmd_to_queue, standardize_batch
     queue = CodeQueue(6, 2)
     assert (queue.labels == -1).all()
     for start in (0, 4, 8):  # 12 codes into 6 slots: the last 6 (codes 6..11) remain, each with its label
@@ -587,6 +587,8 @@ def test_the_code_queue_keeps_the_last_codes_and_the_queued_mmd_has_no_self_pair
         queue.push(codes, torch.arange(start, start + 4) % 3)
     assert sorted(queue.codes[:, 0].tolist()) == [6.0, 7.0, 8.0, 9.0, 10.0, 11.0]
     assert torch.equal(queue.labels, queue.codes[:, 0].long() % 3)
+    queue.push(torch.arange(20, 30).float()[:, None].repeat(1, 2), torch.arange(20, 30) % 3)  # 10 codes, 6 slots
+    assert sorted(queue.codes[:, 0].tolist()) == [24.0, 25.0, 26.0, 27.0, 28.0, 29.0]
     g = torch.Generator().manual_seed(0)
     y = torch.arange(128) % 10  # a batch as the recipe's: ~13 images a class
     queue = CodeQueue(4096, 4)
@@ -601,16 +603,12 @@ def test_the_code_queue_keeps_the_last_codes_and_the_queued_mmd_has_no_self_pair
     shifted_queue = CodeQueue(4096, 4)
     for _ in range(32):
         labels = torch.arange(128) % 10
-        shifted_queue.push(standardize(torch.randn(128, 4, generator=g) + labels[:, None].float() / 3), labels)
+        shifted_queue.push(standardize_batch(torch.randn(128, 4, generator=g) + labels[:, None].float() / 3), labels)
     shifted = (noise + y[:, None].float() / 3).requires_grad_(True)
     value = class_mmd_to_queue(shifted, y, shifted_queue)
     assert float(value.detach()) > 20 * abs(float(class_mmd_to_queue(noise, y, queue)))
     value.backward()
     assert shifted.grad.abs().sum() > 0 and not shifted_queue.codes.requires_grad
-
-
-def standardize(z):
-    return (z - z.mean(0)) / z.std(0, unbiased=False)
 
 
 def test_the_queued_class_mmd_enters_the_ae_loss_and_fills_its_queue():

@@ -165,7 +165,10 @@ class CodeQueue(nn.Module):
 
     @torch.no_grad()
     def push(self, z: torch.Tensor, y: torch.Tensor) -> None:
-        """(B, d) codes, (B,) labels, B <= size; the slot index stays a tensor (no host sync)."""
+        """(B, d) codes, (B,) labels; of a batch larger than the ring only its last `size` codes are kept
+        (distinct slots: index_copy_ with a repeated slot keeps an undefined one). The slot index stays a
+        tensor (no host sync)."""
+        z, y = z[-len(self.codes):], y[-len(self.codes):]
         slots = (self.next + torch.arange(len(z), device=z.device)) % len(self.codes)  # (B,)
         self.codes.index_copy_(0, slots, z.detach().float())
         self.labels.index_copy_(0, slots, y)
