@@ -187,3 +187,21 @@ def test_labels_outside_the_classes_are_refused():
 def test_bf16_mixed_precision_trains_vat():
     res = train(cfg_for(precision="bf16-mixed", steps=40, lr=0.05), data=small_data())
     assert res.metrics["test"]["accuracy"] > 0.6
+
+
+@pytest.mark.parametrize("ema_decay", [0.0, 0.9])
+def test_final_metrics_are_those_of_the_returned_weights(tmp_path, ema_decay):
+    """The final metrics reuse the last step's evaluation when the weights are unchanged since; they
+    must still equal a fresh evaluation of the returned model, and the early-stopped run that restores
+    its best weights must be evaluated again (its last evaluation is of other weights)."""
+    from semireg.engine import metrics_on
+
+    data = small_data()
+    x_test, y_test = data.eval_sets["test"]
+    res = train(cfg_for(eval_every=10, ema_decay=ema_decay), tmp_path / "run", data=data)
+    fresh = metrics_on(res.model.eval(), x_test, y_test, data.num_classes)
+    assert res.metrics["test"]["accuracy"] == fresh["accuracy"]
+    assert res.metrics["test"]["loss"] == pytest.approx(fresh["loss"], rel=1e-6)
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    last = [r for r in records if r.get("kind") == "eval" and r.get("split") == "test"][-1]
+    assert last["step"] == 20 and last["accuracy"] == res.metrics["test"]["accuracy"]

@@ -60,6 +60,10 @@ class Trainables:
     method_state: nn.Module | None = None  # the method's running state (FlexMatch, FreeMatch, alignment)
     best_weights: dict[str, torch.Tensor] | None = None  # early stopping: the best-monitored weights (CPU)
     channels_last: hardware.Choice = hardware.Choice(False, False, "set in the config")
+    # (step, {split: metrics}) of the latest evaluation, in memory only: the final metrics reuse it when
+    # the evaluated weights have not changed since (a run evaluates at its last step; evaluating the
+    # same weights again cost seconds per split, more than the steps of a short run).
+    last_eval: tuple[int, dict[str, dict[str, Any]]] | None = None
 
     @property
     def eval_model(self) -> nn.Module:
@@ -324,8 +328,11 @@ def _evaluate(run: runs.Run, parts: Trainables, data: TrainData, ranks: distribu
     """Evaluate every split, log it, and feed the validation split to LR-on-plateau / early
     stopping (keeping the best weights). Returns whether training should stop."""
     t, stop = run.cfg.train, False
+    parts.last_eval = (done, {})
     for name, (x, y) in data.eval_sets.items():
-        m = summary(metrics_on(parts.eval_model, x, y, data.num_classes, parts.augmenter.eval_view, ranks))
+        full = metrics_on(parts.eval_model, x, y, data.num_classes, parts.augmenter.eval_view, ranks)
+        parts.last_eval[1][name] = full
+        m = summary(full)
         run.eval_record(done, m, split=name)
         if name == "val" and (t.plateau_patience or t.early_stop_patience):
             improved, stop = parts.plateau.update(m["loss"] if t.monitor == "val_loss" else m["accuracy"], done)
@@ -350,10 +357,12 @@ def _wrap_up(run: runs.Run, parts: Trainables, data: TrainData, ranks: distribut
     t, view = run.cfg.train, parts.augmenter.eval_view
     eval_model = parts.eval_model
     final_kind = "swa" if parts.swa is not None else "ema" if parts.ema else "model"
+    last_eval = parts.last_eval if parts.swa is None else None  # SWA evaluates its average, not these weights
     if (stopped_at is not None or (t.early_stop_patience and t.restore_best)) and parts.swa is None \
             and parts.best_weights is not None:
         eval_model.load_state_dict(parts.best_weights)
         final_kind += f"@best(step {parts.plateau.best_step})"
+        last_eval = None
     if parts.swa is not None:
         if parts.swa.n_averaged.item() == 0:  # stopped before the averaging window: average the last weights
             parts.swa.update_parameters(parts.model)
@@ -364,8 +373,9 @@ def _wrap_up(run: runs.Run, parts: Trainables, data: TrainData, ranks: distribut
     final: dict[str, Any] = {"steps": run.total, "epochs": epochs, "train_time_s": round(run.elapsed, 2),
                              "time_per_epoch_s": round(run.elapsed / epochs, 3) if epochs else None,
                              "evaluated_weights": final_kind}
+    reuse = last_eval is not None and last_eval[0] == (stopped_at or run.total)
     for name, (x, y) in data.eval_sets.items():
-        final[name] = metrics_on(eval_model, x, y, data.num_classes, view, ranks)
+        final[name] = dict(last_eval[1][name]) if reuse else metrics_on(eval_model, x, y, data.num_classes, view, ranks)
     final["stopped_at"] = stopped_at
     if data.class_names:
         final["class_names"] = data.class_names
