@@ -175,3 +175,23 @@ def test_init_from_starts_the_student_at_the_teachers_weights(tmp_path):
     with pytest.raises(ConfigError, match="init_from"):
         train(cfg(init_from=str(tmp_path / "nothing")), tmp_path / "x", data=data)
     assert not (tmp_path / "x").exists()  # refused before the run directory is made
+
+
+def test_bn_recompute_gives_the_clean_training_images_statistics():
+    """A model trained on augmented batches keeps their running statistics; `train.bn_recompute` replaces
+    them, after training, by those of the labelled training images under the evaluation view, and the
+    final metrics are of those statistics."""
+    data = image_data()
+    kept = train(cfg(steps=8), data=data)
+    recomputed = train(cfg(steps=8, bn_recompute=True), data=data)
+    conv, bn = recomputed.model[0], recomputed.model[1]
+    with torch.no_grad():
+        feats = conv(data.x_l)  # (N, C, H, W): the weights are the same in both runs (deterministic)
+    assert torch.equal(conv.weight, kept.model[0].weight)
+    assert torch.allclose(bn.running_mean, feats.mean(dim=(0, 2, 3)), atol=1e-4)
+    assert not torch.allclose(kept.model[1].running_mean, feats.mean(dim=(0, 2, 3)), atol=1e-4)
+    assert recomputed.metrics["evaluated_weights"] == "model+bn"
+    x_test, y_test = data.eval_sets["test"]
+    with torch.no_grad():
+        loss = torch.nn.functional.cross_entropy(recomputed.model.eval()(x_test), y_test)
+    assert recomputed.metrics["test"]["loss"] == pytest.approx(float(loss), rel=1e-5)

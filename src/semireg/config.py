@@ -100,6 +100,10 @@ class TrainConfig:
     swa_start: float = 0.75
     swa_every: int = 0
     swa_lr: float = 0.0  # > 0: constant learning rate from swa_start on (SWALR-style); 0: keep the schedule
+    # After training, the evaluated weights' BatchNorm statistics recomputed on the labelled training images
+    # through the evaluation view (what SWA does for its average). For a model trained on strongly augmented
+    # images only (a noisy student), whose running statistics are those of the augmented images, not the clean.
+    bn_recompute: bool = False
     # Validation-driven control (needs data.n_val > 0); patience counts evaluations (eval_every).
     monitor: str = "val_loss"  # val_loss | val_accuracy
     plateau_patience: int = 0  # > 0: multiply the learning rate by plateau_factor after this many evaluations without improvement

@@ -363,6 +363,10 @@ def _wrap_up(run: runs.Run, parts: Trainables, data: TrainData, ranks: distribut
         eval_model.load_state_dict(parts.best_weights)
         final_kind += f"@best(step {parts.plateau.best_step})"
         last_eval = None
+    if t.bn_recompute and parts.swa is None:  # (the SWA average gets its statistics below)
+        recompute_bn(eval_model, data.x_l.to(next(eval_model.parameters()).device), max(t.batch_size, 256), view)
+        final_kind += "+bn"
+        last_eval = None
     if parts.swa is not None:
         if parts.swa.n_averaged.item() == 0:  # stopped before the averaging window: average the last weights
             parts.swa.update_parameters(parts.model)
