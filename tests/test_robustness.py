@@ -93,6 +93,38 @@ def test_generated_images_are_cached(images, tmp_path):
     assert torch.allclose(first, again, atol=1 / 255)
 
 
+def test_two_writers_of_one_cache_file_both_succeed(images, monkeypatch):
+    """Two runs evaluated at once generate the same corruption file: each writes its temporary file, then
+    both rename. With one shared temporary name the second rename found nothing (FileNotFoundError,
+    2026-12-04, two students of one teacher); each writer now has its own."""
+    import threading
+
+    both_written = threading.Barrier(2, timeout=60)
+    save = np.save
+
+    def save_then_wait(path, array, *args, **kwargs):
+        save(path, array, *args, **kwargs)
+        both_written.wait()  # neither renames before both have written
+
+    monkeypatch.setattr(np, "save", save_then_wait)
+    results, errors = [], []
+
+    def writer():
+        try:
+            results.append(corrupted_images(images, "contrast", 3, seed=0))
+        except Exception as exc:  # noqa: BLE001 - the test reports what a writer raised
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert len(results) == 2 and torch.equal(results[0], results[1])
+    assert torch.equal(corrupted_images(images, "contrast", 3, seed=0), results[0].mul(255).round().div(255))
+
+
 def test_released_files_are_read_by_severity_block(tmp_path):
     n = 10
     arr = np.zeros((5 * n, 32, 32, 3), np.uint8)

@@ -14,6 +14,8 @@ corruption code version), so every model of a comparison sees exactly the same i
 from __future__ import annotations
 
 import hashlib
+import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -56,7 +58,10 @@ def corrupted_images(x: torch.Tensor, name: str, severity: int, *, seed: int = 0
     out = corrupt(x, name, severity, seed=seed)
     if cache:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npy")
+        # A name of this process's own: two runs evaluated at once (two students of one teacher) generate the
+        # same file; with a shared temporary name one's rename found the other's already gone. The rename is
+        # atomic, so the last writer wins with identical bytes (the corruption is seeded).
+        tmp = path.with_name(f"{path.stem}.{os.getpid()}-{threading.get_ident()}.tmp.npy")
         np.save(tmp, (out * 255).round().to(torch.uint8).numpy())
         tmp.replace(path)
     return out
