@@ -161,6 +161,38 @@ def cifar_cpu_long_figure(method: str, field: str) -> dict:
     return {**spec, "read": "final", "metric": "test.accuracy", "scale": 100, "unit": "%"}
 
 
+# cifar10-consistency-cpu (issue 17, item 3): per seed, the student against its own teacher (the run directory's
+# sibling `teacher`, a link where students of one teacher share it), on the whole test set (clean) and on the
+# 15 corruptions x 5 severities (robustness.json of each); and the longer of the two stages in wall minutes,
+# training and robustness evaluation.
+CONSISTENCY_BEST = "swa-student"
+CONSISTENCY = ("semireg train cifar10-consistency-cpu --variant {variant} --seeds 0,1,2 train.progress=false "
+               "--runs-root runs/issue17   # two seeds side by side with train.threads=1 (benchmarks/issue17_consistency_runs.sh)")
+
+
+def consistency_figure(field: str) -> dict:
+    return {"runs": f"runs/issue17/cifar10-consistency-cpu/{CONSISTENCY_BEST}/seed*/student", "read": "consistency",
+            "field": field, "unit": "min" if field == "stage_minutes_max" else "points",
+            "lower_is_better": field == "stage_minutes_max", "command": CONSISTENCY.format(variant=CONSISTENCY_BEST)}
+
+
+def stage_wall_minutes(stage: Path) -> float:
+    """Training wall minutes (config.json to results.json) plus the robustness evaluation's own `time_s`
+    (it may have run later, as `semireg robustness` on a finished run)."""
+    robustness = json.loads((stage / "robustness.json").read_text())["time_s"]
+    return wall_minutes(stage) + robustness / 60
+
+
+def consistency_value(student: Path, field: str) -> float:
+    teacher = student.parent / "teacher"
+    if field == "stage_minutes_max":
+        return max(stage_wall_minutes(teacher), stage_wall_minutes(student))
+    if field == "student_minus_teacher_clean":
+        return 100 * (final_metric(student, "test.accuracy") - final_metric(teacher, "test.accuracy"))
+    c15 = [json.loads((run / "robustness.json").read_text())["summary"]["mean_c15"] for run in (student, teacher)]
+    return 100 * (c15[0] - c15[1])
+
+
 DISENTANGLE_BEST = "jha"  # the variant whose figures are the headline (docs/results.md shows every variant)
 FP32 = "precision=32-true channels_last=false"
 FIGURES: dict[str, dict] = {
@@ -219,6 +251,8 @@ FIGURES: dict[str, dict] = {
        for m in ("supervised", "fixmatch") for field in ("test_accuracy", "train_minutes")},
     **{f"mnist-100/{m}/{field}": mnist100_table_figure(m, worst=field == "worst_seed")
        for m in MNIST100_TABLE for field in ("test_accuracy", "worst_seed")},
+    **{f"cifar10-consistency-cpu/{field}": consistency_figure(field)
+       for field in ("student_minus_teacher_clean", "student_minus_teacher_c15x5", "stage_minutes_max")},
     "mnist-disentangle/recon_bce": system_figure("mnist-disentangle", DISENTANGLE_BEST, "recon_bce", lower_is_better=True, unit=""),
 }
 
@@ -263,6 +297,9 @@ def values_of(spec: dict) -> tuple[list[float], list[str]]:
     runs = sorted(Path(p) for pattern in patterns for p in glob.glob(str(ROOT / pattern)) if (Path(p) / "results.json").exists())
     if spec["read"] == "final":
         values = [final_metric(r, spec["metric"]) * spec.get("scale", 1) for r in runs]
+    elif spec["read"] == "consistency":
+        runs = [r for r in runs if (r / "robustness.json").exists() and (r.parent / "teacher" / "robustness.json").exists()]
+        values = [consistency_value(r, spec["field"]) for r in runs]
     elif spec["read"] == "wall":
         values = [wall_minutes(r) for r in runs]
     else:

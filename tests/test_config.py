@@ -80,5 +80,8 @@ def test_stages_and_per_variant_stage_overrides():
     assert t.train.steps == 10 and t.init_from == "" and t.teacher == ""
     assert s.train.steps == 3 and s.init_from == "/runs/t" and s.teacher == "/runs/t"
     assert config_for(recipe, "a", 0, {}, "student", dirs).init_from == ""
+    # The command line beats every level of a recipe, a variant's per-stage table included (it lost to it
+    # until 2026-12-04: `train.steps=5` gave the student 3 steps).
+    assert config_for(recipe, "b", 0, {"train.steps": 5}, "student", dirs).train.steps == 5
     with pytest.raises(ConfigError, match="earlier stage"):
         parse_recipe({"stages": [{"name": "x", "init_from": "@x"}]}, "bad")

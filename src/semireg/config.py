@@ -487,13 +487,14 @@ def config_for(recipe: Recipe, variant: str, seed: int, overrides: dict[str, Any
     variant_tree = {k: v for k, v in dict(recipe.variants)[variant].items() if k != "stages"}
     merged = merge(recipe.base, fill_short_keys(variant_tree))
     merged = merge(merged, fill_short_keys(dict(recipe.stages)[stage]))
-    merged = merge(merged, {"train.seed": seed})
-    merged = merge(merged, fill_short_keys(overrides))
-    # A variant may hold per-stage overrides: `stages = { student = { ... } }`.
+    # A variant may hold per-stage overrides: `stages = { student = { ... } }` (part of "variant < stage":
+    # they were merged after the command line until 2026-12-04, so `model.hidden=...` lost to them).
     per_stage = dict(recipe.variants)[variant].get("stages", {})
     if stage and stage in per_stage:
         merged = merge(merged, fill_short_keys(per_stage[stage]))
     merged.pop("stages", None)
+    merged = merge(merged, {"train.seed": seed})
+    merged = merge(merged, fill_short_keys(overrides))
     for key in ("teacher", "init_from"):
         ref = merged.get(key, "")
         if isinstance(ref, str) and ref.startswith("@"):
