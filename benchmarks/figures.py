@@ -165,7 +165,7 @@ def cifar_cpu_long_figure(method: str, field: str) -> dict:
 # sibling `teacher`, a link where students of one teacher share it), on the whole test set (clean) and on the
 # 15 corruptions x 5 severities (robustness.json of each); and the longer of the two stages in wall minutes,
 # training and robustness evaluation.
-CONSISTENCY_BEST = "swa-student"
+CONSISTENCY_BEST = "finetune-swa"
 CONSISTENCY = ("semireg train cifar10-consistency-cpu --variant {variant} --seeds 0,1,2 train.progress=false "
                "--runs-root runs/issue17   # two seeds side by side with train.threads=1 (benchmarks/issue17_consistency_runs.sh)")
 
