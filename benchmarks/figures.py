@@ -166,8 +166,8 @@ def cifar_cpu_long_figure(method: str, field: str) -> dict:
 # 15 corruptions x 5 severities (robustness.json of each); and the longer of the two stages in wall minutes,
 # training and robustness evaluation.
 CONSISTENCY_BEST = "finetune-swa"
-CONSISTENCY = ("semireg train cifar10-consistency-cpu --variant {variant} --seeds 0,1,2 train.progress=false "
-               "--runs-root runs/issue17   # two seeds side by side with train.threads=1 (benchmarks/issue17_consistency_runs.sh)")
+CONSISTENCY = ("VARIANT={variant} bash benchmarks/issue17_consistency_runs.sh   # semireg train cifar10-consistency-cpu "
+               "--variant {variant} --stage teacher|student --seeds 0..2 train.threads=1, two side by side, --runs-root runs/issue17")
 
 
 def consistency_figure(field: str) -> dict:

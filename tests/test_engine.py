@@ -192,8 +192,8 @@ def test_bf16_mixed_precision_trains_vat():
 @pytest.mark.parametrize("ema_decay", [0.0, 0.9])
 def test_final_metrics_are_those_of_the_returned_weights(tmp_path, ema_decay):
     """The final metrics reuse the last step's evaluation when the weights are unchanged since; they
-    must still equal a fresh evaluation of the returned model, and the early-stopped run that restores
-    its best weights must be evaluated again (its last evaluation is of other weights)."""
+    must still equal a fresh evaluation of the returned model. (That restored best weights are evaluated
+    again is test_consistency's test_early_stopping_restores_the_best_weights.)"""
     from semireg.engine import metrics_on
 
     data = small_data()

@@ -355,7 +355,7 @@ def _wrap_up(run: runs.Run, parts: Trainables, data: TrainData, ranks: distribut
     """The evaluated weights (SWA average, best-monitored, EMA or the model), the final metrics,
     the last checkpoint with them, and the run's outputs."""
     t, view = run.cfg.train, parts.augmenter.eval_view
-    eval_model = parts.eval_model
+    eval_model, device = parts.eval_model, next(parts.model.parameters()).device
     final_kind = "swa" if parts.swa is not None else "ema" if parts.ema else "model"
     last_eval = parts.last_eval if parts.swa is None else None  # SWA evaluates its average, not these weights
     if (stopped_at is not None or (t.early_stop_patience and t.restore_best)) and parts.swa is None \
@@ -364,13 +364,12 @@ def _wrap_up(run: runs.Run, parts: Trainables, data: TrainData, ranks: distribut
         final_kind += f"@best(step {parts.plateau.best_step})"
         last_eval = None
     if t.bn_recompute and parts.swa is None:  # (the SWA average gets its statistics below)
-        recompute_bn(eval_model, data.x_l.to(next(eval_model.parameters()).device), max(t.batch_size, 256), view)
+        recompute_bn(eval_model, data.x_l.to(device), max(t.batch_size, 256), view)
         final_kind += "+bn"
         last_eval = None
     if parts.swa is not None:
         if parts.swa.n_averaged.item() == 0:  # stopped before the averaging window: average the last weights
             parts.swa.update_parameters(parts.model)
-        device = next(parts.model.parameters()).device
         recompute_bn(parts.swa.module, data.x_l.to(device), max(t.batch_size, 256), view)
         eval_model = parts.swa.module
     epochs = run.total * t.batch_size / max(1, len(data.y_l))
