@@ -4,9 +4,11 @@ arithmetic as a single-process one, so the weights must agree to float rounding;
 (BatchNorm over each rank's share, each rank's own random draws) the accuracy must agree."""
 
 import json
+import shutil
 
 import pytest
 import torch
+from filelock import FileLock  # a dependency of torch
 from torch import nn
 
 from semireg import distributed
@@ -16,6 +18,8 @@ from semireg.engine import train, train_rank
 from semireg.traindata import TrainData
 from semireg.errors import ConfigError
 from semireg.methods import METHODS
+
+from conftest import IN_WORKER
 
 # The only registered method whose step draws random numbers of its own (VAT's random start of the
 # power iteration); on two ranks its second half of the batch gets other draws than in one process.
@@ -85,16 +89,23 @@ def distributed_dir(root, name):
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """Every method trained once in one process and once on two ranks (one spawn for all of them)."""
-    root = tmp_path_factory.mktemp("ddp")
-    teacher = root / "teacher"
-    train(cfg_for("supervised"), teacher, model=None, data=image_data())
-    for name in sorted(METHODS):
-        cfg = cfg_for(name, str(teacher) if METHODS[name].needs_teacher else "")
-        train(cfg, root / "one" / name, model=plain_net(), data=image_data())
-    fabric, spawn = distributed.make_fabric(cfg_for("supervised", devices=2).train)
-    assert spawn
-    fabric.launch(_every_method, str(root), str(teacher))
+    """Every method trained once in one process and once on two ranks (one spawn for all of them).
+    Under pytest-xdist the tests below are spread over the workers; the first to need these runs
+    trains them into this session's directory and the others read them (~45 s of CPU each time)."""
+    base = tmp_path_factory.getbasetemp()
+    root = (base.parent if IN_WORKER else base) / "ddp-runs"
+    with FileLock(str(root) + ".lock"):
+        if not (root / "done").exists():
+            shutil.rmtree(root, ignore_errors=True)  # a worker that died half-way
+            teacher = root / "teacher"
+            train(cfg_for("supervised"), teacher, model=None, data=image_data())
+            for name in sorted(METHODS):
+                cfg = cfg_for(name, str(teacher) if METHODS[name].needs_teacher else "")
+                train(cfg, root / "one" / name, model=plain_net(), data=image_data())
+            fabric, spawn = distributed.make_fabric(cfg_for("supervised", devices=2).train)
+            assert spawn
+            fabric.launch(_every_method, str(root), str(teacher))
+            (root / "done").touch()
     return root
 
 

@@ -1,18 +1,17 @@
 """Short real runs on ../shared/data/mnist (100 labels): every registered method that learns from
-unlabelled images must beat the labels-only baseline trained the same way. The registry is
+unlabelled images must beat labels only trained the same way
+(LABELS_ONLY, measured with this file's own `__main__`). The registry is
 iterated, so a new method gets this test for free."""
 
-import json
-
 import pytest
-from filelock import FileLock  # a dependency of torch
+import torch
 
 from semireg.config import config_for, load_recipe
 from semireg.engine import train
 from semireg.traindata import data_from_config
 from semireg.methods import METHODS
 
-from conftest import IN_WORKER, TRAIN_THREADS, mnist_available
+from conftest import TRAIN_THREADS, mnist_available
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not mnist_available(), reason="../shared/data/mnist not present")]
 
@@ -51,30 +50,20 @@ def _short_config(method: str, steps: int):
     return config_for(recipe, "", 0, overrides)
 
 
-@pytest.fixture(scope="module")
-def baseline(tmp_path_factory):
-    """(data, split, accuracy of labels only after `steps` steps), trained once per step count for
-    the whole session: under pytest-xdist the workers share the accuracy through a file, so the
-    baseline is not trained again in every worker (~100 s of CPU each time here)."""
-    base = tmp_path_factory.getbasetemp()
-    shared = base.parent if IN_WORKER else base  # this session's directory, the same for every xdist worker
-    cache = {}
+# Labels only at the settings above (seed 0, one thread, precision auto = float32 on this 2-core AMD EPYC,
+# 2026-12-04), measured by `python tests/test_ssl_real.py 200 600`. Every method is compared with these
+# instead of training the baseline in each test session: the baseline does not change with the method, and
+# training it cost ~135 s of the suite's CPU, with a worker idle behind the other's lock while it trained.
+# Change the recipe, the SHORT settings or the engine's arithmetic, and these must be measured again.
+LABELS_ONLY = {200: 0.8745, 600: 0.8909}
 
-    def at(steps: int):
-        if steps not in cache:
-            cfg = _short_config("supervised", steps)
-            data, split = data_from_config(cfg)
-            assert (len(split.labeled), len(split.unlabeled), len(split.val)) == (100, 59_900, 0)
-            stored = shared / f"ssl-real-baseline-{steps}.json"
-            with FileLock(str(stored) + ".lock"):
-                if not stored.exists():
-                    result = train(cfg, tmp_path_factory.mktemp(f"baseline{steps}"), data=data, split=split)
-                    stored.write_text(json.dumps({"accuracy": result.metrics["test"]["accuracy"]}))
-                accuracy = json.loads(stored.read_text())["accuracy"]
-            assert accuracy > 0.6, accuracy  # 100 labels alone: well above chance (0.1)
-            cache[steps] = (data, split, accuracy)
-        return cache[steps]
-    return at
+
+def labels_only(steps: int, tmp_path) -> float:
+    """Labels only trained as the tests train the methods (the measurement behind LABELS_ONLY)."""
+    cfg = _short_config("supervised", steps)
+    data, split = data_from_config(cfg)
+    assert (len(split.labeled), len(split.unlabeled), len(split.val)) == (100, 59_900, 0)
+    return train(cfg, tmp_path / f"labels-only-{steps}", data=data, split=split).metrics["test"]["accuracy"]
 
 
 # Methods known to fall short at these budgets, as strict xfails (the day one passes, its marker
@@ -86,9 +75,21 @@ _SLOW_STARTERS: dict[str, str] = {}
 
 @pytest.mark.parametrize("method", [pytest.param(m, marks=pytest.mark.xfail(reason=_SLOW_STARTERS[m], strict=True))
                                     if m in _SLOW_STARTERS else m for m in SEMI_SUPERVISED])
-def test_a_short_run_beats_the_labels_only_baseline(method, baseline, tmp_path):
+def test_a_short_run_beats_the_labels_only_baseline(method, tmp_path):
     steps = steps_for(method)
-    data, split, baseline = baseline(steps)
-    result = train(_short_config(method, steps), tmp_path / method, data=data, split=split)
-    accuracy = result.metrics["test"]["accuracy"]
+    cfg = _short_config(method, steps)
+    data, split = data_from_config(cfg)
+    assert (len(split.labeled), len(split.unlabeled), len(split.val)) == (100, 59_900, 0)
+    accuracy = train(cfg, tmp_path / method, data=data, split=split).metrics["test"]["accuracy"]
+    baseline = LABELS_ONLY[steps]
     assert accuracy > baseline + MARGIN, f"{method} ({steps} steps): {accuracy:.4f} vs labels only {baseline:.4f}"
+
+
+if __name__ == "__main__":  # python tests/test_ssl_real.py STEPS ...: measure LABELS_ONLY again
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    torch.set_num_threads(TRAIN_THREADS)
+    for arg in sys.argv[1:]:
+        print(f"labels only, {arg} steps: {labels_only(int(arg), Path(tempfile.mkdtemp())):.4f}")
