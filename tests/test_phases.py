@@ -518,6 +518,38 @@ def test_the_adversary_reads_the_mean_z_when_asked():
         build_disentangle((1, 8, 8), 10, DisentangleOptions(adversary_reads="both"))
 
 
+def test_without_adversary_dropout_the_adversary_reads_the_codes_the_probes_read():
+    from semireg.systems.disentangle import DisentangleOptions, adversary_codes, build_disentangle, eval_mode_mean
+    data = _toy_data()
+    x, y = data.x_l[:16], data.y_l[:16]
+    batches = [PhaseBatch(x, y), PhaseBatch(data.x_l[16:32], data.y_l[16:32])]
+    losses = {}
+    for dropout_seen in (True, False):
+        torch.manual_seed(0)
+        opts = DisentangleOptions(**_tiny_options("disentangle"), variational=True, adversary_reads="mean",
+                                  enc_dropout=0.5, adversary_dropout=dropout_seen)
+        system = build_disentangle((1, 8, 8), 10, opts)
+        system.nets.train()  # as in training: dropout on
+        adv = next(p for p in system.phases if p.name == "adv")
+        losses[dropout_seen] = [float(adv.loss(system.nets, batches[:1], system.state)["ce_z"]) for _ in range(2)]
+    assert losses[True][0] != losses[True][1]  # each read another dropout draw
+    assert losses[False][0] == losses[False][1]  # the evaluation-mode codes, whatever the draw
+    # ... the very codes the probes read, and Enc_z's adversarial term trains Enc_z through them
+    with torch.no_grad():
+        expected = F.cross_entropy(system.nets["clf_z"](eval_mode_mean(system.nets["enc_z"], x, opts)), y)
+    assert losses[False][0] == pytest.approx(float(expected), rel=1e-6)
+    assert system.nets["enc_z"].training  # left in training mode
+    ae = next(p for p in system.phases if p.name == "ae")
+    terms = ae.loss(system.nets, batches, system.state)
+    with torch.no_grad():
+        log_p = F.log_softmax(system.nets["clf_z"](eval_mode_mean(system.nets["enc_z"], x, opts)), dim=1)
+    assert float(terms["adv_uniform"].detach()) == pytest.approx(float(-log_p.mean()), rel=1e-5)
+    mean, _ = adversary_codes(system.nets["enc_z"], system.state, x, y, opts)  # what that term reads, with a graph
+    assert torch.equal(mean.detach(), eval_mode_mean(system.nets["enc_z"], x, opts))
+    grads = torch.autograd.grad(mean.sum(), list(system.nets["enc_z"].parameters()))
+    assert all(g.abs().sum() > 0 for g in grads)
+
+
 def test_the_standardized_adversary_cannot_be_fooled_by_shrinking_z():
     from semireg.systems.disentangle import DisentangleOptions, adversary_view
     opts = DisentangleOptions(adversary_reads="mean-standardized")

@@ -66,6 +66,9 @@ class DisentangleOptions:
     # mean z scaled per dimension to unit variance over the batch, which is what the probes read (their inputs
     # are standardised): shrinking z towards a constant (the cheap answer to an adversary on the raw mean,
     # whose label-carrying offsets the probe then scales back up) no longer hides anything from it
+    adversary_dropout: bool = True  # False: the adversary, and Enc_z's adversarial term, read codes computed with
+    # Enc_z's dropout off, as the probes read them. With it on, the noise hid the label from the adversary that the
+    # probes then read from the evaluation-mode mean (benchmarks/disentangle_dropout_view.py: 23 vs 56 %)
     use_floor: float = 0.0  # > 0: z must be used: the batch mean of (reconstruction error with another image's z
     # minus with its own) is held above this many units of the per-pixel error (a hinge, weight w_use). It
     # constrains information, which a KL floor does not (a constant mean with a narrow variance pays any KL)
@@ -204,7 +207,7 @@ def sup_loss(nets: nn.ModuleDict, batches: list[PhaseBatch], state: nn.ModuleDic
 def adv_loss(nets: nn.ModuleDict, batches: list[PhaseBatch], state: nn.ModuleDict, *, opts: DisentangleOptions):
     x, y = batches[0].x, batches[0].y
     with torch.no_grad():  # enc_z is frozen in this phase and nothing upstream trains: no graph needed
-        mean, log_var = z_posterior(nets["enc_z"], x, opts)
+        mean, log_var = adversary_posterior(nets["enc_z"], x, opts)
         z = adversary_view(*normalised(state, y, mean, sample_z(mean, log_var)), opts)  # (B, dim_z)
     logits_z = nets["clf_z"](z)
     terms = Terms()
@@ -220,6 +223,18 @@ def z_posterior(enc_z: nn.Module, x: torch.Tensor, opts: DisentangleOptions) -> 
         return out, None
     mean, log_var = out.chunk(2, dim=1)
     return mean, log_var.clamp(-12.0, 8.0)  # exp() stays finite in float32 and bf16
+
+
+def adversary_posterior(enc_z: nn.Module, x: torch.Tensor, opts: DisentangleOptions) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The posterior the adversary reads: Enc_z as it is (dropout on in training), or in evaluation mode when
+    `adversary_dropout` is off. Gradients flow either way (Enc_z's adversarial term trains through it)."""
+    if opts.adversary_dropout or not enc_z.training:
+        return z_posterior(enc_z, x, opts)
+    enc_z.eval()
+    try:
+        return z_posterior(enc_z, x, opts)
+    finally:
+        enc_z.train()
 
 
 def normalised(state: nn.ModuleDict, y: torch.Tensor, *codes: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -393,7 +408,8 @@ def ae_loss(nets: nn.ModuleDict, batches: list[PhaseBatch], state: nn.ModuleDict
     elif opts.w_class_mmd:
         terms.add("class_mmd", class_mmd(mean, y), opts.w_class_mmd)
     # Enc_z against the frozen adversary: its prediction on z should be uniform over the classes.
-    log_p_z = F.log_softmax(nets["clf_z"](adversary_view(mean, z, opts)).float(), dim=1)  # (B, K)
+    adv_mean, adv_z = (mean, z) if opts.adversary_dropout else adversary_codes(nets["enc_z"], state, x, y, opts)
+    log_p_z = F.log_softmax(nets["clf_z"](adversary_view(adv_mean, adv_z, opts)).float(), dim=1)  # (B, K)
     terms.add("adv_uniform", -log_p_z.mean(1), opts.w_adv)
     # The swap: z of x with s of another image must decode to an image of that image's class.
     swapped = torch.sigmoid(nets["dec"](z, s_other)).reshape(x.shape)
@@ -403,6 +419,13 @@ def ae_loss(nets: nn.ModuleDict, batches: list[PhaseBatch], state: nn.ModuleDict
     if opts.w_cycle:
         terms.add("cycle", _reverse_cycle(nets, state, (s, y), (s_other, y_other), x.shape, opts), opts.w_cycle)
     return terms.out()
+
+
+def adversary_codes(enc_z: nn.Module, state: nn.ModuleDict, x: torch.Tensor, y: torch.Tensor,
+                    opts: DisentangleOptions) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean, sample), each (B, dim_z), as the adversary reads them (`adversary_posterior`), with a graph to Enc_z."""
+    mean, log_var = adversary_posterior(enc_z, x, opts)
+    return normalised(state, y, mean, sample_z(mean, log_var))
 
 
 def _reverse_cycle(nets: nn.ModuleDict, state: nn.ModuleDict, a: tuple[torch.Tensor, torch.Tensor],
