@@ -12,12 +12,10 @@ from pathlib import Path
 
 import torch
 
-from semireg.config import method_options
-from semireg.finished import finished_run
-from semireg.systems import get_system
 from semireg.systems.disentangle import z_posterior
 from semireg.systems.evaluation import batched, linear_probe, mlp_probe
-from semireg.traindata import data_from_config
+
+from disentangle_exact_whitening import load_finished  # this folder's script: sys.path[0] when run as documented
 
 
 def mean_codes(enc_z: torch.nn.Module, x: torch.Tensor, opts, training: bool) -> torch.Tensor:
@@ -30,12 +28,7 @@ def mean_codes(enc_z: torch.nn.Module, x: torch.Tensor, opts, training: bool) ->
 def main(run: Path) -> None:
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    cfg, state = finished_run(run, "run")
-    data, _ = data_from_config(cfg)
-    opts = method_options(cfg)
-    system = get_system("disentangle").build(data.in_shape, data.num_classes, opts, None)
-    system.nets.load_state_dict(state["nets"])
-    system.state.load_state_dict(state["loss_state"])
+    data, opts, system = load_finished(run)
     pick = torch.randperm(len(data.x_l), generator=torch.Generator().manual_seed(0))[:20000]
     x, y = data.x_l[pick], data.y_l[pick]
     x_test, y_test = data.eval_sets["test"]

@@ -21,14 +21,20 @@ from semireg.systems.evaluation import linear_probe, mlp_probe
 from semireg.traindata import data_from_config
 
 
-def main(run: Path) -> None:
-    torch.set_num_threads(2)  # the machine's two cores
+def load_finished(run: Path):
+    """(data, options, system) of a finished mnist-disentangle run, with its trained nets and loss state."""
     cfg, state = finished_run(run, "run")
     data, _ = data_from_config(cfg)
     opts = method_options(cfg)
     system = get_system("disentangle").build(data.in_shape, data.num_classes, opts, None)
     system.nets.load_state_dict(state["nets"])
     system.state.load_state_dict(state["loss_state"])
+    return data, opts, system
+
+
+def main(run: Path) -> None:
+    torch.set_num_threads(2)  # the machine's two cores
+    data, opts, system = load_finished(run)
     system.nets.eval()
     pick = torch.randperm(len(data.x_l), generator=torch.Generator().manual_seed(0))[:20000]
     x, y = data.x_l[pick], data.y_l[pick]
