@@ -8,6 +8,7 @@ from torch import nn
 import semireg
 from semireg.config import from_kwargs
 from semireg.engine import train
+from semireg.evaluate import evaluation_mode
 from semireg.optim import EMA, lr_factor
 from semireg.traindata import TrainData
 from semireg.errors import ConfigError, DataError, DivergedError, RunDirError
@@ -205,3 +206,17 @@ def test_final_metrics_are_those_of_the_returned_weights(tmp_path, ema_decay):
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     last = [r for r in records if r.get("kind") == "eval" and r.get("split") == "test"][-1]
     assert last["step"] == 20 and last["accuracy"] == res.metrics["test"]["accuracy"]
+
+
+@pytest.mark.parametrize("start_training", [True, False])
+def test_evaluation_mode_switches_dropout_off_and_restores_the_flag_even_on_error(start_training):
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Dropout(0.5))
+    model.train(start_training)
+    x = torch.ones(64, 4)
+    with evaluation_mode(model):
+        assert not any(m.training for m in model.modules())
+        assert torch.equal(model(x), model(x))  # dropout off: the same output twice
+    assert all(m.training == start_training for m in model.modules())
+    with pytest.raises(RuntimeError), evaluation_mode(model):
+        raise RuntimeError("inside")
+    assert all(m.training == start_training for m in model.modules())

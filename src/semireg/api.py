@@ -14,7 +14,7 @@ from .config import from_kwargs, is_system
 from .data.arrays import as_images, as_labels, check_classes_present, check_labels, encode_labels, infer_num_classes, notice
 from .engine import Result, train
 from .errors import ConfigError, DataError
-from .evaluate import evaluate
+from .evaluate import evaluate, evaluation_mode
 from .models import logits_of
 from .phase_loop import SystemResult, train_system, train_system_config
 from .phases import System
@@ -82,15 +82,11 @@ def user_data(labeled: tuple[Array, Array], unlabeled: Array | None, eval_data: 
 def output_width(model: nn.Module, x: torch.Tensor) -> int | None:
     """The number of logits `model` gives a probe of two samples (None when that fails: training
     then reports the failure with the input shape)."""
-    was_training = model.training
-    model.eval()
     try:
-        with torch.no_grad():
+        with evaluation_mode(model), torch.no_grad():
             logits = logits_of(model(x[:2]))
     except Exception:  # the engine's own probe turns this into one clear error
         return None
-    finally:
-        model.train(was_training)
     return int(logits.shape[1]) if logits is not None and logits.ndim == 2 else None
 
 

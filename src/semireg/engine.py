@@ -25,7 +25,7 @@ from .augment import Augmenter
 from .config import RunConfig, is_system, method_options
 from .data import IndexSampler, Split
 from .errors import ConfigError, RunDirError, mismatch
-from .evaluate import classification_metrics, plot_curves, predict_logits, summary
+from .evaluate import classification_metrics, evaluation_mode, plot_curves, predict_logits, summary
 from .finished import initial_weights, load_teacher, model_from_config
 from .methods import Batch, MethodSpec, get_method
 from .models import LogitsOnly, describe_output, logits_of, unwrap
@@ -417,15 +417,11 @@ def adapt_model(model: nn.Module, data: TrainData, device: torch.device, view=No
     comes back wrapped so that it returns only them; any other model comes back as it is."""
     probe = data.x_l[:2].to(device)
     probe = view(probe) if view is not None else probe
-    was_training = model.training
-    model.eval()
     try:
-        with torch.no_grad():
+        with evaluation_mode(model), torch.no_grad():
             out = model(probe)
     except Exception as exc:  # any failure here is the user's model rejecting the input shape
         raise ConfigError(f"the model does not take inputs of shape {tuple(probe.shape[1:])}: {str(exc).splitlines()[0]}") from None
-    finally:
-        model.train(was_training)
     logits = logits_of(out)
     expected = (len(probe), data.num_classes)
     why = f": {data.num_classes} classes, {data.num_classes_reason}" if data.num_classes_reason else ""

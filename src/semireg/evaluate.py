@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -13,20 +14,29 @@ from .data.arrays import as_images, as_labels
 from .rundir import read_jsonl
 
 
+@contextmanager
+def evaluation_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """`model` in eval mode (dropout off, BatchNorm on running statistics) inside the block; its training flag
+    is restored afterwards, also when the block raises. Gradients are not switched off: callers that need
+    no graph say so with `torch.no_grad()`."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
 @torch.no_grad()
 def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 1000, transform=None) -> torch.Tensor:
     """Logits (N, K) in eval mode; the model's training flag is restored afterwards.
 
     `transform` maps a batch on the model's device to the model's input view (e.g. a resize).
     """
-    was_training = model.training
-    model.eval()
     device = next((p.device for p in model.parameters()), x.device)
     view = transform or (lambda t: t)
-    try:
+    with evaluation_mode(model):
         out = [model(view(x[i : i + batch_size].to(device))).float() for i in range(0, len(x), batch_size)]
-    finally:
-        model.train(was_training)
     return torch.cat(out)
 
 

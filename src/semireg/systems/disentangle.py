@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
+from ..evaluate import evaluation_mode
 from ..phases import OptimizerSpec, Phase, PhaseBatch, System, Terms
 from .evaluation import batched, fresh_decoder_bce, linear_probe, mlp_probe, save_grid, train_judge, tsne_plot
 from .registry import SYSTEMS, register_system, user_modules
@@ -228,13 +229,10 @@ def z_posterior(enc_z: nn.Module, x: torch.Tensor, opts: DisentangleOptions) -> 
 def adversary_posterior(enc_z: nn.Module, x: torch.Tensor, opts: DisentangleOptions) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The posterior the adversary reads: Enc_z as it is (dropout on in training), or in evaluation mode when
     `adversary_dropout` is off. Gradients flow either way (Enc_z's adversarial term trains through it)."""
-    if opts.adversary_dropout or not enc_z.training:
+    if opts.adversary_dropout:
         return z_posterior(enc_z, x, opts)
-    enc_z.eval()
-    try:
+    with evaluation_mode(enc_z):
         return z_posterior(enc_z, x, opts)
-    finally:
-        enc_z.train()
 
 
 def normalised(state: nn.ModuleDict, y: torch.Tensor, *codes: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -250,12 +248,8 @@ def eval_mode_mean(enc_z: nn.Module, x: torch.Tensor, opts: DisentangleOptions) 
     """The posterior mean (B, dim_z) as evaluation computes it (dropout off). The class statistics are taken
     from it: statistics of the training-mode codes are off by a class-dependent amount in evaluation (as a
     BatchNorm's would), and whitening with them put the label back into z (a linear probe read 73 %, seed 0)."""
-    was_training = enc_z.training
-    enc_z.eval()
-    try:
+    with evaluation_mode(enc_z):
         return z_posterior(enc_z, x, opts)[0]
-    finally:
-        enc_z.train(was_training)
 
 
 def sample_z(mean: torch.Tensor, log_var: torch.Tensor | None, generator: torch.Generator | None = None) -> torch.Tensor:
