@@ -15,7 +15,7 @@ def run_cli(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "semireg.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
 
 
-@pytest.mark.parametrize("args,needle", [
+BAD_INPUT = [
     (["train", "no-such-recipe"], "unknown recipe"),
     (["train", "demo", "train.bogus=1"], "unknown key 'train.bogus'"),
     (["train", "demo", "train.steps=abc"], "train.steps: expected int"),
@@ -24,16 +24,34 @@ def run_cli(*args, cwd=None):
     (["train", "demo", "--variant", "vat", "data.n_unlabeled=0"], "unlabelled set is empty"),
     (["train", "demo", "model.name=cnn_seed000", "model.hidden=[]", "data.dataset=npz:FLAT"], "takes images"),
     (["train", "demo", "model.name=cnn_seed000"], "does not take option"),
-])
-def test_bad_input_is_one_line_without_traceback(tmp_path, args, needle):
+]
+
+
+def _bad_args(tmp_path, args):
     flat = tmp_path / "flat.npz"  # (N, D) vectors: no image for a CNN
     np.savez(flat, x=np.random.rand(900, 64).astype("float32"), y=np.arange(900) % 10)
-    args = [a.replace("FLAT", str(flat)) for a in args]
-    proc = run_cli(*args, "--runs-root", str(tmp_path / "runs"))
-    assert proc.returncode == 2
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("semireg: error:")]
-    assert len(errors) == 1 and needle in errors[0] and "Traceback" not in proc.stderr, proc.stderr
+    return [a.replace("FLAT", str(flat)) for a in args] + ["--runs-root", str(tmp_path / "runs")]
+
+
+def _one_error_line(stderr: str, needle: str) -> None:
+    errors = [line for line in stderr.splitlines() if line.startswith("semireg: error:")]
+    assert len(errors) == 1 and needle in errors[0] and "Traceback" not in stderr, stderr
+
+
+@pytest.mark.parametrize("args,needle", BAD_INPUT)
+def test_bad_input_is_one_line_without_traceback(tmp_path, capsys, args, needle):
+    # In-process (`main` is the console script's entry point): a command-line start-up costs ~5 s of CPU
+    # each; the subprocess test below checks that the real process prints the same one line.
+    assert main(_bad_args(tmp_path, args)) == 2
+    _one_error_line(capsys.readouterr().err, needle)
     assert not any((tmp_path / "runs").rglob("*.pt"))  # nothing written
+
+
+def test_bad_input_from_a_real_process_is_one_line_and_exit_status_2(tmp_path):
+    args, needle = BAD_INPUT[1]
+    proc = run_cli(*_bad_args(tmp_path, args))
+    assert proc.returncode == 2
+    _one_error_line(proc.stderr, needle)
 
 
 def test_train_eval_resume_and_refusal(tmp_path, capsys):
