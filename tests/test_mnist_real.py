@@ -13,8 +13,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(not mnist_available(), reason
 
 # Labels only on this recipe never reached 85 %: 81.74 / 80.79 / 84.86 % at its full budget (docs/results.md,
 # seed 001 table) and 85.15 % with the settings below (2026-12-04, one thread). Training that baseline here
-# cost ~50 s of the suite's CPU for a number that does not change; test_ssl_real trains its own baseline
-# and compares every method, VAT included, with it.
+# cost ~50 s of the suite's CPU for a number that does not change. (test_ssl_real compares every other
+# method with labels only at its own budget; VAT's short run is this one.)
 LABELS_ONLY_BEST = 0.8515
 
 
