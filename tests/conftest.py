@@ -67,8 +67,79 @@ def real_cifar(_session_cache, monkeypatch):
         return load_dataset("cifar10-jpeg", str(SHARED_DATA))
 
 
+# Seconds the longest tests took in one worker of `make test` (2026-12-05, `pytest -n 2 --durations=0` with other
+# runs sharing the cores, scaled where a test's budget changed since). Only the order of the suite depends on
+# them: a stale figure costs balance, never a result. Keys are node ids or their beginnings (the longest match wins).
+COST_S = {
+    "test_ssl_real.py::test_a_short_run_beats_the_labels_only_baseline[pimodel]": 510,
+    "test_ssl_real.py::test_a_short_run_beats_the_labels_only_baseline[pseudolabel]": 400,
+    "test_ssl_real.py::test_a_short_run_beats_the_labels_only_baseline[meanteacher]": 240,
+    "test_ssl_real.py::test_a_short_run_beats_the_labels_only_baseline[fixmatch]": 180,
+    "test_ssl_real.py::test_a_short_run_beats_the_labels_only_baseline": 120,
+    "test_faults.py::test_sigkill_at_random_steps": 265,
+    "test_systems_real.py": 230,
+    "test_mnist_real.py": 215,
+    "test_cifar_real.py": 170,
+    "test_cli.py::test_demo_runs_offline": 180,
+    "test_speed_options.py::test_bf16": 125,
+    "test_lock.py::test_a_second_writer": 105,
+    "test_readme.py::test_readme_own_data_commands_run": 90,
+    "test_vat_probe.py::test_one_power_iteration": 70,
+    "test_readme.py::test_readme_python_examples_run": 50,
+    "test_cli.py::test_multi_network_recipes_through_the_cli": 35,
+    "test_distributed.py::test_batchnorm_model": 77,
+    "test_distributed.py::test_resume_under_another_number_of_processes": 55,
+    "test_distributed.py::test_cli_resume": 46,
+    "test_speed_options.py": 20,
+}
+# Tests that share a once-per-session fixture behind a file lock: a second worker needing it while the first
+# builds it would wait idle, so each group runs in one worker.
+SHARED_SETUP = {"real_cifar": 90, "test_distributed.py": 110}
+
+
+def _cost(item) -> float:
+    nodeid = item.nodeid.removeprefix("tests/")
+    keys = [k for k in COST_S if nodeid.startswith(k)]
+    return COST_S[max(keys, key=len)] if keys else 1.0
+
+
+def _group(item) -> str:
+    if "real_cifar" in getattr(item, "fixturenames", ()):
+        return "real_cifar"
+    return "test_distributed.py" if item.nodeid.startswith("tests/test_distributed.py") else item.nodeid
+
+
+def balanced_order(items: list, workers: int) -> list:
+    """The items reordered for pytest-xdist's work stealing with `workers` workers, which first hands worker i
+    the i-th contiguous share of the list (len // workers) and later steals from the tails of the queues. The
+    groups of tests are dealt longest first to the worker with the least expected time (LPT), each worker's
+    share starts with its long tests, and the short ones fill the shares to their exact sizes: the long runs
+    start at once on every worker, and what is stolen at the end is short."""
+    groups: dict[str, list] = {}
+    for item in items:
+        groups.setdefault(_group(item), []).append(item)
+    cost = {g: sum(map(_cost, members)) + SHARED_SETUP.get(g, 0) for g, members in groups.items()}
+    long_groups = sorted((g for g in groups if cost[g] > 1.0 * len(groups[g])), key=lambda g: -cost[g])
+    shares: list[list] = [[] for _ in range(workers)]
+    load = [0.0] * workers
+    for g in long_groups:
+        w = load.index(min(load))
+        shares[w].extend(sorted(groups[g], key=lambda it: -_cost(it)))
+        load[w] += cost[g]
+    short = [it for g, members in groups.items() if g not in long_groups for it in members]
+    sizes = [len(items) // workers] * (workers - 1)
+    sizes.append(len(items) - sum(sizes))
+    for w in range(workers):
+        room = max(0, sizes[w] - len(shares[w]))
+        shares[w].extend(short[:room])
+        short = short[room:]
+    shares[-1].extend(short)  # a share longer than its size (many long tests) pushes the rest to the last
+    return [it for share in shares for it in share]
+
+
 def pytest_collection_modifyitems(config, items):
-    """The slow real-data tests first (stable order otherwise): under xdist's work stealing the
-    long runs then start at once and the short tests fill the other worker around them, instead
-    of one worker finishing the long tail alone."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    """Under pytest-xdist (every worker collects, and must order alike): `balanced_order`. Without it, the
+    order pytest collected."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        items[:] = balanced_order(items, workers)

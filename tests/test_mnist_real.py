@@ -20,10 +20,10 @@ LABELS_ONLY_BEST = 0.8515
 
 def test_vat_beats_labels_only_on_mnist_100_labels(tmp_path):
     recipe = load_recipe("mnist-100-vat")
-    short = {"train.steps": 150, "train.unlabeled_batch_size": 64, "train.eval_every": 0,
+    short = {"train.steps": 100, "train.unlabeled_batch_size": 64, "train.eval_every": 0,
              "train.progress": False, "data.n_test": 2000}
     cfg = config_for(recipe, "vat", 0, short)
     data, split = data_from_config(cfg)
     assert (len(split.labeled), len(split.test)) == (100, 2000)
     accuracy = train(cfg, tmp_path / "vat", data=data, split=split).metrics["test"]["accuracy"]
-    assert accuracy > LABELS_ONLY_BEST + 0.04, accuracy  # measured 93.95 % (2026-12-04)
+    assert accuracy > LABELS_ONLY_BEST + 0.04, accuracy  # measured 91.75 % (2026-12-05; 93.95 at 150 steps)
