@@ -119,7 +119,8 @@ def balanced_order(items: list, workers: int) -> list:
     for item in items:
         groups.setdefault(_group(item), []).append(item)
     cost = {g: sum(map(_cost, members)) + SHARED_SETUP.get(g, 0) for g, members in groups.items()}
-    long_groups = sorted((g for g in groups if cost[g] > 1.0 * len(groups[g])), key=lambda g: -cost[g])
+    # long: a member with a measured cost, or a shared setup (every other test counts 1 s)
+    long_groups = sorted((g for g in groups if cost[g] > len(groups[g])), key=lambda g: -cost[g])
     shares: list[list] = [[] for _ in range(workers)]
     load = [0.0] * workers
     for g in long_groups:

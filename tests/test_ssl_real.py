@@ -79,7 +79,8 @@ _SLOW_STARTERS: dict[str, str] = {}
 @pytest.mark.parametrize("method", [pytest.param(m, marks=pytest.mark.xfail(reason=_SLOW_STARTERS[m], strict=True))
                                     if m in _SLOW_STARTERS else m for m in SEMI_SUPERVISED])
 def test_a_short_run_beats_the_labels_only_baseline(method, tmp_path):
-    steps, mu = budget_of(method)["steps"], budget_of(method)["mu"]
+    budget = budget_of(method)
+    steps, mu = budget["steps"], budget["mu"]
     cfg = _short_config(method, steps, mu)
     data, split = data_from_config(cfg)
     assert (len(split.labeled), len(split.unlabeled), len(split.val)) == (100, 59_900, 0)
