@@ -6,11 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from semireg.data import IndexSampler, load_dataset, make_split
+from semireg.config import resolve
+from semireg.data import IndexSampler, load_dataset, make_split, official_test_subset
 from semireg.data.folders import load_folder, load_npz
 from semireg.data.idx import parse_idx
 from semireg.data.mnist import load_mnist
 from semireg.errors import ConfigError, DataError
+from semireg.traindata import data_from_config
 
 from conftest import SHARED_DATA, cifar_archive, mnist_available
 
@@ -141,3 +143,29 @@ def test_sampler_covers_each_epoch_and_resumes_exactly():
     s2 = IndexSampler(10, 4, seed=999)
     s2.load_state_dict(state)
     assert all(torch.equal(a, s2.next()) for a in ahead)
+
+
+def test_n_test_under_standard_is_a_fixed_subset_of_the_official_test_set(tmp_path):
+    # Until 2026-12-05 data.n_test was ignored under protocol "standard": asking for 40 test images
+    # evaluated all of them without a word.
+    rng = np.random.default_rng(0)
+    path = tmp_path / "with_test.npz"
+    np.savez(path, x=rng.random((200, 1, 4, 4), dtype=np.float32), y=np.arange(200) % 4,
+             x_test=rng.random((100, 1, 4, 4), dtype=np.float32), y_test=np.arange(100) % 4)
+
+    def test_set(n_test, seed=0):
+        cfg = resolve({"data": {"dataset": f"npz:{path}", "protocol": "standard", "n_labeled": 20, "n_test": n_test},
+                       "train": {"seed": seed}})
+        return data_from_config(cfg)[0].eval_sets.get("test")
+
+    x_all, _ = test_set(10000)
+    assert len(x_all) == 100  # the default: every official test image
+    x_40, y_40 = test_set(40)
+    assert len(x_40) == len(y_40) == 40
+    rows = [int(np.flatnonzero((x_all.flatten(1) == row).all(1))[0]) for row in x_40.flatten(1)]
+    assert len(set(rows)) == 40  # distinct official test images
+    assert torch.equal(test_set(40, seed=3)[0], x_40)  # the same images for every seed (and on resume)
+    assert test_set(0) is None  # 0: no test set, as under holdout
+    assert official_test_subset(100, 100) is None and len(official_test_subset(100, 0)) == 0
+    with pytest.raises(ConfigError, match="n_test"):
+        official_test_subset(100, -1)

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from .config import RunConfig
-from .data import Split, load_dataset, make_split
+from .data import Split, load_dataset, make_split, official_test_subset
 from .errors import ConfigError
 
 
@@ -55,7 +55,11 @@ def data_from_config(cfg: RunConfig) -> tuple[TrainData, Split]:
     if split.test is not None:
         eval_sets["test"] = (ds.x_train[take(split.test)], ds.y_train[take(split.test)])
     elif ds.x_test is not None:
-        eval_sets["test"] = (ds.x_test, ds.y_test)
+        subset = official_test_subset(len(ds.y_test), d.n_test)
+        if subset is None:
+            eval_sets["test"] = (ds.x_test, ds.y_test)
+        elif len(subset):
+            eval_sets["test"] = (ds.x_test[take(subset)], ds.y_test[take(subset)])
     if len(split.val):
         eval_sets["val"] = (ds.x_train[take(split.val)], ds.y_train[take(split.val)])
     # The unlabelled set: training samples not drawn as labelled, then the data's own pile without labels.
