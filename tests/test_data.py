@@ -165,7 +165,7 @@ def test_n_test_under_standard_is_a_fixed_subset_of_the_official_test_set(tmp_pa
     rows = [int(np.flatnonzero((x_all.flatten(1) == row).all(1))[0]) for row in x_40.flatten(1)]
     assert len(set(rows)) == 40  # distinct official test images
     assert torch.equal(test_set(40, seed=3)[0], x_40)  # the same images for every seed (and on resume)
-    assert test_set(0) is None  # 0: no test set, as under holdout
-    assert official_test_subset(100, 100) is None and len(official_test_subset(100, 0)) == 0
+    assert len(test_set(0)[0]) == 100  # 0 holds none out of the training images: the official set stays whole
+    assert official_test_subset(100, 100) is None and official_test_subset(100, 0) is None
     with pytest.raises(ConfigError, match="n_test"):
         official_test_subset(100, -1)

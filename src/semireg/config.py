@@ -32,8 +32,8 @@ class DataConfig:
     n_labeled: int = 100  # -1: every labelled training sample (minus validation and held-out test)
     n_unlabeled: int = -1  # -1: every remaining training image
     n_val: int = 0  # validation images taken from the training pool
-    n_test: int = 10000  # holdout (or data without a test set): images held out as the test set; standard: at most this
-    # many of the official test images (a fixed subset when fewer, for cheaper evaluations); 0: no test set
+    n_test: int = 10000  # holdout (or data without a test set): images held out as the test set, 0: none; standard:
+    # a fixed subset of this many official test images when fewer than all (cheaper evaluations), 0: all
     balanced: bool = False  # class-balanced labelled draw (n_labeled must be a multiple of classes)
     split_seed: int = -1  # -1: use train.seed
     data_dir: str = ""  # '' = $SEMIREG_DATA, then the user cache directory

@@ -56,10 +56,8 @@ def data_from_config(cfg: RunConfig) -> tuple[TrainData, Split]:
         eval_sets["test"] = (ds.x_train[take(split.test)], ds.y_train[take(split.test)])
     elif ds.x_test is not None:
         subset = official_test_subset(len(ds.y_test), d.n_test)
-        if subset is None:
-            eval_sets["test"] = (ds.x_test, ds.y_test)
-        elif len(subset):
-            eval_sets["test"] = (ds.x_test[take(subset)], ds.y_test[take(subset)])
+        keep = slice(None) if subset is None else take(subset)
+        eval_sets["test"] = (ds.x_test[keep], ds.y_test[keep])
     if len(split.val):
         eval_sets["val"] = (ds.x_train[take(split.val)], ds.y_train[take(split.val)])
     # The unlabelled set: training samples not drawn as labelled, then the data's own pile without labels.

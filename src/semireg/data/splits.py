@@ -2,8 +2,8 @@
 
 - `holdout` (seed 001): `n_test` images are held out of the training set as the test set; the
   labelled and unlabelled sets are drawn from the rest (MNIST: 10,000 / 100 / 49,900).
-- `standard`: the official test set (a fixed `n_test` of its images when `n_test` is smaller than it,
-  the same for every seed; none when 0); labelled (and validation) images drawn from the training set,
+- `standard`: the official test set (a fixed `n_test` of its images when 0 < `n_test` < its size,
+  the same for every seed); labelled (and validation) images drawn from the training set,
   the unlabelled set is the remaining training images.
 """
 
@@ -93,12 +93,12 @@ def make_split(y_train: np.ndarray, num_classes: int, *, protocol: str, n_labele
 
 def official_test_subset(n_official: int, n_test: int) -> np.ndarray | None:
     """Which images of an official test set of `n_official` to evaluate on under protocol `standard`:
-    None for all of them (`n_test` >= its size), an empty array for none (`n_test` = 0), else `n_test`
-    sorted indices — a cheaper test set for short runs, the same for every seed and method (so their
-    figures compare on the same images) and on resume."""
+    None for all of them (`n_test` 0 — "hold none out", as the README's own-data commands say — or
+    at least its size), else `n_test` sorted indices: a cheaper test set for short runs, the same for
+    every seed and method (so their figures compare on the same images) and on resume."""
     if n_test < 0:
         raise ConfigError(f"data.n_test={n_test} must be >= 0")
-    if n_test >= n_official:
+    if n_test == 0 or n_test >= n_official:
         return None
     # A generator of its own, not the split's: the labelled draw stays the same whatever n_test is.
     rng = np.random.default_rng([n_official, n_test])
