@@ -35,6 +35,8 @@ def test_precedence_override_beats_recipe_beats_default():
     ("model.name", "resnet9000", "unknown model"),
     ("method.name", "magic", "unknown method"),
     ("train.optimizer", "lion", "not one of"),
+    ("data.n_test", -1, "data.n_test must be >= 0"),  # was "no test set" under holdout, silently
+    ("data.n_val", -5, "data.n_val must be >= 0"),
 ])
 def test_bad_keys_and_types_are_errors(key, value, match):
     recipe = load_recipe("mnist-100-vat")

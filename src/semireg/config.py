@@ -358,7 +358,9 @@ def validate(cfg: RunConfig) -> None:
     for key, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{key} must be > 0, got {value}")
-    for key, value in {"train.unlabeled_batch_size": t.unlabeled_batch_size, "train.mu": t.mu}.items():
+    # data.n_test < 0 used to mean "no test set" under holdout without a word; 0 is the way to say it.
+    for key, value in {"train.unlabeled_batch_size": t.unlabeled_batch_size, "train.mu": t.mu,
+                       "data.n_val": d.n_val, "data.n_test": d.n_test}.items():
         if value < 0:
             raise ConfigError(f"{key} must be >= 0, got {value}")
     if t.lr <= 0:
