@@ -26,7 +26,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(not mnist_available(), reason
 # Each is compared with the labels-only baseline at the same number of steps.
 # data.n_val = 0: the step budgets below were measured on the split without a validation set; holding out
 # 5,000 images draws other labelled images, on which FixMatch gained only +1.8 points at 200 steps (2026-12-04).
-SHORT = {"train.eval_every": 0, "train.progress": False, "train.threads": TRAIN_THREADS, "data.n_val": 0}
+# data.n_test = 2000: a fixed 2,000 of the official 10,000 test images (the same for every method and seed), as
+# test_mnist_real.py's holdout; evaluating all 10,000 cost each short run ~9 s of its worker.
+SHORT = {"train.eval_every": 0, "train.progress": False, "train.threads": TRAIN_THREADS, "data.n_val": 0,
+         "data.n_test": 2000}
 MARGIN = 0.03
 # Methods whose short real run on MNIST-100 is another test's, so the suite does not pay for two (~100 s of CPU).
 COVERED_ELSEWHERE = {"vat": ("test_mnist_real.py", "test_vat_beats_labels_only_on_mnist_100_labels")}
@@ -64,9 +67,14 @@ LABELS_ONLY = {200: 0.8745, 400: 0.8869, 600: 0.8909}
 def labels_only(steps: int, tmp_path) -> float:
     """Labels only trained as the tests train the methods (the measurement behind LABELS_ONLY)."""
     cfg = _short_config("supervised", steps)
+    return accuracy_of(cfg, tmp_path / f"labels-only-{steps}")
+
+
+def accuracy_of(cfg, run_dir: Path) -> float:
+    """Test accuracy of a short run, after checking it trains on the split the budgets were measured on."""
     data, split = data_from_config(cfg)
-    assert (len(split.labeled), len(split.unlabeled), len(split.val)) == (100, 59_900, 0)
-    return train(cfg, tmp_path / f"labels-only-{steps}", data=data, split=split).metrics["test"]["accuracy"]
+    assert (len(split.labeled), len(split.unlabeled), len(split.val), len(data.eval_sets["test"][1])) == (100, 59_900, 0, 2000)
+    return train(cfg, run_dir, data=data, split=split).metrics["test"]["accuracy"]
 
 
 # Methods known to fall short at these budgets, as strict xfails (the day one passes, its marker
@@ -81,10 +89,7 @@ _SLOW_STARTERS: dict[str, str] = {}
 def test_a_short_run_beats_the_labels_only_baseline(method, tmp_path):
     budget = budget_of(method)
     steps, mu = budget["steps"], budget["mu"]
-    cfg = _short_config(method, steps, mu)
-    data, split = data_from_config(cfg)
-    assert (len(split.labeled), len(split.unlabeled), len(split.val)) == (100, 59_900, 0)
-    accuracy = train(cfg, tmp_path / method, data=data, split=split).metrics["test"]["accuracy"]
+    accuracy = accuracy_of(_short_config(method, steps, mu), tmp_path / method)
     baseline = LABELS_ONLY[steps]
     assert accuracy > baseline + MARGIN, f"{method} ({steps} steps, mu {mu}): {accuracy:.4f} vs labels only {baseline:.4f}"
 
@@ -96,11 +101,18 @@ def test_the_methods_left_out_here_have_their_short_run_elsewhere():
         assert method in METHODS
 
 
-if __name__ == "__main__":  # python tests/test_ssl_real.py STEPS ...: measure LABELS_ONLY again
+if __name__ == "__main__":
+    # python tests/test_ssl_real.py STEPS ...: measure LABELS_ONLY again;
+    # python tests/test_ssl_real.py METHOD ...: each method's short run at its budget (its margin over LABELS_ONLY).
     import sys
     import tempfile
 
     SHORT["train.threads"] = 1  # as in the suite's xdist workers (at 2 threads the float order, and so the figure, differ)
     torch.set_num_threads(1)
     for arg in sys.argv[1:]:
-        print(f"labels only, {arg} steps: {labels_only(int(arg), Path(tempfile.mkdtemp())):.4f}")
+        if arg.isdigit():
+            print(f"labels only, {arg} steps: {labels_only(int(arg), Path(tempfile.mkdtemp())):.4f}", flush=True)
+            continue
+        b = budget_of(arg)
+        acc = accuracy_of(_short_config(arg, b["steps"], b["mu"]), Path(tempfile.mkdtemp()) / arg)
+        print(f"{arg}, {b['steps']} steps, mu {b['mu']}: {acc:.4f} (labels only {LABELS_ONLY[b['steps']]:.4f})", flush=True)
