@@ -16,6 +16,7 @@ wait $a $b
 $SEMIREG train mnist-disentangle --variant jha --seeds 1 "${common[@]}" & a=$!
 $SEMIREG train mnist-disentangle --variant jha --seeds 2 "${common[@]}" & b=$!
 wait $a $b
-# The headline disentangle variant since 2026-12-05: three seeds side by side, one thread each (~35 min here).
+# The headline disentangle variant since 2026-12-05 (30 adversary steps a round since that day's later session; the
+# figures' seed 0 is a resumed trial, see benchmarks/figures.py): three seeds side by side, one thread each (~30 min here).
 for seed in 0 1 2; do $SEMIREG train mnist-disentangle --variant jha-strong-adversary --seeds $seed "${common[@]}" & done
 wait
