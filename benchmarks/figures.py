@@ -226,6 +226,8 @@ def disentangle_figures(prefix: str, root: str, command: str) -> dict[str, dict]
                for key, metric, low in percent},
             **{prefix + key: system_figure("mnist-disentangle", DISENTANGLE_BEST, key, lower_is_better=low, unit="", **at)
                for key, low in plain}}
+
+
 FP32 = "precision=32-true channels_last=false"
 FIGURES: dict[str, dict] = {
     "issue16.mnist-100-vat.1000-steps.fp32.test_accuracy": equal_steps("mnist-100-vat", "vat", "fp32", FP32),
