@@ -81,7 +81,7 @@ DISENTANGLE = ("semireg train mnist-disentangle --variant {variant} --seeds 0,1,
 DISENTANGLE_ADV30 = (
     "cp -a /work/runs/s5/T_adv30/mnist-disentangle/jha/seed0 runs/issue17/adv30/mnist-disentangle/jha-strong-adversary/seed0; "
     "semireg train mnist-disentangle --variant jha-strong-adversary --seeds S method.adv_steps=30 train.threads=1 "
-    "train.progress=false --runs-root runs/issue17/adv30   # S = 1, 2 side by side (/work/runs/s7/adv30.sh)")
+    "train.progress=false --runs-root runs/issue17/adv30   # S = 1, 2 side by side, one thread each")
 
 
 def system_figure(recipe: str, variant: str, metric: str, scale: float = 1, lower_is_better: bool = False,
@@ -205,13 +205,9 @@ def consistency_value(student: Path, field: str) -> float:
 
 
 DISENTANGLE_BEST = "jha-strong-adversary"  # the variant whose figures are the headline (docs/results.md shows every variant)
-# Its runs at 10 adversary steps a round (the variant until 2026-12-05) and at 30; which is the headline follows the
-# rule written before seeds 1 and 2 of the 30 ran (docs/results.md), the other keeps its figures under issue17.*.
-DISENTANGLE_ADV10 = {"root": "runs/issue17", "command": DISENTANGLE.format(variant=DISENTANGLE_BEST)
-                     + " (at 089e734, method.adv_steps = 10 then)"}
-DISENTANGLE_ADV30_RUNS = {"root": "runs/issue17/adv30", "command": DISENTANGLE_ADV30}
-DISENTANGLE_HEADLINE, DISENTANGLE_OTHER, DISENTANGLE_OTHER_PREFIX = (
-    DISENTANGLE_ADV30_RUNS, DISENTANGLE_ADV10, "issue17.mnist-disentangle.adv10.")
+# Its runs at 30 adversary steps a round are the headline (the rule written before seeds 1 and 2 ran: docs/results.md);
+# those at 10, the variant until 2026-12-05, keep their figures under issue17.mnist-disentangle.adv10.*.
+DISENTANGLE_ADV10 = DISENTANGLE.format(variant=DISENTANGLE_BEST) + " (at 089e734, method.adv_steps = 10 then)"
 
 
 def disentangle_figures(prefix: str, root: str, command: str) -> dict[str, dict]:
@@ -258,8 +254,8 @@ FIGURES: dict[str, dict] = {
     "mnist-began/frechet": system_figure("mnist-began", "public", "frechet", lower_is_better=True, unit=""),
     "mnist-began/frechet_real": system_figure("mnist-began", "public", "frechet_real", lower_is_better=True, unit=""),
     "mnist-began/train_minutes": system_figure("mnist-began", "public", "train_time_s", 1 / 60, lower_is_better=True, unit="min"),
-    **disentangle_figures("mnist-disentangle/", **DISENTANGLE_HEADLINE),
-    **disentangle_figures(DISENTANGLE_OTHER_PREFIX, **DISENTANGLE_OTHER),
+    **disentangle_figures("mnist-disentangle/", "runs/issue17/adv30", DISENTANGLE_ADV30),
+    **disentangle_figures("issue17.mnist-disentangle.adv10.", "runs/issue17", DISENTANGLE_ADV10),
     "mnist-100/vat/test_accuracy": mnist100_figure(MNIST100_VAT_RUNS, MNIST100_VAT),
     "mnist-100/vat/worst_seed": mnist100_figure(MNIST100_VAT_RUNS, MNIST100_VAT, worst=True),
     "issue18.mnist-100-vat.before.test_accuracy": mnist100_figure(

@@ -51,7 +51,7 @@ def budget_of(method: str) -> dict:
     return BUDGET.get(method, DEFAULT_BUDGET)
 
 
-def _short_config(method: str, steps: int, mu: int = 1):
+def short_config(method: str, steps: int, mu: int = 1):
     recipe = load_recipe("mnist-100-ssl")
     overrides = {**SHORT, "train.steps": steps, "train.mu": mu}
     if method != "supervised":
@@ -71,7 +71,7 @@ LABELS_ONLY = {200: 0.8695, 400: 0.8825, 600: 0.8845}
 
 def labels_only(steps: int, tmp_path) -> float:
     """Labels only trained as the tests train the methods (the measurement behind LABELS_ONLY)."""
-    cfg = _short_config("supervised", steps)
+    cfg = short_config("supervised", steps)
     return accuracy_of(cfg, tmp_path / f"labels-only-{steps}")
 
 
@@ -94,7 +94,7 @@ _SLOW_STARTERS: dict[str, str] = {}
 def test_a_short_run_beats_the_labels_only_baseline(method, tmp_path):
     budget = budget_of(method)
     steps, mu = budget["steps"], budget["mu"]
-    accuracy = accuracy_of(_short_config(method, steps, mu), tmp_path / method)
+    accuracy = accuracy_of(short_config(method, steps, mu), tmp_path / method)
     baseline = LABELS_ONLY[steps]
     assert accuracy > baseline + MARGIN, f"{method} ({steps} steps, mu {mu}): {accuracy:.4f} vs labels only {baseline:.4f}"
 
@@ -119,5 +119,5 @@ if __name__ == "__main__":
             print(f"labels only, {arg} steps: {labels_only(int(arg), Path(tempfile.mkdtemp())):.4f}", flush=True)
             continue
         b = budget_of(arg)
-        acc = accuracy_of(_short_config(arg, b["steps"], b["mu"]), Path(tempfile.mkdtemp()) / arg)
+        acc = accuracy_of(short_config(arg, b["steps"], b["mu"]), Path(tempfile.mkdtemp()) / arg)
         print(f"{arg}, {b['steps']} steps, mu {b['mu']}: {acc:.4f} (labels only {LABELS_ONLY[b['steps']]:.4f})", flush=True)
