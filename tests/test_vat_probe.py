@@ -94,7 +94,9 @@ def test_one_power_iteration_points_along_hd_on_the_seed_cnns(name, digits28):
     for state, m in measured.items():
         assert m["converged"] >= 0.5, (state, m)  # most samples have a curvature float64 resolves
         assert m["fp32"] >= 0.7, (state, m)  # measured on these digits: 0.80-0.92
-        assert m["bf16"] >= 0.4, (state, m)  # measured: 0.50-0.59
+        # measured: 0.50-0.59 where bf16 is emulated (AMD EPYC, no AVX-512 BF16); 0.32-0.71 on an AMX CPU, whose
+        # native bf16 kernels round differently (2026-12-05) — why the default probe is fp32. Random: ~0.04.
+        assert m["bf16"] >= 0.25, (state, m)
     # A large probe leaves the quadratic regime of these ReLU/max-pool networks (at initialisation
     # above all: measured 0.05 against 0.84): the default is chosen where the agreement is.
     mean = {k: sum(m[k] for m in measured.values()) / 2 for k in ("fp32", "fp32_large_xi")}
