@@ -25,13 +25,17 @@ from semireg.models import build_model
 SEED_CNNS = ("cnn_seed000", "cnn_seed001")
 
 
-@pytest.fixture(scope="module")
-def digits28():
+def scaled_digits():
     """scikit-learn's digits, scaled to MNIST's 28x28 in [0, 1] with a black background."""
     d = load_digits()
     x = torch.tensor(d.images, dtype=torch.float32)[:, None] / 16.0  # (N, 1, 8, 8)
     x = F.interpolate(x, size=(28, 28), mode="bilinear", align_corners=False).clamp(0, 1)
     return x, torch.tensor(d.target)
+
+
+@pytest.fixture(scope="module")
+def digits28():
+    return scaled_digits()
 
 
 def kl64(target_logits, logits):
@@ -73,9 +77,10 @@ def train_briefly(model, x, y, steps=100):
         opt.step()
 
 
-@pytest.mark.parametrize("name", SEED_CNNS)
-def test_one_power_iteration_points_along_hd_on_the_seed_cnns(name, digits28):
-    x_all, y_all = digits28
+def probe_agreements(name, digits):
+    """Per state (init, trained): the share of samples whose exact H·d float64 resolves, and the mean cosine of
+    one power iteration with it — fp32 and bf16 at their default probes, fp32 at a large one."""
+    x_all, y_all = digits
     x = x_all[-32:]  # held out of the brief training below
     torch.manual_seed(0)
     d = l2_normalize(torch.randn_like(x))
@@ -91,9 +96,15 @@ def test_one_power_iteration_points_along_hd_on_the_seed_cnns(name, digits28):
             "bf16": agreement(model, x, d, reference, DEFAULT_XI["autocast"], bf16=True),
             "fp32_large_xi": agreement(model, x, d, reference, 10.0, bf16=False),
         }
+    return measured
+
+
+@pytest.mark.parametrize("name", SEED_CNNS)
+def test_one_power_iteration_points_along_hd_on_the_seed_cnns(name, digits28):
+    measured = probe_agreements(name, digits28)
     for state, m in measured.items():
         assert m["converged"] >= 0.5, (state, m)  # most samples have a curvature float64 resolves
-        assert m["fp32"] >= 0.7, (state, m)  # measured on these digits: 0.80-0.92
+        assert m["fp32"] >= 0.7, (state, m)  # measured on these digits: 0.80-0.92 (AMX machine: 0.71-0.84)
         # measured: 0.50-0.59 where bf16 is emulated (AMD EPYC, no AVX-512 BF16); 0.32-0.71 on an AMX CPU, whose
         # native bf16 kernels round differently (2026-12-05) — why the default probe is fp32. Random: ~0.04.
         assert m["bf16"] >= 0.25, (state, m)
@@ -101,3 +112,10 @@ def test_one_power_iteration_points_along_hd_on_the_seed_cnns(name, digits28):
     # above all: measured 0.05 against 0.84): the default is chosen where the agreement is.
     mean = {k: sum(m[k] for m in measured.values()) / 2 for k in ("fp32", "fp32_large_xi")}
     assert mean["fp32"] > mean["fp32_large_xi"] + 0.2, measured
+
+
+if __name__ == "__main__":  # the measurements behind the bounds, one thread: python tests/test_vat_probe.py
+    torch.set_num_threads(1)
+    for cnn in SEED_CNNS:
+        for state, m in probe_agreements(cnn, scaled_digits()).items():
+            print(cnn, state, {k: round(v, 3) for k, v in m.items()})
