@@ -191,20 +191,20 @@ CONSISTENCY = ("{env}bash benchmarks/issue17_consistency_runs.sh   # semireg tra
                "defaults otherwise (precision auto)")
 # The students of 2026-12-05 (rule written before they ran: docs/results.md), on a CPU with AMX (precision auto =
 # bf16-mixed), each seed's students against the same teacher (runs/issue17/.../finetune-swa/seedS/teacher, linked).
-CONSISTENCY_AMX = {  # tag: (runs root, variant, student overrides)
-    "finetune-swa": ("runs/issue17", "finetune-swa", ""),
-    "finetune-swa-lr1.25e-4": ("runs/issue17-lr", "finetune-swa", "train.lr=1.25e-4"),
-    "noisy-student-swa": ("runs/issue17", "noisy-student", "train.swa=true"),
+CONSISTENCY_AMX = {  # tag: (runs root, variant, student overrides, what ran)
+    "finetune-swa": ("runs/issue17", "finetune-swa", "", ""),
+    "finetune-swa-lr1.25e-4": ("runs/issue17-lr", "finetune-swa", "train.lr=1.25e-4", ""),
+    "noisy-student-swa": ("runs/issue17", "noisy-student", "train.swa=true", "; seed 0's student only (the rule)"),
 }
 CONSISTENCY_FIELDS = ("student_minus_teacher_clean", "student_minus_teacher_c15x5", "stage_minutes_max", "student_val_accuracy")
 
 
 def consistency_figure(field: str, tag: str = CONSISTENCY_BEST) -> dict:
-    root, variant, extra = CONSISTENCY_AMX[tag]
+    root, variant, extra, ran = CONSISTENCY_AMX[tag]
     env = "".join(f"{k}={v} " for k, v in (("VARIANT", variant), ("ROOT", root), ("EXTRA", extra)) if v)
-    if root != "runs/issue17":
+    if extra:  # the students of other settings learn from the headline runs' teachers, linked
         env += "TEACHERS=runs/issue17 "
-    command = CONSISTENCY.format(env=env, variant=variant, extra=f" (student: {extra})" if extra else "", root=root)
+    command = CONSISTENCY.format(env=env, variant=variant, extra=f" (student: {extra})" if extra else "", root=root) + ran
     unit = {"stage_minutes_max": "min", "student_val_accuracy": "%"}.get(field, "points")
     return {"runs": f"{root}/cifar10-consistency-cpu/{variant}/seed*/student", "read": "consistency",
             "field": field, "unit": unit, "lower_is_better": field == "stage_minutes_max", "command": command}
