@@ -141,18 +141,23 @@ def best_of(figures: dict, keys: list[str], min_n: int = 5) -> str | None:
 # One recipe per method (tests/test_ssl.py holds every registered method to it), so the keys follow the recipes.
 CIFAR_CPU_METHODS = sorted(p.stem.removeprefix("cifar10-4000-cpu-")
                            for p in (ROOT / "src" / "semireg" / "recipes").glob("cifar10-4000-cpu-*.toml"))
-CIFAR_CPU = "semireg train cifar10-4000-cpu-{method} {seeds}train.progress=false --runs-root runs/issue18/cifar{root}"
+CIFAR_CPU = "semireg train cifar10-4000-cpu-{method} {seeds}train.progress=false --runs-root {root}"
+# The table on the machine CI runs on (2026-12-05: a 2-core Intel Xeon with AMX, precision auto = bf16-mixed), by
+# `ROOT=runs/issue18/cifar-amx/table bash benchmarks/cifar10_cpu_runs.sh`; the first table, on a 2-core fp32 AMD
+# EPYC (2026-12-03/04, runs/issue18/cifar), was moved as computed to issue18.cifar10-4000-cpu.fp32-epyc.* keys.
+CIFAR_CPU_TABLE = "runs/issue18/cifar-amx/table"
+CIFAR_CPU_TABLE_EPYC = "runs/issue18/cifar"
 
 
-def cifar_cpu_figure(method: str, field: str) -> dict:
-    """cifar10-4000-cpu, one method's runs: the seed-0 run (runs/issue18/cifar/<recipe>) and the
-    other seeds (runs/issue18/cifar/seeds/<recipe>/seed*). `wall_minutes` is the run's wall time
-    from its config.json to its results.json (evaluations included, data loading not)."""
+def cifar_cpu_figure(method: str, field: str, root: str = CIFAR_CPU_TABLE) -> dict:
+    """cifar10-4000-cpu, one method's runs: the seed-0 run (<root>/<recipe>) and the other seeds
+    (<root>/seeds/<recipe>/seed*). `wall_minutes` is the run's wall time from its config.json to its
+    results.json (evaluations included, data loading not)."""
     recipe = f"cifar10-4000-cpu-{method}"
-    command = (CIFAR_CPU.format(method=method, seeds="", root="") + "; (3-seed methods) "
-               + CIFAR_CPU.format(method=method, seeds="--seeds 1,2 ", root="/seeds")
+    command = (CIFAR_CPU.format(method=method, seeds="", root=root) + "; (3-seed methods) "
+               + CIFAR_CPU.format(method=method, seeds="--seeds 1,2 ", root=f"{root}/seeds")
                + "   # defaults (2 threads, precision auto), one run at a time on an idle machine")
-    spec = {"runs": [f"runs/issue18/cifar/{recipe}", f"runs/issue18/cifar/seeds/{recipe}/seed*"], "command": command}
+    spec = {"runs": [f"{root}/{recipe}", f"{root}/seeds/{recipe}/seed*"], "command": command}
     if field == "wall_minutes":
         return {**spec, "read": "wall", "unit": "min", "lower_is_better": True}
     return {**spec, "read": "final", "metric": "test.accuracy", "scale": 100, "unit": "%"}
@@ -297,6 +302,8 @@ FIGURES: dict[str, dict] = {
         "runs/issue18/mnist-cnn001/mnist-100-vat-entmin/seed*", MNIST100_VAT_ENTMIN_CNN001),
     **{f"cifar10-4000-cpu/{m}/{field}": cifar_cpu_figure(m, field)
        for m in CIFAR_CPU_METHODS for field in ("test_accuracy", "wall_minutes")},
+    **{f"issue18.cifar10-4000-cpu.fp32-epyc.{m}.{field}": cifar_cpu_figure(m, field, CIFAR_CPU_TABLE_EPYC)
+       for m in ("supervised", "fixmatch", "freematch", "pseudolabel") for field in ("test_accuracy", "wall_minutes")},
     **{f"issue18.cifar10-4000-cpu.5000-steps.{m}.{field}": cifar_cpu_long_figure(m, field)
        for m in ("supervised", "fixmatch") for field in ("test_accuracy", "train_minutes")},
     **{f"issue18.cifar10-4000-cpu.amx-15000-steps.{m}.{field}":
