@@ -3,7 +3,9 @@
 step the training accuracy on labelled batches and, for threshold methods, the mask rate. The docs' tables of
 the issue-18 crossing pairs are this script's output.
 
-    python benchmarks/pair_table.py RUN_DIR [RUN_DIR ...] [--plot OUT.png]
+    python benchmarks/pair_table.py RUN_DIR [RUN_DIR ...] [--plot OUT.png] [--final]
+
+`--final`: one row per run instead, at its last evaluation (for tables of many runs).
 
 Unfinished runs are read as far as they got (`semireg compare` takes finished runs only); `--plot` draws `semireg
 compare`'s curves (test accuracy against step and against training time), one line per run.
@@ -38,16 +40,34 @@ def cell(evals: dict[int, dict], trains: dict[int, dict], step: int) -> str:
     return f"{100 * ev['accuracy']:.2f} ({ev['time'] / 60:.1f}) | {train_acc} | {mask}"
 
 
+def label(run: Path) -> str:
+    """A run's name; a seed directory (runs/.../<recipe>/seed1) is named with its recipe."""
+    return f"{run.parent.name}/{run.name}" if run.name.startswith("seed") else run.name
+
+
+def final_rows(runs: list[Path], per_run: list[tuple[dict, dict]]) -> None:
+    print("| run | step | test % (training min) | train acc. % | mask % |")
+    print("|---|---|---|---|---|")
+    for run, (evals, trains) in zip(runs, per_run):
+        if evals:
+            step = max(evals)
+            print(f"| {label(run)} | {step} | {cell(evals, trains, step)} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("runs", nargs="+", type=Path)
     ap.add_argument("--plot", type=Path, help="also draw the curves into this PNG")
+    ap.add_argument("--final", action="store_true", help="one row per run, at its last evaluation")
     args = ap.parse_args()
     per_run = [records(run) for run in args.runs]
     if args.plot:  # compare's own curves, one group per run (compare itself takes finished runs only)
-        plot_eval_curves([Group(label=run.name, config_hash="", runs=[run]) for run in args.runs], args.plot)
+        plot_eval_curves([Group(label=label(run), config_hash="", runs=[run]) for run in args.runs], args.plot)
+    if args.final:
+        final_rows(args.runs, per_run)
+        return
     steps = sorted({step for evals, _ in per_run for step in evals})
-    header = " | ".join(f"{run.name}: test % (training min) | train acc. % | mask %" for run in args.runs)
+    header = " | ".join(f"{label(run)}: test % (training min) | train acc. % | mask %" for run in args.runs)
     print(f"| step | {header} |")
     print("|---|" + "---|---|---|" * len(args.runs))
     for step in steps:
