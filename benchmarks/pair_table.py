@@ -8,7 +8,7 @@ the issue-18 crossing pairs are this script's output.
 `--final`: one row per run instead, at its last evaluation (for tables of many runs).
 
 Unfinished runs are read as far as they got (`semireg compare` takes finished runs only); `--plot` draws `semireg
-compare`'s curves (test accuracy against step and against training time), one line per run.
+compare`'s curves (test accuracy against step and against training time), one line per run, one colour per recipe.
 """
 
 from __future__ import annotations
@@ -61,8 +61,11 @@ def main() -> None:
     ap.add_argument("--final", action="store_true", help="one row per run, at its last evaluation")
     args = ap.parse_args()
     per_run = [records(run) for run in args.runs]
-    if args.plot:  # compare's own curves, one group per run (compare itself takes finished runs only)
-        plot_eval_curves([Group(label=label(run), config_hash="", runs=[run]) for run in args.runs], args.plot)
+    if args.plot:  # compare's own curves, one colour per recipe (compare itself takes finished runs only)
+        by_recipe: dict[str, list[Path]] = {}
+        for run in args.runs:
+            by_recipe.setdefault(label(run).split("/")[0], []).append(run)
+        plot_eval_curves([Group(label=name, config_hash="", runs=runs) for name, runs in by_recipe.items()], args.plot)
     if args.final:
         final_rows(args.runs, per_run)
         return
