@@ -8,7 +8,7 @@ from torch import nn
 import semireg
 from semireg.config import from_kwargs
 from semireg.engine import train
-from semireg.evaluate import evaluation_mode
+from semireg.evaluation import evaluation_mode
 from semireg.optim import EMA, lr_factor
 from semireg.traindata import TrainData
 from semireg.errors import ConfigError, DataError, DivergedError, RunDirError

@@ -291,7 +291,7 @@ def test_classification_metrics_agree_with_scikit_learn(case):
     numbers as scikit-learn's, classes without samples or predictions included (zero_division=0)."""
     from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
-    from semireg.evaluate import classification_metrics
+    from semireg.evaluation import classification_metrics
 
     k, pairs = case
     y_true, y_pred = np.array([t for t, _ in pairs]), np.array([p for _, p in pairs])

@@ -12,7 +12,7 @@ import torch
 import semireg
 from semireg.cli import main
 from semireg.errors import ConfigError
-from semireg.select import Cost, Selection, fold_indices, parse_budget, steps_that_fit, verdict
+from semireg.selection import Cost, Selection, fold_indices, parse_budget, steps_that_fit, verdict
 
 
 def blobs(n=300, d=6, k=3, seed=0):

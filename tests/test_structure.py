@@ -15,7 +15,7 @@ LAYERS = [
     ["semireg.version", "semireg.errors", "semireg.hardware"],
     # foundations: data, inputs, networks, loss functions, files, collectives, metrics
     ["semireg.data", "semireg.augment", "semireg.models", "semireg.methods", "semireg.phases", "semireg.rundir",
-     "semireg.distributed", "semireg.evaluate", "semireg.robustness.corruptions", "semireg.report.browser",
+     "semireg.distributed", "semireg.evaluation", "semireg.robustness.corruptions", "semireg.report.browser",
      "semireg.systems.evaluation", "semireg.faults"],
     ["semireg.systems"],  # multi-network systems, built on phases
     ["semireg.config"],  # validates names against the registries below
@@ -24,8 +24,9 @@ LAYERS = [
     ["semireg.runs"],  # the run lifecycle both loops use
     ["semireg.phase_loop"],
     ["semireg.engine"],
-    ["semireg.robustness", "semireg.export", "semireg.select"],
+    ["semireg.robustness", "semireg.export", "semireg.selection"],
     ["semireg.api", "semireg.cli"],
+    ["semireg.estimator"],  # the scikit-learn estimator, built on the API
     ["semireg"],  # the package's __init__: the public names
 ]
 # Third-party packages that may be imported inside a function, and why.
@@ -35,6 +36,9 @@ LAZY_IMPORTS = {
     "sklearn": "about 2 s to import (measured 2026-12-04): `semireg --help`, `recipes`, `compare` need none of it",
     "lightning_fabric": "about 2.5 s to import (it pulls in torch._dynamo): only training needs it",
 }
+# The one import of semireg's own inside a function: the package's lazy attribute for the estimator,
+# whose module imports scikit-learn (~2 s) at its top.
+LAZY_OWN = {("semireg", "semireg.estimator")}
 MAX_FUNCTION_LINES = 80
 
 
@@ -105,7 +109,7 @@ def test_every_module_imports_from_its_layer_or_below_at_the_top():
         for node, target, names, in_function in imports_of(module, is_package, tree):
             where = f"{path.relative_to(SRC.parent)}:{node.lineno}"
             if own(target):
-                if in_function:
+                if in_function and (module, target) not in LAZY_OWN:
                     problems.append(f"{where}: imports {target} inside a function")
                 if target != module and layer_of(target) > mine:
                     problems.append(f"{where}: {module} (layer {mine}) imports {target} (layer {layer_of(target)})")

@@ -1,4 +1,9 @@
-"""The Python API: `fit` and `evaluate`."""
+"""The Python API: `fit`, `fit_system`, `select`, `evaluate`, and the registries' names.
+
+Every entry point takes data the same ways: a labelled pair `(x, y)` plus unlabelled inputs; one
+set of inputs whose unlabelled rows are marked `y == -1` (scikit-learn's convention; `None` or NaN
+for labels of other types); or a map-style `torch.utils.data.Dataset` of `(x, y)` pairs, `y = -1`
+when unlabelled."""
 
 from __future__ import annotations
 
@@ -11,25 +16,64 @@ import torch
 from torch import nn
 
 from .config import from_kwargs, is_system
-from .data.arrays import as_images, as_labels, check_classes_present, check_labels, encode_labels, infer_num_classes, notice
+from .data.arrays import as_images, check_classes_present, check_labels, encode_labels, infer_num_classes, notice
+from .data.partial import UNLABELED, as_label_array, is_map_dataset, pairs_of_dataset, split_rows, unlabeled_mask
 from .engine import Result, train
 from .errors import ConfigError, DataError
-from .evaluate import evaluate, evaluation_mode
-from .models import logits_of
+from .evaluation import evaluate, evaluation_mode
+from .methods import METHODS
+from .models import MODELS, logits_of
 from .phase_loop import SystemResult, train_system, train_system_config
 from .phases import System
 from .systems import SYSTEMS, get_system
-from .select import Selection, parse_budget, select_runs
+from .selection import Selection, parse_budget, select_runs
 from .traindata import TrainData, data_from_config
 
 Array = np.ndarray | torch.Tensor
+Data = tuple[Array, Array] | torch.utils.data.Dataset
 
 
-def fit(model: nn.Module | str, labeled: tuple[Array, Array], unlabeled: Array | None = None, *,
+def list_methods() -> list[str]:
+    """The registered single-model methods (`fit(..., method=NAME)`)."""
+    return sorted(METHODS)
+
+
+def list_models() -> list[str]:
+    """The registered models (`fit("NAME", ...)`)."""
+    return sorted(MODELS)
+
+
+def list_systems() -> list[str]:
+    """The registered multi-network systems (`fit_system("NAME", ...)`)."""
+    return sorted(SYSTEMS)
+
+
+def partition(data: Data, unlabeled: Array | None = None, what: str = "data",
+              marker: Any = UNLABELED) -> tuple[Any, np.ndarray, torch.Tensor | None]:
+    """(labelled inputs, their labels, unlabelled inputs or None) from any of the ways data comes in:
+    `(x, y)` with unlabelled rows marked in y, a Dataset of `(x, y)` pairs, plus `unlabeled` inputs."""
+    if is_map_dataset(data):
+        x, y = pairs_of_dataset(data, what)
+    elif isinstance(data, (tuple, list)) and len(data) == 2:
+        x, y = data
+    else:
+        raise DataError(f"{what}: expected (x, y) with y = {marker!r} for unlabelled rows, or a Dataset of (x, y) "
+                        f"pairs; got {type(data).__name__}")
+    if not hasattr(x, "__len__") or not hasattr(x, "shape") and not isinstance(x, (list, tuple)):
+        raise DataError(f"{what}: x must be an array or tensor of inputs; got {type(x).__name__}")
+    x_l, y_l, x_u = split_rows(x if hasattr(x, "shape") else np.asarray(x), y, marker, f"{what} y")
+    if unlabeled is not None:
+        extra = as_images(unlabeled, "unlabeled")
+        x_u = extra if x_u is None else torch.cat([as_images(x_u, f"{what} x (unlabelled rows)"), extra])
+    return x_l, y_l, x_u
+
+
+def fit(model: nn.Module | str, data: Data, unlabeled: Array | None = None, *,
         method: str = "supervised", steps: int = 1000, seed: int = 0, num_classes: int | None = None,
         eval_data: tuple[Array, Array] | None = None, run_dir: str | Path | None = None,
         overwrite: bool = False, **options: Any) -> Result:
-    """Train `model` on `labeled` = (x, y) and, for semi-supervised methods, `unlabeled` = x_u.
+    """Train `model` on `data` = (x, y) (rows with y == -1 are unlabelled) or a Dataset of (x, y)
+    pairs, and, for semi-supervised methods, on `unlabeled` = x_u as well.
 
     x and x_u are arrays or tensors shaped (N, C, H, W), (N, H, W, C) or (N, D); uint8 is scaled to
     [0, 1]. Labels are class indices 0..K-1 or any other hashable values (strings, ...), which
@@ -37,10 +81,12 @@ def fit(model: nn.Module | str, labeled: tuple[Array, Array], unlabeled: Array |
     `options` are any config keys, short or dotted: method options (`eps=2.0`, `xi=1.0`),
     training options (`lr=1e-3`, `batch_size=64`) or `model.dropout=0.5`. `model` is an
     `nn.Module` mapping a batch to logits, or the name of a registered model.
-    Returns a Result with `.model` (the trained module, the EMA copy when `ema_decay > 0`) and
-    `.metrics` (steps, train time and, with `eval_data`, test metrics).
+    Returns a Result with `.model` (the trained module, the EMA copy when `ema_decay > 0`),
+    `.metrics` (steps, train time and, with `eval_data`, test metrics), `.predict(x)` and
+    `.predict_proba(x)`.
     """
-    data = user_data(labeled, unlabeled, eval_data, num_classes, model if isinstance(model, nn.Module) else None)
+    x_l, y_l, x_u = partition(data, unlabeled)
+    data = user_data((x_l, y_l), x_u, eval_data, num_classes, model if isinstance(model, nn.Module) else None)
     base: dict[str, Any] = {"name": "api", "method": {"name": method}, "train": {"steps": steps, "seed": seed, "progress": False}}
     if isinstance(model, str):
         base["model"] = {"name": model}
@@ -90,35 +136,39 @@ def output_width(model: nn.Module, x: torch.Tensor) -> int | None:
     return int(logits.shape[1]) if logits is not None and logits.ndim == 2 else None
 
 
-def select(labeled: tuple[Array, Array] | None = None, unlabeled: Array | None = None, *, dataset: str | None = None,
+def select(data: Data | None = None, unlabeled: Array | None = None, *, dataset: str | None = None,
            model: str = "mlp", methods: list[str] | None = None, budget: str | float = "10m", folds: int = 3,
            out: str | Path = "runs/select", fit: bool = False, eval_data: tuple[Array, Array] | None = None,
            num_classes: int | None = None, seed: int = 0, progress: bool = True, **options: Any) -> Selection:
     """Which method on this data? Labels-only and each candidate on `folds` folds of the labels, the
     same unlabelled pool in every fold, within `budget` (seconds, or '90s', '10m', '1h').
 
-    The data is either arrays (`labeled` = (x, y), `unlabeled`, as `fit` takes them) or a data set
+    The data is either arrays (`data` = (x, y), `unlabeled`, as `fit` takes them) or a data set
     name (`dataset="csv:table.csv"`, with data options such as `n_labeled=-1`). `options` are config
     keys applied to every candidate (`lr=1e-3`, `model.hidden=[64]`). `eval_data` (a test set) is
     read only by the runs on all labels that `fit=True` trains afterwards. Returns a Selection:
     `.table`, `.recommended`, `.verdict`, `.accuracy` (per method and fold), `.fitted`.
     """
     base = from_kwargs(options, base={"name": "select", "model": {"name": model}, "train": {"seed": seed}})
-    if (labeled is None) == (dataset is None):
-        raise ConfigError("select needs either labeled=(x, y) arrays or dataset='NAME' (e.g. csv:table.csv)")
+    if (data is None) == (dataset is None):
+        raise ConfigError("select needs either data=(x, y) (y == -1 unlabelled) or dataset='NAME' (e.g. csv:table.csv)")
     if dataset is not None:
-        data, _ = data_from_config(from_kwargs({**options, "data.dataset": dataset}, base=base.to_dict()))
+        train_data, _ = data_from_config(from_kwargs({**options, "data.dataset": dataset}, base=base.to_dict()))
     else:
-        data = user_data(labeled, unlabeled, eval_data, num_classes, None, name="select")
-    return select_runs(base.to_dict(), data, methods=methods, folds=folds, budget_s=parse_budget(budget), out=Path(out),
+        x_l, y_l, x_u = partition(data, unlabeled)
+        train_data = user_data((x_l, y_l), x_u, eval_data, num_classes, None, name="select")
+    return select_runs(base.to_dict(), train_data, methods=methods, folds=folds, budget_s=parse_budget(budget), out=Path(out),
                        fit=fit, seed=seed, progress=progress)
 
 
-def fit_system(system: str | System, images: Array, labels: Array | None = None, *, steps: int = 1000,
+def fit_system(system: str | System, data: Data | Array, unlabeled: Array | None = None, *, steps: int = 1000,
                seed: int = 0, num_classes: int | None = None, eval_data: tuple[Array, Array] | None = None,
                modules: dict[str, nn.Module] | None = None, run_dir: str | Path | None = None,
                overwrite: bool = False, **options: Any) -> SystemResult:
-    """Train a multi-network system for `steps` rounds of its phases.
+    """Train a multi-network system for `steps` rounds of its phases, on `data`: images alone (for a
+    system that needs no labels), `(x, y)` or a Dataset of `(x, y)` pairs, as `fit` takes them.
+    The systems learn from every image they train on, so unlabelled rows (y == -1, `unlabeled`) are
+    refused with the first one named, rather than accepted and left out.
 
     `system` is a registered name (`"disentangle"`, `"began"`) or a `semireg.phases.System` you
     built (your own modules and phases). `modules` replaces a registered system's networks by name,
@@ -126,14 +176,7 @@ def fit_system(system: str | System, images: Array, labels: Array | None = None,
     (`dim_z=8`, `w_adv=20`) and training ones (`batch_size=128`). Returns `.system` (the trained
     networks in `.system.nets`) and `.metrics`.
     """
-    x = as_images(images, "images")
-    y = as_labels(labels, "labels") if labels is not None else None  # systems say whether they need labels
-    if y is not None and len(x) != len(y):
-        raise ConfigError(f"{len(x)} images but {len(y)} labels")
-    k = num_classes or (int(y.max()) + 1 if y is not None else 1)
-    eval_sets = {}
-    if eval_data is not None:
-        eval_sets["test"] = (as_images(eval_data[0], "eval x"), as_labels(eval_data[1], "eval y"))
+    x, y, k, eval_sets = system_data(data, unlabeled, num_classes, eval_data)
     data = TrainData(x_l=x, y_l=y, x_u=None, num_classes=k, eval_sets=eval_sets)
     path = Path(run_dir) if run_dir is not None else None
     if isinstance(system, System):
@@ -150,4 +193,32 @@ def fit_system(system: str | System, images: Array, labels: Array | None = None,
     return train_system_config(cfg, path, data=data, overwrite=overwrite, modules=modules)
 
 
-__all__ = ["fit", "fit_system", "evaluate", "select"]
+def system_data(data: Data | Array, unlabeled: Array | None, num_classes: int | None,
+                eval_data: tuple[Array, Array] | None) -> tuple[torch.Tensor, torch.Tensor | None, int, dict]:
+    """Images, labels (None for images alone), class count and evaluation sets of a system's data."""
+    if unlabeled is not None:
+        raise DataError("unlabeled: the multi-network systems train on every image they are given; pass the images "
+                        "in data (alone, for a system that needs no labels)")
+    if is_map_dataset(data) or isinstance(data, (tuple, list)):
+        x_l, y_l, x_u = partition(data, None)
+        if x_u is not None:
+            rows = np.flatnonzero(partition_mask(data))
+            raise DataError(f"data y: row {int(rows[0])} is unlabelled ({len(rows)} such rows); the multi-network "
+                            "systems learn from labelled images or from images alone (pass x without y)")
+        x, (y, names) = as_images(x_l, "images"), encode_labels(y_l, "labels")
+    else:
+        x, y, names = as_images(data, "images"), None, None
+    k = num_classes or (len(names) if names else int(y.max()) + 1 if y is not None else 1)
+    eval_sets = {}
+    if eval_data is not None:
+        eval_sets["test"] = (as_images(eval_data[0], "eval x"), encode_labels(eval_data[1], "eval y", classes=names)[0])
+    return x, y, k, eval_sets
+
+
+def partition_mask(data: Data) -> np.ndarray:
+    """(N,) bool: the unlabelled rows of `(x, y)` or of a Dataset of pairs."""
+    y = pairs_of_dataset(data)[1] if is_map_dataset(data) else as_label_array(data[1])
+    return unlabeled_mask(y)
+
+
+__all__ = ["fit", "fit_system", "evaluate", "list_methods", "list_models", "list_systems", "partition", "select"]

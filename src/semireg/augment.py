@@ -184,7 +184,8 @@ def autocontrast(img: Tensor, v: Tensor, fill: float) -> Tensor:
 def equalize(img: Tensor, v: Tensor, fill: float) -> Tensor:
     """PIL's ImageOps.equalize, per image and channel, from 256-bin histograms built by scatter_add."""
     n, c, h, w = img.shape
-    q = torch.round(img * 255.0).long().view(n * c, h * w)  # (nC, HW)
+    # Clamped: a float image a little outside [0, 1] (a user's own scale) still falls into a bin.
+    q = torch.round(img * 255.0).clamp_(0, 255).long().view(n * c, h * w)  # (nC, HW)
     hist = torch.zeros(n * c, 256, device=img.device).scatter_add_(1, q, torch.ones_like(q, dtype=torch.float32))
     bins = torch.arange(256, device=img.device).expand_as(hist)
     last_nonzero = torch.where(hist > 0, bins, torch.zeros_like(bins)).amax(dim=1, keepdim=True)  # (nC, 1)

@@ -17,7 +17,7 @@ from .data import Split
 from .distributed import env_rank
 from .engine import train
 from .errors import ConfigError, DataError, SemiregError
-from .evaluate import classification_metrics, predict_logits
+from .evaluation import classification_metrics, predict_logits
 from .export import export_run, predict_files
 from .finished import load_finished_model
 from .phase_loop import evaluate_finished_system
@@ -25,7 +25,7 @@ from .report.browser import check_page
 from .report.compare import DEFAULT_METRICS, compare
 from .report.html import build_comparison, build_report
 from .robustness import run_robustness
-from .select import fitted_lines, parse_budget, select_runs
+from .selection import fitted_lines, parse_budget, select_runs
 from .traindata import data_from_config
 
 

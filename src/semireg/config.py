@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .augment import AugmentConfig, validate_augment
+from .data.arrays import notice
 from .errors import ConfigError
 from .methods import METHODS, get_method
 from .models import MODELS
@@ -315,8 +316,22 @@ def resolve(tree: dict[str, Any]) -> RunConfig:
     options = {k: v for k, v in method.items() if k != "name"}
     opts = build_dataclass(options_class(name), options, "method.")
     cfg.method = {"name": name, **dataclasses.asdict(opts)}
+    imply_settings(cfg)
     validate(cfg)
     return cfg
+
+
+IMPLIED_EMA_DECAY = 0.999  # Mean Teacher's (Tarvainen & Valpola 2017) after its ramp-up
+
+
+def imply_settings(cfg: RunConfig) -> None:
+    """Settings a method cannot run without become its defaults, said in one line: a method that
+    learns from an EMA of its weights gets train.ema_decay = 0.999 when none is set."""
+    spec = METHODS.get(cfg.method["name"])
+    if spec is not None and spec.needs_ema and cfg.train.ema_decay <= 0:
+        cfg.train.ema_decay = IMPLIED_EMA_DECAY
+        notice(f"method '{spec.name}' learns from an EMA of its weights: train.ema_decay = {IMPLIED_EMA_DECAY} "
+               "(set it to choose another)")
 
 
 def is_system(name: str) -> bool:

@@ -16,16 +16,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, update_bn
 
 from . import distributed, hardware, rundir, runs
-from .augment import Augmenter
+from .augment import Augmenter, eval_transform
+from .data.arrays import as_images
 from .config import RunConfig, is_system, method_options
 from .data import IndexSampler, Split
 from .errors import ConfigError, RunDirError, mismatch
-from .evaluate import classification_metrics, evaluation_mode, plot_curves, predict_logits, summary
+from .evaluation import classification_metrics, evaluation_mode, plot_curves, predict_logits, summary
 from .finished import initial_weights, load_teacher, model_from_config
 from .methods import Batch, MethodSpec, get_method
 from .models import LogitsOnly, describe_output, logits_of, unwrap
@@ -40,6 +42,19 @@ class Result:
     metrics: dict[str, Any]
     run_dir: Path | None
     config: RunConfig
+
+    def predict_proba(self, x: Any, batch_size: int = 1000) -> np.ndarray:
+        """(N, K) class probabilities of inputs shaped as in training (arrays or tensors), each row
+        summing to 1; columns in class order (`metrics["class_names"]` when the labels had names)."""
+        x = as_images(x, "x")
+        logits = predict_logits(self.model, x, batch_size, transform=eval_transform(self.config.augment))
+        return torch.softmax(logits.float(), dim=1).cpu().numpy()
+
+    def predict(self, x: Any, batch_size: int = 1000) -> np.ndarray:
+        """(N,) predicted classes: the class names when the labels had names, else class indices."""
+        index = self.predict_proba(x, batch_size).argmax(axis=1)
+        names = self.metrics.get("class_names")
+        return np.asarray(names, dtype=object)[index] if names else index
 
 
 @dataclass

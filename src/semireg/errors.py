@@ -9,7 +9,7 @@ class ConfigError(SemiregError):
     """An unknown recipe or key, a value of the wrong type, an impossible combination."""
 
 
-class DataError(SemiregError):
+class DataError(SemiregError, ValueError):
     """A missing, corrupt or inconsistent data file or array."""
 
 

@@ -30,7 +30,7 @@ from .config import is_system, resolve
 from .data.arrays import as_images
 from .data.tabular import read_features
 from .errors import ConfigError, DataError, RunDirError, mismatch
-from .evaluate import predict_logits
+from .evaluation import predict_logits
 from .finished import evaluated_weights
 from .models import build_model
 

@@ -20,7 +20,7 @@ from .config import RunConfig, method_options
 from .data import IndexSampler, Split
 from .distributed import Ranks
 from .errors import ConfigError, RunDirError, mismatch
-from .evaluate import pyplot
+from .evaluation import pyplot
 from .finished import finished_run
 from .phases import PhaseBatch, System, set_lr, trained_only, trained_parameters
 from .systems import get_system

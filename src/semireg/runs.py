@@ -33,7 +33,7 @@ from .config import RunConfig, TrainConfig
 from .data import Split
 from .distributed import Ranks
 from .errors import DivergedError
-from .evaluate import plot_confusion
+from .evaluation import plot_confusion
 from .report.html import build_report
 
 RANK_SEED_STRIDE = 1_000_003  # rank r > 0 seeds its random streams seed + r * stride (rank 0: as one process)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import RunDirError
-from ..evaluate import pyplot, read_jsonl
+from ..evaluation import pyplot, read_jsonl
 
 DEFAULT_METRICS = ("test.accuracy", "test.macro_f1", "train_time_s")
 # Settings that do not change what a run computes, so runs differing in them are one configuration.

@@ -30,7 +30,7 @@ from ..augment import AugmentConfig, Augmenter
 from ..config import is_system
 from ..data import Split
 from ..errors import RunDirError
-from ..evaluate import plot_confusion, plot_curves, pyplot, read_jsonl
+from ..evaluation import plot_confusion, plot_curves, pyplot, read_jsonl
 from .compare import DEFAULT_METRICS, group_runs, plot_comparison, plot_eval_curves
 from .compare import format_value as fmt_metric
 

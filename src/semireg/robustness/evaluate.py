@@ -29,7 +29,7 @@ from ..augment import eval_transform
 from ..config import resolve
 from ..data.folders import cache_dir
 from ..errors import ConfigError, DataError
-from ..evaluate import predict_logits, pyplot
+from ..evaluation import predict_logits, pyplot
 from ..finished import load_finished_model
 from ..report.html import build_report
 from ..traindata import data_from_config

@@ -25,7 +25,7 @@ from torch import nn
 
 from .. import rundir
 from ..errors import ConfigError
-from ..evaluate import pyplot
+from ..evaluation import pyplot
 from ..phases import OptimizerSpec, Phase, PhaseBatch, System, Terms
 from .evaluation import batched, class_diversity, frechet_distance, judge_features, save_tiles, train_judge
 from .registry import SYSTEMS, register_system, user_modules

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
-from ..evaluate import evaluation_mode
+from ..evaluation import evaluation_mode
 from ..phases import OptimizerSpec, Phase, PhaseBatch, System, Terms
 from .evaluation import batched, fresh_decoder_bce, linear_probe, mlp_probe, save_grid, train_judge, tsne_plot
 from .registry import SYSTEMS, register_system, user_modules

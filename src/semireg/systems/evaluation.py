@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..evaluate import pyplot
+from ..evaluation import pyplot
 
 
 @torch.no_grad()

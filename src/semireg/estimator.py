@@ -1,0 +1,164 @@
+"""`SemiSupervisedClassifier`: semireg as a scikit-learn estimator.
+
+Unlabelled rows are marked in y, as scikit-learn's own semi-supervised estimators take them:
+`y == -1` (or the value of `unlabeled=`), and `None` or NaN for labels of any type. `classes_` are
+the user's own labels; a fitted estimator pickles without a pickle of torch code (its weights travel
+as safetensors bytes, its model is rebuilt from the registry by name).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import warnings
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load as load_tensors
+from safetensors.torch import save as save_tensors
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.exceptions import DataConversionWarning
+from sklearn.metrics import accuracy_score
+from sklearn.utils import check_random_state
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+from torch import nn
+
+from .api import fit as fit_model
+from .augment import eval_transform
+from .config import RunConfig, resolve
+from .data.arrays import as_images
+from .data.partial import UNLABELED, as_label_array, check_one_label_kind, unlabeled_mask
+from .evaluation import predict_logits
+from .models import build_model
+
+DEFAULT_METHOD = "fixmatch"
+
+
+class SemiSupervisedClassifier(ClassifierMixin, BaseEstimator):
+    """A classifier trained on labelled and unlabelled rows together.
+
+    Parameters
+    ----------
+    method : a registered method (`semireg.list_methods()`), e.g. "fixmatch", "vat", "supervised".
+    model : a registered model name (`semireg.list_models()`) or an `nn.Module` mapping a batch to logits.
+    steps : optimizer steps.
+    options : any other config keys, short or dotted (`{"lr": 3e-4, "method.threshold": 0.9}`).
+    unlabeled : the label that marks an unlabelled row (besides None and NaN); -1 by default.
+    random_state : None (a fresh seed each fit), an int, or a numpy RandomState.
+    verbose : 0 silences semireg's one-line notices; 1 shows them.
+
+    When no row is unlabelled, the labelled inputs are the unlabelled pool as well (a semi-supervised
+    method then regularises on them, as FixMatch's reference code adds labelled images to its pool).
+    """
+
+    def __init__(self, method: str = DEFAULT_METHOD, model: str | nn.Module = "mlp", steps: int = 500,
+                 options: dict[str, Any] | None = None, unlabeled: Any = UNLABELED, random_state: Any = None,
+                 verbose: int = 0) -> None:
+        self.method = method
+        self.model = model
+        self.steps = steps
+        self.options = options
+        self.unlabeled = unlabeled
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        tags.target_tags.required = True
+        return tags
+
+    def fit(self, X: Any, y: Any) -> SemiSupervisedClassifier:
+        """Train on the rows of X; rows whose label is `unlabeled`, None or NaN are unlabelled."""
+        x = self.inputs(X, reset=True)
+        if getattr(y, "ndim", 1) == 2 and y.shape[1] == 1:
+            warnings.warn("A column-vector y was passed when a 1d array was expected; it is read as shape (n_samples,)",
+                          DataConversionWarning, stacklevel=2)
+        labels = as_label_array(y, "y")
+        if len(labels) != len(x):
+            raise ValueError(f"y: {len(labels)} labels for {len(x)} rows of X")
+        missing = unlabeled_mask(labels, self.unlabeled)
+        if missing.all():
+            raise ValueError(f"y: every row is unlabelled (marked {self.unlabeled!r}, None or NaN); "
+                             "at least one labelled row per class is needed")
+        kept = labels[~missing]
+        check_one_label_kind(kept, "y")
+        check_classification_targets(kept)
+        self.classes_ = np.unique(kept)
+        if len(self.classes_) < 2:
+            raise ValueError(f"y: the labelled rows hold 1 class ({self.classes_[0]!r}); a classifier needs 2 or more")
+        x_l, x_u = x[torch.from_numpy(~missing)], x[torch.from_numpy(missing)]
+        pool = x_u if len(x_u) else x_l
+        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        with self.notices():
+            result = fit_model(self.model, (x_l, np.searchsorted(self.classes_, kept)), pool, method=self.method,
+                               steps=self.steps, seed=seed, num_classes=len(self.classes_), **(self.options or {}))
+        self.model_ = result.model.cpu().eval()
+        self.config_ = result.config.to_dict()
+        self.in_shape_ = tuple(x.shape[1:])
+        return self
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """(N, n_classes) probabilities, columns in the order of `classes_`, rows summing to 1."""
+        check_is_fitted(self)
+        x = self.inputs(X, reset=False)
+        transform = eval_transform(resolve(self.config_).augment)
+        # float64: a float32 matrix product sums in an order that depends on the batch's row count, so
+        # a row's probabilities would change (by ~1e-7) with the rows predicted beside it.
+        model = copy.deepcopy(self.model_).double()
+        logits = predict_logits(model, x.double(), transform=transform)  # (N, K)
+        return torch.softmax(logits.double(), dim=1).numpy()
+
+    def predict(self, X: Any) -> np.ndarray:
+        """(N,) predicted labels, in the user's own label values."""
+        check_is_fitted(self)
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+
+    def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
+        """Accuracy on the labelled rows of (X, y): rows marked unlabelled, as in `fit`, are left out
+        (a cross-validation fold of semi-supervised data holds them, and they have no answer)."""
+        labels = as_label_array(y, "y")
+        labelled = ~unlabeled_mask(labels, self.unlabeled)
+        if not labelled.any():
+            raise ValueError("score: every row of y is unlabelled; there is nothing to score")
+        weights = None if sample_weight is None else np.asarray(sample_weight)[labelled]
+        return float(accuracy_score(labels[labelled], self.predict(X)[labelled], sample_weight=weights))
+
+    def inputs(self, X: Any, *, reset: bool) -> torch.Tensor:
+        """X checked as scikit-learn checks it (shape, NaN, feature count and names) -> float32 (N, ...)."""
+        if isinstance(X, torch.Tensor):
+            X = X.detach().cpu().numpy()
+        arr = validate_data(self, X, reset=reset, allow_nd=True, dtype="numeric")
+        if arr.ndim == 2 and arr.dtype == np.uint8:
+            arr = arr.astype(np.float32)  # uint8 features are numbers, not pixels to scale to [0, 1]
+        with self.notices():
+            # torch cannot wrap a read-only array (a memory-mapped file): copy that one
+            return as_images(np.ascontiguousarray(arr) if arr.flags.writeable else arr.copy(), "X")
+
+    @contextlib.contextmanager
+    def notices(self):
+        """semireg's one-line notices (class counts, precision) go to stderr only when verbose."""
+        if self.verbose:
+            yield
+            return
+        with contextlib.redirect_stderr(io.StringIO()):
+            yield
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        if "model_" in state and isinstance(self.model, str):
+            weights = {k: v.detach().cpu().contiguous().clone() for k, v in self.model_.state_dict().items()}
+            state["model_"] = {"safetensors": save_tensors(weights)}
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        packed = state.get("model_")
+        if isinstance(packed, dict) and "safetensors" in packed:
+            cfg: RunConfig = resolve(state["config_"])
+            net = build_model(cfg.model.name, state["in_shape_"], len(state["classes_"]), **cfg.model.builder_options())
+            net.load_state_dict(load_tensors(packed["safetensors"]))
+            state["model_"] = net.eval()
+        self.__dict__.update(state)
