@@ -170,19 +170,19 @@ def test_wrong_image_shape_is_one_clear_error():
 def test_api_fit_and_evaluate_with_numpy_and_user_module():
     x, y = blobs(300, 10, 3)
     model = nn.Sequential(nn.Linear(10, 32), nn.ReLU(), nn.Linear(32, 3))
-    res = semireg.fit(model, labeled=(x[:30].numpy(), y[:30].numpy()), unlabeled=x[30:200].numpy(),
+    res = semireg.fit(model, (x[:30].numpy(), y[:30].numpy()), unlabeled=x[30:200].numpy(),
                       method="vat", steps=60, seed=1, eps=1.0, lr=1e-2, batch_size=30, unlabeled_batch_size=64)
     assert res.model is model and res.metrics["steps"] == 60
     metrics = semireg.evaluate(res.model, (x[200:], y[200:]))
     assert metrics["accuracy"] > 0.8 and 0 <= metrics["macro_f1"] <= 1
-    res = semireg.fit(nn.Linear(10, 3), labeled=(x[:30], y[:30]), steps=5)  # supervised: no unlabelled
+    res = semireg.fit(nn.Linear(10, 3), (x[:30], y[:30]), steps=5)  # supervised: no unlabelled
     assert res.metrics["steps"] == 5
 
 
 def test_labels_outside_the_classes_are_refused():
     x, y = blobs(30, 10, 3)
     with pytest.raises(DataError, match=r"\[0, 3\)"):
-        semireg.fit(nn.Linear(10, 3), labeled=(x, y + 5), steps=1, num_classes=3)
+        semireg.fit(nn.Linear(10, 3), (x, y + 5), steps=1, num_classes=3)
 
 
 def test_bf16_mixed_precision_trains_vat():

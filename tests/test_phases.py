@@ -338,14 +338,14 @@ def test_fit_system_with_a_user_module_and_a_user_defined_system():
     data = _toy_data(n=64, shape=(1, 8, 8))
     adversary = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 10))
     before = copy.deepcopy(adversary.state_dict())
-    result = semireg.fit_system("disentangle", data.x_l, data.y_l, steps=3, batch_size=16,
+    result = semireg.fit_system("disentangle", (data.x_l, data.y_l), steps=3, batch_size=16,
                                 eval_data=data.eval_sets["test"], modules={"clf_z": adversary},
                                 **_tiny_options("disentangle"))
     assert result.system.nets["clf_z"] is adversary
     assert not torch.equal(before["0.weight"], adversary.state_dict()["0.weight"])
     assert 0.0 <= result.metrics["z_probe_mlp"] <= 1.0
     with pytest.raises(ConfigError, match="no module"):
-        semireg.fit_system("disentangle", data.x_l, data.y_l, steps=1, eval_data=data.eval_sets["test"],
+        semireg.fit_system("disentangle", (data.x_l, data.y_l), steps=1, eval_data=data.eval_sets["test"],
                            modules={"encoder": adversary})
 
     # A system of the user's own: two phases, a counter as loss state.
@@ -389,7 +389,7 @@ def test_fit_system_checks_what_the_system_needs_before_training():
     with pytest.raises(ConfigError, match="labels"):
         semireg.fit_system("disentangle", data.x_l, steps=1, eval_data=data.eval_sets["test"])
     with pytest.raises(ConfigError, match="held-out test set"):
-        semireg.fit_system("disentangle", data.x_l, data.y_l, steps=1)
+        semireg.fit_system("disentangle", (data.x_l, data.y_l), steps=1)
 
 
 # ----------------------------------------------------------------------------- disentangle: keeping z informative

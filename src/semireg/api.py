@@ -161,7 +161,7 @@ def select(data: Data | None = None, unlabeled: Array | None = None, *, dataset:
                        fit=fit, seed=seed, progress=progress)
 
 
-def fit_system(system: str | System, data: Data | Array, unlabeled: Array | None = None, *, steps: int = 1000,
+def fit_system(system: str | System, data: Data | Array, *, unlabeled: Array | None = None, steps: int = 1000,
                seed: int = 0, num_classes: int | None = None, eval_data: tuple[Array, Array] | None = None,
                modules: dict[str, nn.Module] | None = None, run_dir: str | Path | None = None,
                overwrite: bool = False, **options: Any) -> SystemResult:
