@@ -305,3 +305,30 @@ def test_classification_metrics_agree_with_scikit_learn(case):
     np.testing.assert_allclose(ours["per_class"]["f1"], f1)
     assert ours["per_class"]["support"] == support.tolist()
     assert ours["confusion"] == confusion_matrix(y_true, y_pred, labels=labels).tolist()
+
+
+# ----------------------------------------------------------------------------- partially labelled data
+
+LABEL_VALUES = st.one_of(st.integers(-2, 3), st.sampled_from(["a", "b", "", "-1", None, float("nan"), 1.5, True]),
+                         st.floats(allow_nan=True, allow_infinity=True))
+
+
+@FUZZ
+@given(labels=st.lists(LABEL_VALUES, min_size=0, max_size=12), width=st.integers(0, 3), bad_x=st.booleans())
+@example(labels=[0, "a"], width=2, bad_x=False)  # mixed types: one error naming row 1
+def test_partially_labelled_data_is_split_or_refused_before_training(labels, width, bad_x):
+    """What every entry point does with `(x, y)` before training: the unlabelled rows split out and
+    the rest checked, or one SemiregError; the labelled and unlabelled rows add up to the input."""
+    from semireg.api import partition, user_data
+
+    x = np.arange(len(labels) * max(width, 1), dtype=np.float32).reshape(len(labels), max(width, 1))
+    if bad_x and len(x):
+        x[-1, 0] = np.nan
+    parts = _only_our_errors(partition, (x, labels))
+    if parts is None:
+        return
+    x_l, y_l, x_u = parts
+    assert len(x_l) == len(y_l) and len(x_l) + (0 if x_u is None else len(x_u)) == len(labels)
+    data = _only_our_errors(user_data, (x_l, y_l), x_u, None, None, None)
+    if data is not None:
+        assert torch.isfinite(data.x_l).all() and int(data.y_l.min()) >= 0 and int(data.y_l.max()) < data.num_classes
