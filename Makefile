@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 # One pytest-xdist worker per core (tests/conftest.py gives each worker one thread).
 TEST_WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: demo test install install-dev clean
+.PHONY: demo test lint install install-dev clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed-dev
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal tests
+
+# The formatter and linter (ruff, configured in pyproject.toml); CI runs this before the tests.
+lint: $(VENV)/.installed-dev
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

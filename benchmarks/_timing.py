@@ -8,8 +8,8 @@ import json
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -33,9 +33,13 @@ def header() -> dict[str, object]:
     from semireg.rundir import code_version
 
     return {
-        "date": datetime.date.today().isoformat(), "machine": platform.machine(), "processor": platform.processor(),
-        "cpu_count": __import__("os").cpu_count(), "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__, "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "date": datetime.date.today().isoformat(),
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+        "cpu_count": __import__("os").cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "code": code_version(),
     }
 

@@ -75,8 +75,13 @@ class PerImageDataset(torch.utils.data.Dataset):
 
 
 def per_image(images: np.ndarray, args) -> float:
-    loader = torch.utils.data.DataLoader(PerImageDataset(images, args.ops, 9.0), batch_size=args.batch,
-                                         num_workers=args.workers, shuffle=True, persistent_workers=False)
+    loader = torch.utils.data.DataLoader(
+        PerImageDataset(images, args.ops, 9.0),
+        batch_size=args.batch,
+        num_workers=args.workers,
+        shuffle=True,
+        persistent_workers=False,
+    )
     t0 = time.perf_counter()
     n = sum(len(b) for b in loader)
     return n / (time.perf_counter() - t0)
@@ -133,8 +138,10 @@ def main() -> None:
         rates_b.append(batched(x, args))
         rates_p.append(per_image(arr, args))
     b, pi = statistics.median(rates_b), statistics.median(rates_p)
-    print(f"torch {torch.__version__}, threads {args.threads}, workers {args.workers}, batch {args.batch}, "
-          f"RandAugment ops {args.ops}, magnitude 9, rounds {args.rounds}")
+    print(
+        f"torch {torch.__version__}, threads {args.threads}, workers {args.workers}, batch {args.batch}, "
+        f"RandAugment ops {args.ops}, magnitude 9, rounds {args.rounds}"
+    )
     print(f"batched (semireg.augment): {b:10.0f} images/s   rounds: {', '.join(f'{r:.0f}' for r in rates_b)}")
     print(f"per-image PIL loader     : {pi:10.0f} images/s   rounds: {', '.join(f'{r:.0f}' for r in rates_p)}")
     print(f"ratio batched / per-image: {b / pi:.2f}x")

@@ -15,25 +15,36 @@ import statistics
 import time
 
 import torch
-
 from _timing import header, write
+
 from semireg.augment import Augmenter
 from semireg.config import config_for, load_recipe, method_options
 from semireg.data import IndexSampler
 from semireg.engine import train, unlabeled_batch_size
 from semireg.finished import model_from_config
+from semireg.methods import Batch, get_method
 from semireg.optim import build_optimizer, lr_factor
 from semireg.traindata import data_from_config
-from semireg.methods import Batch, get_method
 
 STRONG_AUGMENTATION = {"fixmatch", "flexmatch", "freematch", "uda", "consistency"}  # RandAugment in the loop
 SECOND_WEAK_VIEW = {"pimodel", "meanteacher"}  # a second weak view drawn inside the step
-RECIPES = ["mnist-100-ssl", "mnist-100-vat-entmin", "mnist-100-meanteacher", "mnist-100-fixmatch", "mnist-100-freematch"]
+RECIPES = [
+    "mnist-100-ssl",
+    "mnist-100-vat-entmin",
+    "mnist-100-meanteacher",
+    "mnist-100-fixmatch",
+    "mnist-100-freematch",
+]
 
 
 def recipe_config(name: str, steps: int, threads: int):
-    overrides = {"train.steps": steps, "train.eval_every": 0, "train.log_every": 10, "train.progress": False,
-                 "train.threads": threads}
+    overrides = {
+        "train.steps": steps,
+        "train.eval_every": 0,
+        "train.log_every": 10,
+        "train.progress": False,
+        "train.threads": threads,
+    }
     return config_for(load_recipe(name), "", 0, overrides)
 
 
@@ -70,9 +81,20 @@ def bare_seconds(cfg, data) -> float:
         x_u = augmenter.weak(x_u_raw) if uses_u else None
         strong = augmenter.strong(x_u) if name in STRONG_AUGMENTATION else None
         second = augmenter.weak(x_u_raw) if name in SECOND_WEAK_VIEW else None
-        batches.append(Batch(x_l=x_l, y_l=data.y_l[idx], x_u=x_u,
-                             strong=(lambda v, s=strong: s), weak=(lambda v, w=second: w), x_u_raw=x_u_raw,
-                             idx_u=idx_u, ema=ema, state=state, progress=step / t.steps))
+        batches.append(
+            Batch(
+                x_l=x_l,
+                y_l=data.y_l[idx],
+                x_u=x_u,
+                strong=(lambda v, s=strong: s),
+                weak=(lambda v, w=second: w),
+                x_u_raw=x_u_raw,
+                idx_u=idx_u,
+                ema=ema,
+                state=state,
+                progress=step / t.steps,
+            )
+        )
     start = time.perf_counter()
     for batch in batches:
         terms = spec.step(model, batch, opts)
@@ -105,11 +127,23 @@ def main() -> None:
         efficiency = statistics.median(b / loop for b, loop in zip(bares, loops))
         best = min(bares) / min(loops)
         goal = 0.9 if strong else 0.95
-        rows.append({"recipe": name, "method": cfg.method["name"], "loop_s": loops, "bare_s": bares,
-                     "efficiency": efficiency, "efficiency_best": best, "goal": goal, "strong_augmentation": strong})
-        print(f"{name:<24} loop {statistics.median(loops):7.2f} s  bare {statistics.median(bares):7.2f} s  "
-              f"efficiency {efficiency:.3f} (median of rounds), {best:.3f} (fastest/fastest)  goal >= {goal}",
-              flush=True)
+        rows.append(
+            {
+                "recipe": name,
+                "method": cfg.method["name"],
+                "loop_s": loops,
+                "bare_s": bares,
+                "efficiency": efficiency,
+                "efficiency_best": best,
+                "goal": goal,
+                "strong_augmentation": strong,
+            }
+        )
+        print(
+            f"{name:<24} loop {statistics.median(loops):7.2f} s  bare {statistics.median(bares):7.2f} s  "
+            f"efficiency {efficiency:.3f} (median of rounds), {best:.3f} (fastest/fastest)  goal >= {goal}",
+            flush=True,
+        )
     write(args.out, {"header": header(), "args": vars(args), "rows": rows})
 
 

@@ -24,8 +24,8 @@ import dataclasses
 import numpy as np
 import torch
 import torch.nn.functional as F
-
 from _timing import header, interleaved, write
+
 from semireg.methods import METHODS, Batch, get_method
 from semireg.models import build_model
 
@@ -56,10 +56,19 @@ def make_batch(name, model, x_l, y_l, x_u, x_s):
     opts = options(name)
     other = copy.deepcopy(model).eval().requires_grad_(False)
     state = spec.make_state(opts, 10, len(x_u)) if spec.make_state else None
-    return opts, Batch(x_l=x_l, y_l=y_l, x_u=x_u if spec.uses_unlabeled(opts) else None,
-                       strong=lambda v: x_s[: len(v)], weak=lambda v: v, x_u_raw=x_u, idx_u=torch.arange(len(x_u)),
-                       teacher=other if spec.needs_teacher else None, ema=other if spec.needs_ema else None,
-                       state=state, progress=0.5)
+    return opts, Batch(
+        x_l=x_l,
+        y_l=y_l,
+        x_u=x_u if spec.uses_unlabeled(opts) else None,
+        strong=lambda v: x_s[: len(v)],
+        weak=lambda v: v,
+        x_u_raw=x_u,
+        idx_u=torch.arange(len(x_u)),
+        teacher=other if spec.needs_teacher else None,
+        ema=other if spec.needs_ema else None,
+        state=state,
+        progress=0.5,
+    )
 
 
 def semireg_step(name, model, optimizer, batch, opts):
@@ -70,6 +79,7 @@ def semireg_step(name, model, optimizer, batch, opts):
         optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
         optimizer.step()
+
     return run
 
 
@@ -83,6 +93,7 @@ def floor_passes(model, optimizer, x_l, x_u):
         def run():
             with torch.no_grad():
                 model(x)
+
         return run
 
     def fb(which):
@@ -90,6 +101,7 @@ def floor_passes(model, optimizer, x_l, x_u):
 
         def run():
             model(x).logsumexp(1).mean().backward()
+
         return run
 
     def fx(which):
@@ -98,14 +110,18 @@ def floor_passes(model, optimizer, x_l, x_u):
         def run():
             r = torch.zeros_like(x, requires_grad=True)
             torch.autograd.grad(model(x + r).logsumexp(1).sum(), r)
+
         return run
 
     def opt():
         optimizer.zero_grad(set_to_none=False)
         optimizer.step()
 
-    passes = {f"{kind}({which})": {"F0": f0, "FB": fb, "FX": fx}[kind](which)
-              for floor in FLOORS.values() for kind, which in floor}
+    passes = {
+        f"{kind}({which})": {"F0": f0, "FB": fb, "FX": fx}[kind](which)
+        for floor in FLOORS.values()
+        for kind, which in floor
+    }
     passes["OPT"] = opt
     return passes
 
@@ -124,6 +140,7 @@ def reference_vat_step(model, optimizer, x_l, y_l, x_u, *, xi=1e-6, eps=2.5):
     """The common way (USB's vat.py): the clean unlabelled forward kept with a graph, BatchNorm
     buffers saved and restored by copy, the power iteration's backward() into the parameters,
     zero_grad after it, normalisation through numpy."""
+
     def run():
         logits_l = model(x_l)
         logits_u = model(x_u)  # with a graph, though only ever used as a constant target
@@ -142,11 +159,13 @@ def reference_vat_step(model, optimizer, x_l, y_l, x_u, *, xi=1e-6, eps=2.5):
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+
     return run
 
 
 def reference_fixmatch_step(model, optimizer, x_l, y_l, x_u, x_s, *, threshold=0.0):
     """The common way: every view in one forward with a graph, the weak logits detached afterwards."""
+
     def run():
         logits = model(torch.cat([x_l, x_u, x_s]))
         n_l, n_u = len(x_l), len(x_u)
@@ -159,6 +178,7 @@ def reference_fixmatch_step(model, optimizer, x_l, y_l, x_u, x_s, *, threshold=0
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+
     return run
 
 
@@ -197,9 +217,19 @@ def main() -> None:
         print(f"{name:<12} {seconds[f'step:{name}']:8.4f} {floor:8.4f} {ratio:10.3f}")
     speedups = {m: seconds[f"reference:{m}"] / seconds[f"step:{m}"] for m in ("vat", "fixmatch") if m in methods}
     for m, s in speedups.items():
-        print(f"reference {m} step / semireg {m} step: {s:.2f}x  ({seconds[f'reference:{m}']:.4f} s vs {seconds[f'step:{m}']:.4f} s)")
-    write(args.out, {"header": header(), "args": vars(args), "seconds": seconds, "floors": rows,
-                     "speedup_over_reference": speedups})
+        print(
+            f"reference {m} step / semireg {m} step: {s:.2f}x  ({seconds[f'reference:{m}']:.4f} s vs {seconds[f'step:{m}']:.4f} s)"
+        )
+    write(
+        args.out,
+        {
+            "header": header(),
+            "args": vars(args),
+            "seconds": seconds,
+            "floors": rows,
+            "speedup_over_reference": speedups,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -50,8 +50,10 @@ def main() -> None:
             train_on(x_graph)
 
         params = sum(p.numel() for p in model.parameters())
-        print(f"cnn_small {widths} ({params:,} parameters): FixMatch-at-mu-7 model work "
-              f"{seconds_per_call(fixmatch_work, 5):.3f} s, labels only at 64 {seconds_per_call(lambda: train_on(x_graph[:64]), 20):.3f} s")
+        print(
+            f"cnn_small {widths} ({params:,} parameters): FixMatch-at-mu-7 model work "
+            f"{seconds_per_call(fixmatch_work, 5):.3f} s, labels only at 64 {seconds_per_call(lambda: train_on(x_graph[:64]), 20):.3f} s"
+        )
 
 
 if __name__ == "__main__":

@@ -7,15 +7,15 @@ evaluation's MLP probe (20,000 training codes -> the 10,000 test codes) from the
 
     SEMIREG_DATA=../shared/data python benchmarks/disentangle_dropout_view.py RUN_DIR
 """
+
 import sys
 from pathlib import Path
 
 import torch
+from disentangle_exact_whitening import load_finished  # this folder's script: sys.path[0] when run as documented
 
 from semireg.systems.disentangle import z_posterior
 from semireg.systems.evaluation import batched, linear_probe, mlp_probe
-
-from disentangle_exact_whitening import load_finished  # this folder's script: sys.path[0] when run as documented
 
 
 def mean_codes(enc_z: torch.nn.Module, x: torch.Tensor, opts, training: bool) -> torch.Tensor:
@@ -34,10 +34,15 @@ def main(run: Path) -> None:
     x_test, y_test = data.eval_sets["test"]
     print(f"{run}: enc_dropout {opts.enc_dropout}")
     for training in (False, True):
-        z_train, z_test = mean_codes(system.nets["enc_z"], x, opts, training), mean_codes(system.nets["enc_z"], x_test, opts, training)
+        z_train, z_test = (
+            mean_codes(system.nets["enc_z"], x, opts, training),
+            mean_codes(system.nets["enc_z"], x_test, opts, training),
+        )
         mode = "training mode (dropout on)" if training else "evaluation mode"
-        print(f"mean z, {mode}: MLP probe {100 * mlp_probe(z_train, y, z_test, y_test, data.num_classes, epochs=30):.2f} %, "
-              f"linear {100 * linear_probe(z_train, y, z_test, y_test):.2f} %")
+        print(
+            f"mean z, {mode}: MLP probe {100 * mlp_probe(z_train, y, z_test, y_test, data.num_classes, epochs=30):.2f} %, "
+            f"linear {100 * linear_probe(z_train, y, z_test, y_test):.2f} %"
+        )
 
 
 if __name__ == "__main__":

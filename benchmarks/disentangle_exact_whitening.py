@@ -8,6 +8,7 @@ nonlinear structure of z, which no per-class mean/covariance map can remove.
 
     SEMIREG_DATA=../shared/data python benchmarks/disentangle_exact_whitening.py RUN_DIR
 """
+
 import sys
 from pathlib import Path
 
@@ -43,12 +44,19 @@ def main(run: Path) -> None:
     with torch.no_grad():
         raw = z_posterior(system.nets["enc_z"], x, opts)[0]  # (20000, dim_z), evaluation mode
         lag = [float((raw[y == c].mean(0) - whitening.mean[c]).abs().max()) for c in range(data.num_classes)]
-        print("running statistics: largest |class mean of these codes - running class mean| per class:",
-              [round(v, 3) for v in lag])
-        print("running covariance of class 0, eigenvalues:", [round(float(v), 5) for v in torch.linalg.eigvalsh(whitening.cov[0])])
+        print(
+            "running statistics: largest |class mean of these codes - running class mean| per class:",
+            [round(v, 3) for v in lag],
+        )
+        print(
+            "running covariance of class 0, eigenvalues:",
+            [round(float(v), 5) for v in torch.linalg.eigvalsh(whitening.cov[0])],
+        )
         _, z_running = codes(system.nets, x_test, opts, state=system.state)
-        print("with the running statistics: linear probe", linear_probe(codes(system.nets, x, opts, state=system.state)[1], y,
-                                                                        z_running, y_test))
+        print(
+            "with the running statistics: linear probe",
+            linear_probe(codes(system.nets, x, opts, state=system.state)[1], y, z_running, y_test),
+        )
         whitening.momentum = 1.0  # the statistics become exactly those of these codes
         whitening.update(raw, y)
         _, z_train = codes(system.nets, x, opts, state=system.state)  # class read from s, as evaluation does

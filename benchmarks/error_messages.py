@@ -37,8 +37,20 @@ def messages(root: Path) -> None:
     shutil.copytree(Path(os.environ["SEMIREG_DATA"]) / "mnist", root / "data" / "mnist")
     labels = root / "data" / "mnist" / "train-labels-idx1-ubyte.gz"
     raw = labels.read_bytes()
-    mnist = ["train", "mnist-100-vat", "--variant", "baseline", "--seeds", "0", "--run-dir", str(root / "run"),
-             "--overwrite", "--data-dir", str(root / "data"), "train.steps=5"]
+    mnist = [
+        "train",
+        "mnist-100-vat",
+        "--variant",
+        "baseline",
+        "--seeds",
+        "0",
+        "--run-dir",
+        str(root / "run"),
+        "--overwrite",
+        "--data-dir",
+        str(root / "data"),
+        "train.steps=5",
+    ]
     labels.write_bytes(raw[: len(raw) // 2])
     print("truncated .gz:", run(mnist))
     labels.write_bytes(raw[:40] + bytes(b ^ 0xFF for b in raw[40:80]) + raw[80:])
@@ -64,9 +76,21 @@ def messages(root: Path) -> None:
         for i in range(6):
             Image.new("RGB", (8, 8), (40 * i, 0, 0)).save(folders / cls / f"{i}.png")
     (folders / "b" / "3.png").write_bytes((folders / "b" / "3.png").read_bytes()[:30])
-    print("truncated PNG in a class folder:", run(["train", "demo", "--runs-root", str(root / "runs"),
-                                                    f"data.dataset=folder:{folders}", "data.n_labeled=4",
-                                                    "data.n_test=2", "train.steps=2"]))
+    print(
+        "truncated PNG in a class folder:",
+        run(
+            [
+                "train",
+                "demo",
+                "--runs-root",
+                str(root / "runs"),
+                f"data.dataset=folder:{folders}",
+                "data.n_labeled=4",
+                "data.n_test=2",
+                "train.steps=2",
+            ]
+        ),
+    )
     (root / "half.pt").write_bytes((root / "other" / "checkpoint.pt").read_bytes()[:1000])
     try:
         rundir.load_checkpoint(root / "half.pt")
@@ -77,8 +101,11 @@ def messages(root: Path) -> None:
 
 def second_writer(run_dir: Path) -> None:
     """`semireg train --resume RUN` (and report, eval, export) while another process trains RUN."""
-    train = subprocess.Popen([sys.executable, "-m", "semireg.cli", "train", *DRILL_ARGS, "train.steps=100000",
-                              "--run-dir", str(run_dir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    train = subprocess.Popen(
+        [sys.executable, "-m", "semireg.cli", "train", *DRILL_ARGS, "train.steps=100000", "--run-dir", str(run_dir)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         while not (run_dir / rundir.CHECKPOINT).exists():
             time.sleep(0.05)

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from _timing import header, write
+
 from semireg.faults import compare_runs, interrupted_run, run_uninterrupted
 
 
@@ -35,20 +36,35 @@ def main() -> None:
             drill = interrupted_run(root / f"trial{t}", args.steps, args.kills, seed=args.seed + t)
             drill = compare_runs(root / "reference", root / f"trial{t}", drill)
             trials.append(drill.to_dict())
-            print(f"trial {t}: {len(drill.kills)} kills at steps {[k.logged_step for k in drill.kills]}, "
-                  f"resumed from {[k.checkpoint_step for k in drill.kills]}; identical={drill.identical} "
-                  f"metrics_identical={drill.metrics_identical} {drill.differing[:5]}", flush=True)
+            print(
+                f"trial {t}: {len(drill.kills)} kills at steps {[k.logged_step for k in drill.kills]}, "
+                f"resumed from {[k.checkpoint_step for k in drill.kills]}; identical={drill.identical} "
+                f"metrics_identical={drill.metrics_identical} {drill.differing[:5]}",
+                flush=True,
+            )
     finally:
         shutil.rmtree(root, ignore_errors=True)
     kills = sum(len(t["kills"]) for t in trials)
-    summary = {"trials": len(trials), "kills": kills, "steps": args.steps,
-               "identical": sum(t["identical"] and t["metrics_identical"] for t in trials),
-               "kills_during_checkpoint_write": sum(k["tmp_left"] for t in trials for k in t["kills"]),
-               "seconds": round(time.perf_counter() - start, 1)}
+    summary = {
+        "trials": len(trials),
+        "kills": kills,
+        "steps": args.steps,
+        "identical": sum(t["identical"] and t["metrics_identical"] for t in trials),
+        "kills_during_checkpoint_write": sum(k["tmp_left"] for t in trials for k in t["kills"]),
+        "seconds": round(time.perf_counter() - start, 1),
+    }
     print(summary)
     if args.out:
-        write(args.out, {**header(), "command": "python benchmarks/fault_drill.py " + " ".join(
-            f"--{k} {v}" for k, v in vars(args).items() if k != "out"), "summary": summary, "trials": trials})
+        write(
+            args.out,
+            {
+                **header(),
+                "command": "python benchmarks/fault_drill.py "
+                + " ".join(f"--{k} {v}" for k, v in vars(args).items() if k != "out"),
+                "summary": summary,
+                "trials": trials,
+            },
+        )
 
 
 if __name__ == "__main__":

@@ -24,13 +24,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "results" / "figures.json"
 
-EQUAL_STEPS = ("semireg train {recipe} {variant}--seeds 0,1,2 train.steps=1000 train.progress=false {precision}"
-               "--runs-root runs/issue16/{tag}   # benchmarks/equal_steps.sh")
+EQUAL_STEPS = (
+    "semireg train {recipe} {variant}--seeds 0,1,2 train.steps=1000 train.progress=false {precision}"
+    "--runs-root runs/issue16/{tag}   # benchmarks/equal_steps.sh"
+)
 
 
 def equal_steps(recipe: str, variant: str, tag: str, precision: str) -> dict:
-    command = EQUAL_STEPS.format(recipe=recipe, variant=f"--variant {variant} " if variant else "", tag=tag,
-                                 precision=f"{precision} " if precision else "")
+    command = EQUAL_STEPS.format(
+        recipe=recipe,
+        variant=f"--variant {variant} " if variant else "",
+        tag=tag,
+        precision=f"{precision} " if precision else "",
+    )
     path = f"runs/issue16/{tag}/{recipe}/" + (f"{variant}/" if variant else "") + "seed*"
     return {"runs": path, "read": "final", "metric": "test.accuracy", "scale": 100, "unit": "%", "command": command}
 
@@ -38,18 +44,29 @@ def equal_steps(recipe: str, variant: str, tag: str, precision: str) -> dict:
 def time_to(target: float) -> dict:
     """Training time (evaluation excluded) under the recipe's defaults (2,000 steps, evaluation every
     100, precision auto, 2 threads) until the official test set's macro-F1 first reaches `target`."""
-    return {"runs": "runs/issue16/defaults/mnist-100-vat/vat/seed*", "read": "time_to", "metric": "macro_f1",
-            "target": target, "unit": "s",
-            "command": "semireg train mnist-100-vat --variant vat --seeds 0,1,2 train.progress=false "
-                       "--runs-root runs/issue16/defaults   # idle machine, one run at a time"}
+    return {
+        "runs": "runs/issue16/defaults/mnist-100-vat/vat/seed*",
+        "read": "time_to",
+        "metric": "macro_f1",
+        "target": target,
+        "unit": "s",
+        "command": "semireg train mnist-100-vat --variant vat --seeds 0,1,2 train.progress=false "
+        "--runs-root runs/issue16/defaults   # idle machine, one run at a time",
+    }
 
 
 def speedup(entry: str, mode: str = "auto_speedup") -> dict:
-    return {"json": "benchmarks/results/precision-cpu.json", "path": [entry, mode], "unit": "x",
-            "command": "python benchmarks/precision.py   # idle machine, 2 threads, medians of interleaved rounds"}
+    return {
+        "json": "benchmarks/results/precision-cpu.json",
+        "path": [entry, mode],
+        "unit": "x",
+        "command": "python benchmarks/precision.py   # idle machine, 2 threads, medians of interleaved rounds",
+    }
 
 
-SELECT = "bash benchmarks/select_runs.sh   # semireg select ... --fit, idle machine, defaults (2 threads, precision auto)"
+SELECT = (
+    "bash benchmarks/select_runs.sh   # semireg select ... --fit, idle machine, defaults (2 threads, precision auto)"
+)
 
 
 def select_figure(dataset: str, field: str) -> dict:
@@ -57,8 +74,13 @@ def select_figure(dataset: str, field: str) -> dict:
     labels-only, both trained on all labels after the search (--fit); their difference; the
     search's wall time."""
     unit = "s" if field == "search_wall_s" else "%"
-    return {"selection": f"runs/issue19/{dataset}/seed*/selection.json", "read": "select", "field": field,
-            "unit": unit, "command": SELECT}
+    return {
+        "selection": f"runs/issue19/{dataset}/seed*/selection.json",
+        "read": "select",
+        "field": field,
+        "unit": unit,
+        "command": SELECT,
+    }
 
 
 def select_value(selection: dict, field: str) -> float:
@@ -66,14 +88,21 @@ def select_value(selection: dict, field: str) -> float:
         return float(selection["search_wall_s"])
     test = {m: 100 * r["test"]["accuracy"] for m, r in selection["fitted"].items()}
     chosen, labels_only = test[selection["recommended"]], test["supervised"]
-    return {"recommended_test_accuracy": chosen, "labels_only_test_accuracy": labels_only,
-            "gain_over_labels_only": chosen - labels_only}[field]
+    return {
+        "recommended_test_accuracy": chosen,
+        "labels_only_test_accuracy": labels_only,
+        "gain_over_labels_only": chosen - labels_only,
+    }[field]
 
 
-BEGAN = ("semireg train mnist-began --variant public --seeds 0,1,2 train.progress=false --runs-root runs/issue17   "
-         "# benchmarks/issue17_runs.sh, two runs side by side with train.threads=1")
-DISENTANGLE = ("semireg train mnist-disentangle --variant {variant} --seeds 0,1,2 train.threads=1 train.progress=false "
-               "--runs-root runs/issue17   # benchmarks/issue17_runs.sh runs the seeds side by side, one thread each")
+BEGAN = (
+    "semireg train mnist-began --variant public --seeds 0,1,2 train.progress=false --runs-root runs/issue17   "
+    "# benchmarks/issue17_runs.sh, two runs side by side with train.threads=1"
+)
+DISENTANGLE = (
+    "semireg train mnist-disentangle --variant {variant} --seeds 0,1,2 train.threads=1 train.progress=false "
+    "--runs-root runs/issue17   # benchmarks/issue17_runs.sh runs the seeds side by side, one thread each"
+)
 
 
 # jha-strong-adversary with 30 adversary steps a round (2026-12-05): seed 0 is the T_adv30 trial (resumed from its
@@ -81,40 +110,71 @@ DISENTANGLE = ("semireg train mnist-disentangle --variant {variant} --seeds 0,1,
 DISENTANGLE_ADV30 = (
     "cp -a /work/runs/s5/T_adv30/mnist-disentangle/jha/seed0 runs/issue17/adv30/mnist-disentangle/jha-strong-adversary/seed0; "
     "semireg train mnist-disentangle --variant jha-strong-adversary --seeds S method.adv_steps=30 train.threads=1 "
-    "train.progress=false --runs-root runs/issue17/adv30   # S = 1, 2 side by side, one thread each")
+    "train.progress=false --runs-root runs/issue17/adv30   # S = 1, 2 side by side, one thread each"
+)
 
 
-def system_figure(recipe: str, variant: str, metric: str, scale: float = 1, lower_is_better: bool = False,
-                  unit: str = "%", root: str = "runs/issue17", command: str = "") -> dict:
+def system_figure(
+    recipe: str,
+    variant: str,
+    metric: str,
+    scale: float = 1,
+    lower_is_better: bool = False,
+    unit: str = "%",
+    root: str = "runs/issue17",
+    command: str = "",
+) -> dict:
     """A final metric of a system recipe's runs (results.json), over its seeds."""
     runs = f"{root}/{recipe}/" + (f"{variant}/" if variant else "") + "seed*"
     command = command or (BEGAN if recipe == "mnist-began" else DISENTANGLE.format(variant=variant))
-    return {"runs": runs, "read": "final", "metric": metric, "scale": scale, "unit": unit,
-            "lower_is_better": lower_is_better, "command": command}
+    return {
+        "runs": runs,
+        "read": "final",
+        "metric": metric,
+        "scale": scale,
+        "unit": unit,
+        "lower_is_better": lower_is_better,
+        "command": command,
+    }
 
 
 # Since 2026-12-05 (commit 102c92b): the recipe on cnn_small with the weak view and the evaluated EMA, 3,000 steps.
 # The 5 seeds before (cnn_seed001, 2,000 steps, runs/issue18/after; docs/results.md) were these keys' values until
 # then; their entries were moved, as computed, to `issue18.mnist-100-vat.cnn_seed001.*` (runs no longer on this machine).
 MNIST100_VAT_RUNS = "runs/issue18/vat-cnn_small/mnist-100-vat/vat/seed*"
-MNIST100_VAT = ("semireg train mnist-100-vat --variant vat --seeds 0,1,2,3,4 train.progress=false "
-                "--runs-root runs/issue18/vat-cnn_small   # defaults: 2 threads, precision auto; one run at a time")
+MNIST100_VAT = (
+    "semireg train mnist-100-vat --variant vat --seeds 0,1,2,3,4 train.progress=false "
+    "--runs-root runs/issue18/vat-cnn_small   # defaults: 2 threads, precision auto; one run at a time"
+)
 
 
 def mnist100_figure(runs: str, command: str, worst: bool = False, metric: str = "test.accuracy") -> dict:
     """An accuracy (%) of MNIST-100 runs over their seeds; `worst`: the figure is the worst seed."""
-    return {"runs": runs, "read": "final", "metric": metric, "scale": 100, "unit": "%", "command": command,
-            "reduce": "worst" if worst else ""}
+    return {
+        "runs": runs,
+        "read": "final",
+        "metric": metric,
+        "scale": 100,
+        "unit": "%",
+        "command": command,
+        "reduce": "worst" if worst else "",
+    }
 
 
 # The MNIST-100 table (benchmarks/mnist100_runs.sh): every mnist-100-<method> recipe x 5 seeds under
 # runs/issue18/mnist/<recipe>/seed*; `supervised` is the protocol itself (mnist-100-ssl), `vat-entmin` is VAT on
 # that protocol (the `vat` keys above are the mnist-100-vat recipe's, as the issue names them).
-MNIST100_TABLE = {{"ssl": "supervised"}.get(suffix, suffix): f"mnist-100-{suffix}"
-                  for suffix in (p.stem.removeprefix("mnist-100-")
-                                 for p in (ROOT / "src" / "semireg" / "recipes").glob("mnist-100-*.toml")) if suffix != "vat"}
-MNIST100 = ("semireg train {recipe} --seeds 0,1,2,3,4 train.progress=false --runs-root runs/issue18/mnist"
-            "   # defaults (2 threads, precision auto), one run at a time on an idle machine (benchmarks/mnist100_runs.sh)")
+MNIST100_TABLE = {
+    {"ssl": "supervised"}.get(suffix, suffix): f"mnist-100-{suffix}"
+    for suffix in (
+        p.stem.removeprefix("mnist-100-") for p in (ROOT / "src" / "semireg" / "recipes").glob("mnist-100-*.toml")
+    )
+    if suffix != "vat"
+}
+MNIST100 = (
+    "semireg train {recipe} --seeds 0,1,2,3,4 train.progress=false --runs-root runs/issue18/mnist"
+    "   # defaults (2 threads, precision auto), one run at a time on an idle machine (benchmarks/mnist100_runs.sh)"
+)
 
 
 # vat-entmin on cnn_seed001, the recipe's network until the cnn_small trial on validation (docs/results.md); seed 0 is
@@ -124,7 +184,8 @@ MNIST100_VAT_ENTMIN_CNN001 = (
     "method.balance=1.0 train.progress=false --runs-root /work/runs/m1/vP1   # seed 0, at 389df3d (the recipe's values "
     "before they were the recipe's); cp -a /work/runs/m1/vP1/mnist-100-vat-entmin runs/issue18/mnist-cnn001/mnist-100-vat-entmin/seed0; "
     "semireg train mnist-100-vat-entmin --seeds 1,2,3,4 train.progress=false --runs-root runs/issue18/mnist-cnn001"
-    "   # at 831b654 (network cnn_seed001); defaults (2 threads, precision auto), one run at a time on an idle machine")
+    "   # at 831b654 (network cnn_seed001); defaults (2 threads, precision auto), one run at a time on an idle machine"
+)
 
 
 def mnist100_table_figure(method: str, worst: bool = False) -> dict:
@@ -134,13 +195,19 @@ def mnist100_table_figure(method: str, worst: bool = False) -> dict:
 
 def best_of(figures: dict, keys: list[str], min_n: int = 5) -> str | None:
     """The key of the figure with the highest mean among `keys` that has at least `min_n` seeds."""
-    ready = [(figures[k]["mean"], k) for k in keys if k in figures and figures[k]["n"] >= min_n and figures[k]["mean"] is not None]
+    ready = [
+        (figures[k]["mean"], k)
+        for k in keys
+        if k in figures and figures[k]["n"] >= min_n and figures[k]["mean"] is not None
+    ]
     return max(ready)[1] if ready else None
 
 
 # One recipe per method (tests/test_ssl.py holds every registered method to it), so the keys follow the recipes.
-CIFAR_CPU_METHODS = sorted(p.stem.removeprefix("cifar10-4000-cpu-")
-                           for p in (ROOT / "src" / "semireg" / "recipes").glob("cifar10-4000-cpu-*.toml"))
+CIFAR_CPU_METHODS = sorted(
+    p.stem.removeprefix("cifar10-4000-cpu-")
+    for p in (ROOT / "src" / "semireg" / "recipes").glob("cifar10-4000-cpu-*.toml")
+)
 CIFAR_CPU = "semireg train cifar10-4000-cpu-{method} {seeds}train.progress=false --runs-root {root}"
 # The table on the machine CI runs on (2026-12-05: a 2-core Intel Xeon with AMX, precision auto = bf16-mixed), by
 # `ROOT=runs/issue18/cifar-amx/table bash benchmarks/cifar10_cpu_runs.sh`; the first table, on a 2-core fp32 AMD
@@ -154,9 +221,12 @@ def cifar_cpu_figure(method: str, field: str, root: str = CIFAR_CPU_TABLE) -> di
     (<root>/seeds/<recipe>/seed*). `wall_minutes` is the run's wall time from its config.json to its
     results.json (evaluations included, data loading not)."""
     recipe = f"cifar10-4000-cpu-{method}"
-    command = (CIFAR_CPU.format(method=method, seeds="", root=root) + "; (3-seed methods) "
-               + CIFAR_CPU.format(method=method, seeds="--seeds 1,2 ", root=f"{root}/seeds")
-               + "   # defaults (2 threads, precision auto), one run at a time on an idle machine")
+    command = (
+        CIFAR_CPU.format(method=method, seeds="", root=root)
+        + "; (3-seed methods) "
+        + CIFAR_CPU.format(method=method, seeds="--seeds 1,2 ", root=f"{root}/seeds")
+        + "   # defaults (2 threads, precision auto), one run at a time on an idle machine"
+    )
     spec = {"runs": [f"{root}/{recipe}", f"{root}/seeds/{recipe}/seed*"], "command": command}
     if field == "wall_minutes":
         return {**spec, "read": "wall", "unit": "min", "lower_is_better": True}
@@ -164,25 +234,37 @@ def cifar_cpu_figure(method: str, field: str, root: str = CIFAR_CPU_TABLE) -> di
 
 
 # The crossing pair (issue 18): labels only and FixMatch at twice the protocol's budget, seed 0.
-CIFAR_CPU_LONG = ("semireg train cifar10-4000-cpu-{method} train.steps=5000 train.progress=false --runs-root "
-                  "runs/issue18/cifar/long   # defaults (2 threads, precision auto), one run at a time on an idle machine")
+CIFAR_CPU_LONG = (
+    "semireg train cifar10-4000-cpu-{method} train.steps=5000 train.progress=false --runs-root "
+    "runs/issue18/cifar/long   # defaults (2 threads, precision auto), one run at a time on an idle machine"
+)
 
 
 # The same pair on a CPU with AMX (precision auto = bf16-mixed: ~6x faster steps than the fp32 machine above), at
 # 15,000 steps and the classic EMA 0.999 (2026-12-05). Training minutes, not wall minutes: the FixMatch run was
 # stopped at step 1,000 for other runs and resumed (`semireg train --resume`) an hour later.
-CIFAR_CPU_AMX = ("semireg train cifar10-4000-cpu-{method} train.steps=15000 train.ema_decay=0.999 train.eval_every=1000 "
-                 "train.progress=false --runs-root runs/issue18/cifar-amx/long   # defaults (2 threads, precision auto = "
-                 "bf16-mixed on this AMX CPU), one run at a time on an idle machine")
+CIFAR_CPU_AMX = (
+    "semireg train cifar10-4000-cpu-{method} train.steps=15000 train.ema_decay=0.999 train.eval_every=1000 "
+    "train.progress=false --runs-root runs/issue18/cifar-amx/long   # defaults (2 threads, precision auto = "
+    "bf16-mixed on this AMX CPU), one run at a time on an idle machine"
+)
 
 
-def cifar_cpu_long_figure(method: str, field: str, root: str = "runs/issue18/cifar/long",
-                          command: str = CIFAR_CPU_LONG) -> dict:
+def cifar_cpu_long_figure(
+    method: str, field: str, root: str = "runs/issue18/cifar/long", command: str = CIFAR_CPU_LONG
+) -> dict:
     """Training minutes, not wall minutes: the 5,000-step FixMatch run was paused inside its evaluations while
     other runs used the cores (docs/results.md); training time does not count evaluations."""
     spec = {"runs": [f"{root}/cifar10-4000-cpu-{method}"], "command": command.format(method=method)}
     if field == "train_minutes":
-        return {**spec, "read": "final", "metric": "train_time_s", "scale": 1 / 60, "unit": "min", "lower_is_better": True}
+        return {
+            **spec,
+            "read": "final",
+            "metric": "train_time_s",
+            "scale": 1 / 60,
+            "unit": "min",
+            "lower_is_better": True,
+        }
     return {**spec, "read": "final", "metric": "test.accuracy", "scale": 100, "unit": "%"}
 
 
@@ -191,9 +273,11 @@ def cifar_cpu_long_figure(method: str, field: str, root: str = "runs/issue18/cif
 # 15 corruptions x 5 severities (robustness.json of each); and the longer of the two stages in wall minutes,
 # training and robustness evaluation.
 CONSISTENCY_BEST = "finetune-swa"
-CONSISTENCY = ("{env}bash benchmarks/issue17_consistency_runs.sh   # semireg train cifar10-consistency-cpu --variant {variant} "
-               "--stage teacher|student --seeds 0..2 train.threads=1{extra}, two side by side, --runs-root {root}; "
-               "defaults otherwise (precision auto)")
+CONSISTENCY = (
+    "{env}bash benchmarks/issue17_consistency_runs.sh   # semireg train cifar10-consistency-cpu --variant {variant} "
+    "--stage teacher|student --seeds 0..2 train.threads=1{extra}, two side by side, --runs-root {root}; "
+    "defaults otherwise (precision auto)"
+)
 # The students of 2026-12-05 (rule written before they ran: docs/results.md), on a CPU with AMX (precision auto =
 # bf16-mixed), each seed's students against the same teacher (runs/issue17/.../finetune-swa/seedS/teacher, linked).
 CONSISTENCY_AMX = {  # tag: (runs root, variant, student overrides, what ran)
@@ -201,7 +285,12 @@ CONSISTENCY_AMX = {  # tag: (runs root, variant, student overrides, what ran)
     "finetune-swa-lr1.25e-4": ("runs/issue17-lr", "finetune-swa", "train.lr=1.25e-4", ""),
     "noisy-student-swa": ("runs/issue17", "noisy-student", "train.swa=true", "; seed 0's student only (the rule)"),
 }
-CONSISTENCY_FIELDS = ("student_minus_teacher_clean", "student_minus_teacher_c15x5", "stage_minutes_max", "student_val_accuracy")
+CONSISTENCY_FIELDS = (
+    "student_minus_teacher_clean",
+    "student_minus_teacher_c15x5",
+    "stage_minutes_max",
+    "student_val_accuracy",
+)
 
 
 def consistency_figure(field: str, tag: str = CONSISTENCY_BEST) -> dict:
@@ -209,10 +298,18 @@ def consistency_figure(field: str, tag: str = CONSISTENCY_BEST) -> dict:
     env = "".join(f"{k}={v} " for k, v in (("VARIANT", variant), ("ROOT", root), ("EXTRA", extra)) if v)
     if extra:  # the students of other settings learn from the headline runs' teachers, linked
         env += "TEACHERS=runs/issue17 "
-    command = CONSISTENCY.format(env=env, variant=variant, extra=f" (student: {extra})" if extra else "", root=root) + ran
+    command = (
+        CONSISTENCY.format(env=env, variant=variant, extra=f" (student: {extra})" if extra else "", root=root) + ran
+    )
     unit = {"stage_minutes_max": "min", "student_val_accuracy": "%"}.get(field, "points")
-    return {"runs": f"{root}/cifar10-consistency-cpu/{variant}/seed*/student", "read": "consistency",
-            "field": field, "unit": unit, "lower_is_better": field == "stage_minutes_max", "command": command}
+    return {
+        "runs": f"{root}/cifar10-consistency-cpu/{variant}/seed*/student",
+        "read": "consistency",
+        "field": field,
+        "unit": unit,
+        "lower_is_better": field == "stage_minutes_max",
+        "command": command,
+    }
 
 
 def stage_wall_minutes(stage: Path) -> float:
@@ -234,7 +331,9 @@ def consistency_value(student: Path, field: str) -> float:
     return 100 * (c15[0] - c15[1])
 
 
-DISENTANGLE_BEST = "jha-strong-adversary"  # the variant whose figures are the headline (docs/results.md shows every variant)
+DISENTANGLE_BEST = (
+    "jha-strong-adversary"  # the variant whose figures are the headline (docs/results.md shows every variant)
+)
 # Its runs at 30 adversary steps a round are the headline (the rule written before seeds 1 and 2 ran: docs/results.md);
 # those at 10, the variant until 2026-12-05, keep their figures under issue17.mnist-disentangle.adv10.*.
 DISENTANGLE_ADV10 = DISENTANGLE.format(variant=DISENTANGLE_BEST) + " (at 089e734, method.adv_steps = 10 then)"
@@ -242,16 +341,27 @@ DISENTANGLE_ADV10 = DISENTANGLE.format(variant=DISENTANGLE_BEST) + " (at 089e734
 
 def disentangle_figures(prefix: str, root: str, command: str) -> dict[str, dict]:
     """Every headline metric of the disentangle variant's runs under `root`, keyed `prefix + name`."""
-    percent = (("z_probe_mlp_sampled", "z_probe_mlp_sampled", True), ("z_probe_mlp_mean", "z_probe_mlp", True),
-               ("z_probe_linear_mean", "z_probe_linear", True), ("s_probe_mlp", "s_probe_mlp", False),
-               ("swap_accuracy", "swap_accuracy", False), ("clf_s_accuracy", "clf_s_accuracy", False),
-               ("z_probe_linear_sampled", "z_probe_linear_sampled", True))
+    percent = (
+        ("z_probe_mlp_sampled", "z_probe_mlp_sampled", True),
+        ("z_probe_mlp_mean", "z_probe_mlp", True),
+        ("z_probe_linear_mean", "z_probe_linear", True),
+        ("s_probe_mlp", "s_probe_mlp", False),
+        ("swap_accuracy", "swap_accuracy", False),
+        ("clf_s_accuracy", "clf_s_accuracy", False),
+        ("z_probe_linear_sampled", "z_probe_linear_sampled", True),
+    )
     plain = (("z_std", False), ("recon_bce_other_z", False), ("recon_bce", True))  # z_std: the collapse guard
     at = {"root": root, "command": command}
-    return {**{prefix + key: system_figure("mnist-disentangle", DISENTANGLE_BEST, metric, 100, lower_is_better=low, **at)
-               for key, metric, low in percent},
-            **{prefix + key: system_figure("mnist-disentangle", DISENTANGLE_BEST, key, lower_is_better=low, unit="", **at)
-               for key, low in plain}}
+    return {
+        **{
+            prefix + key: system_figure("mnist-disentangle", DISENTANGLE_BEST, metric, 100, lower_is_better=low, **at)
+            for key, metric, low in percent
+        },
+        **{
+            prefix + key: system_figure("mnist-disentangle", DISENTANGLE_BEST, key, lower_is_better=low, unit="", **at)
+            for key, low in plain
+        },
+    }
 
 
 FP32 = "precision=32-true channels_last=false"
@@ -259,9 +369,11 @@ FIGURES: dict[str, dict] = {
     "issue16.mnist-100-vat.1000-steps.fp32.test_accuracy": equal_steps("mnist-100-vat", "vat", "fp32", FP32),
     "issue16.mnist-100-vat.1000-steps.auto.test_accuracy": equal_steps("mnist-100-vat", "vat", "auto", ""),
     "issue16.mnist-100-vat.1000-steps.auto-bf16-probe-xi0.3.test_accuracy": equal_steps(
-        "mnist-100-vat", "vat", "auto-bf16-probe-xi0.3", "method.probe=autocast method.xi=0.3"),
+        "mnist-100-vat", "vat", "auto-bf16-probe-xi0.3", "method.probe=autocast method.xi=0.3"
+    ),
     "issue16.mnist-100-vat.1000-steps.auto-fp32-probe-xi0.1.test_accuracy": equal_steps(
-        "mnist-100-vat", "vat", "auto-fp32-probe-xi0.1", "method.probe=fp32 method.xi=0.1"),
+        "mnist-100-vat", "vat", "auto-fp32-probe-xi0.1", "method.probe=fp32 method.xi=0.1"
+    ),
     "issue16.mnist-100-fixmatch.1000-steps.fp32.test_accuracy": equal_steps("mnist-100-fixmatch", "", "fp32", FP32),
     "issue16.mnist-100-fixmatch.1000-steps.auto.test_accuracy": equal_steps("mnist-100-fixmatch", "", "auto", ""),
     "issue16.mnist-100-vat.time_to_macro_f1_0.97": time_to(0.97),
@@ -273,17 +385,28 @@ FIGURES: dict[str, dict] = {
     "issue16.speedup.vat_step": speedup("vat_step"),
     "issue16.speedup.fixmatch_step_wrn28_2": speedup("fixmatch_step"),
     "issue16.speedup.consistency_student_step": speedup("consistency_student_step"),
-    **{f"issue19.select.{ds}.{field}": select_figure(ds, field)
-       for ds in ("digits", "cancer", "mnist-100")
-       for field in ("recommended_test_accuracy", "labels_only_test_accuracy", "gain_over_labels_only", "search_wall_s")},
+    **{
+        f"issue19.select.{ds}.{field}": select_figure(ds, field)
+        for ds in ("digits", "cancer", "mnist-100")
+        for field in (
+            "recommended_test_accuracy",
+            "labels_only_test_accuracy",
+            "gain_over_labels_only",
+            "search_wall_s",
+        )
+    },
     "mnist-began/classes_covered": system_figure("mnist-began", "public", "classes_covered", unit="classes"),
     "mnist-began/max_class_share": system_figure("mnist-began", "public", "max_class_share", 100, lower_is_better=True),
     "mnist-began/kl_uniform": system_figure("mnist-began", "public", "kl_uniform", lower_is_better=True, unit="nats"),
     "mnist-began/m_global_end": system_figure("mnist-began", "public", "m_global_end", lower_is_better=True, unit=""),
-    "mnist-began/m_global_start": system_figure("mnist-began", "public", "m_global_start", lower_is_better=True, unit=""),
+    "mnist-began/m_global_start": system_figure(
+        "mnist-began", "public", "m_global_start", lower_is_better=True, unit=""
+    ),
     "mnist-began/frechet": system_figure("mnist-began", "public", "frechet", lower_is_better=True, unit=""),
     "mnist-began/frechet_real": system_figure("mnist-began", "public", "frechet_real", lower_is_better=True, unit=""),
-    "mnist-began/train_minutes": system_figure("mnist-began", "public", "train_time_s", 1 / 60, lower_is_better=True, unit="min"),
+    "mnist-began/train_minutes": system_figure(
+        "mnist-began", "public", "train_time_s", 1 / 60, lower_is_better=True, unit="min"
+    ),
     **disentangle_figures("mnist-disentangle/", "runs/issue17/adv30", DISENTANGLE_ADV30),
     **disentangle_figures("issue17.mnist-disentangle.adv10.", "runs/issue17", DISENTANGLE_ADV10),
     "mnist-100/vat/test_accuracy": mnist100_figure(MNIST100_VAT_RUNS, MNIST100_VAT),
@@ -291,29 +414,51 @@ FIGURES: dict[str, dict] = {
     "issue18.mnist-100-vat.before.test_accuracy": mnist100_figure(
         "runs/issue18/base/mnist-100-vat/vat/seed*",
         "semireg train mnist-100-vat --variant vat --seeds 1 train.progress=false --runs-root runs/issue18/base"
-        "   # at commit fd727a7, the recipe before balance and n_val"),
+        "   # at commit fd727a7, the recipe before balance and n_val",
+    ),
     "issue18.mnist-100-vat.before-with-val.val_accuracy": mnist100_figure(
         "runs/issue18/before-val/mnist-100-vat/vat/seed*",
         "semireg train mnist-100-vat --variant vat --seeds 1 method.balance=0.0 train.progress=false "
         "--runs-root runs/issue18/before-val   # the selection run: today's recipe without the balance term",
-        metric="val.accuracy"),
+        metric="val.accuracy",
+    ),
     "mnist-100/vat/validation_accuracy": mnist100_figure(MNIST100_VAT_RUNS, MNIST100_VAT, metric="val.accuracy"),
     "issue18.mnist-100-vat-entmin.cnn_seed001.test_accuracy": mnist100_figure(
-        "runs/issue18/mnist-cnn001/mnist-100-vat-entmin/seed*", MNIST100_VAT_ENTMIN_CNN001),
-    **{f"cifar10-4000-cpu/{m}/{field}": cifar_cpu_figure(m, field)
-       for m in CIFAR_CPU_METHODS for field in ("test_accuracy", "wall_minutes")},
-    **{f"issue18.cifar10-4000-cpu.fp32-epyc.{m}.{field}": cifar_cpu_figure(m, field, CIFAR_CPU_TABLE_EPYC)
-       for m in ("supervised", "fixmatch", "freematch", "pseudolabel") for field in ("test_accuracy", "wall_minutes")},
-    **{f"issue18.cifar10-4000-cpu.5000-steps.{m}.{field}": cifar_cpu_long_figure(m, field)
-       for m in ("supervised", "fixmatch") for field in ("test_accuracy", "train_minutes")},
-    **{f"issue18.cifar10-4000-cpu.amx-15000-steps.{m}.{field}":
-       cifar_cpu_long_figure(m, field, "runs/issue18/cifar-amx/long", CIFAR_CPU_AMX)
-       for m in ("supervised", "fixmatch") for field in ("test_accuracy", "train_minutes")},
-    **{f"mnist-100/{m}/{field}": mnist100_table_figure(m, worst=field == "worst_seed")
-       for m in MNIST100_TABLE for field in ("test_accuracy", "worst_seed")},
+        "runs/issue18/mnist-cnn001/mnist-100-vat-entmin/seed*", MNIST100_VAT_ENTMIN_CNN001
+    ),
+    **{
+        f"cifar10-4000-cpu/{m}/{field}": cifar_cpu_figure(m, field)
+        for m in CIFAR_CPU_METHODS
+        for field in ("test_accuracy", "wall_minutes")
+    },
+    **{
+        f"issue18.cifar10-4000-cpu.fp32-epyc.{m}.{field}": cifar_cpu_figure(m, field, CIFAR_CPU_TABLE_EPYC)
+        for m in ("supervised", "fixmatch", "freematch", "pseudolabel")
+        for field in ("test_accuracy", "wall_minutes")
+    },
+    **{
+        f"issue18.cifar10-4000-cpu.5000-steps.{m}.{field}": cifar_cpu_long_figure(m, field)
+        for m in ("supervised", "fixmatch")
+        for field in ("test_accuracy", "train_minutes")
+    },
+    **{
+        f"issue18.cifar10-4000-cpu.amx-15000-steps.{m}.{field}": cifar_cpu_long_figure(
+            m, field, "runs/issue18/cifar-amx/long", CIFAR_CPU_AMX
+        )
+        for m in ("supervised", "fixmatch")
+        for field in ("test_accuracy", "train_minutes")
+    },
+    **{
+        f"mnist-100/{m}/{field}": mnist100_table_figure(m, worst=field == "worst_seed")
+        for m in MNIST100_TABLE
+        for field in ("test_accuracy", "worst_seed")
+    },
     **{f"cifar10-consistency-cpu/{field}": consistency_figure(field) for field in CONSISTENCY_FIELDS},
-    **{f"issue17.cifar10-consistency-cpu.amx.{tag}.{field}": consistency_figure(field, tag)
-       for tag in CONSISTENCY_AMX for field in CONSISTENCY_FIELDS},
+    **{
+        f"issue17.cifar10-consistency-cpu.amx.{tag}.{field}": consistency_figure(field, tag)
+        for tag in CONSISTENCY_AMX
+        for field in CONSISTENCY_FIELDS
+    },
 }
 
 
@@ -354,11 +499,15 @@ def values_of(spec: dict) -> tuple[list[float], list[str]]:
         found = [(p, s) for p, s in found if s.get("fitted")]  # finished searches, with their --fit runs
         return [select_value(s, spec["field"]) for _, s in found], [str(p.relative_to(ROOT)) for p, _ in found]
     patterns = spec["runs"] if isinstance(spec["runs"], list) else [spec["runs"]]
-    runs = sorted(Path(p) for pattern in patterns for p in glob.glob(str(ROOT / pattern)) if (Path(p) / "results.json").exists())
+    runs = sorted(
+        Path(p) for pattern in patterns for p in glob.glob(str(ROOT / pattern)) if (Path(p) / "results.json").exists()
+    )
     if spec["read"] == "final":
         values = [final_metric(r, spec["metric"]) * spec.get("scale", 1) for r in runs]
     elif spec["read"] == "consistency":
-        runs = [r for r in runs if (r / "robustness.json").exists() and (r.parent / "teacher" / "robustness.json").exists()]
+        runs = [
+            r for r in runs if (r / "robustness.json").exists() and (r.parent / "teacher" / "robustness.json").exists()
+        ]
         values = [consistency_value(r, spec["field"]) for r in runs]
     elif spec["read"] == "wall":
         values = [wall_minutes(r) for r in runs]
@@ -377,10 +526,13 @@ def summarise(values: list[float], spec: dict, sources: list[str]) -> dict:
     out = {
         "mean": statistics.fmean(values) if complete else None,
         "std": (statistics.stdev(values) if len(values) > 1 else 0.0) if complete else None,
-        "n": len(values), "reached": len(finite),
+        "n": len(values),
+        "reached": len(finite),
         "worst": (min(values) if higher_is_better else max(values)) if complete else None,
         "values": [v if math.isfinite(v) else None for v in values],
-        "unit": spec.get("unit", ""), "command": spec["command"], "sources": sources,
+        "unit": spec.get("unit", ""),
+        "command": spec["command"],
+        "sources": sources,
         "date": datetime.date.today().isoformat(),
     }
     if spec.get("reduce") == "worst" and complete:
@@ -394,7 +546,11 @@ def summarise(values: list[float], spec: dict, sources: list[str]) -> dict:
 def mnist100_best(figures: dict) -> None:
     """mnist-100/best/*: the MNIST-100 method (table or the vat recipe) with the highest mean over >= 5 seeds;
     its entries are copies of that method's, with `method` naming it."""
-    keys = [k for k in figures if k.startswith("mnist-100/") and k.endswith("/test_accuracy") and not k.startswith("mnist-100/best/")]
+    keys = [
+        k
+        for k in figures
+        if k.startswith("mnist-100/") and k.endswith("/test_accuracy") and not k.startswith("mnist-100/best/")
+    ]
     key = best_of(figures, keys)
     if key is None:
         return

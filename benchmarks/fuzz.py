@@ -26,19 +26,42 @@ def main() -> None:
     args = p.parse_args()
     env = dict(os.environ, SEMIREG_FUZZ_EXAMPLES=str(args.examples), SEMIREG_FUZZ_RANDOM="1")
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_fuzz.py",
-                           "--hypothesis-show-statistics", "-k", "not odd_arrays"],
-                          cwd=ROOT, env=env, capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "tests/test_fuzz.py",
+            "--hypothesis-show-statistics",
+            "-k",
+            "not odd_arrays",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     out = proc.stdout
     targets = {}
     for block in re.split(r"\n(?=tests/test_fuzz.py::)", out):
         name = re.match(r"tests/test_fuzz.py::(\w+)", block)
         tried = re.findall(r"- (\d+) passing, (\d+) failing, and (\d+) invalid", block)
         if name and tried:
-            targets[name.group(1)] = {"passing": sum(int(t[0]) for t in tried), "failing": sum(int(t[1]) for t in tried),
-                                      "invalid": sum(int(t[2]) for t in tried)}
-    summary = {"examples_per_target": args.examples, "targets": targets, "pytest_exit": proc.returncode,
-               "result_line": out.strip().splitlines()[-1] if out.strip() else "", "seconds": round(time.perf_counter() - start, 1)}
+            targets[name.group(1)] = {
+                "passing": sum(int(t[0]) for t in tried),
+                "failing": sum(int(t[1]) for t in tried),
+                "invalid": sum(int(t[2]) for t in tried),
+            }
+    summary = {
+        "examples_per_target": args.examples,
+        "targets": targets,
+        "pytest_exit": proc.returncode,
+        "result_line": out.strip().splitlines()[-1] if out.strip() else "",
+        "seconds": round(time.perf_counter() - start, 1),
+    }
     print(out[-3000:] if proc.returncode else summary["result_line"])
     for name, t in targets.items():
         print(f"{name:55s} {t['passing']:7d} passing {t['failing']:4d} failing")

@@ -47,8 +47,12 @@ def contenders(x: torch.Tensor, v: torch.Tensor) -> dict[str, tuple]:
         "posterize": (lambda: augment.posterize(x, v, 0.5), lambda: kornia.enhance.posterize(x, bits)),
         "solarize": (lambda: augment.solarize(x, v, 0.5), lambda: kornia.enhance.solarize(x, 1.0 - v.abs())),
         "equalize": (lambda: augment.equalize(x, v, 0.5), lambda: kornia.enhance.equalize(x)),
-        "rotate (nearest)": (lambda: augment.rotate(x, v, 0.5), lambda: kornia.geometry.transform.warp_affine(
-            x, m_pixels, (h, w), mode="nearest", padding_mode="fill", fill_value=fill)),
+        "rotate (nearest)": (
+            lambda: augment.rotate(x, v, 0.5),
+            lambda: kornia.geometry.transform.warp_affine(
+                x, m_pixels, (h, w), mode="nearest", padding_mode="fill", fill_value=fill
+            ),
+        ),
     }
 
 
@@ -65,8 +69,10 @@ def main() -> None:
     for name, (ours, theirs) in contenders(x, v).items():
         t = interleaved({"semireg": ours, "kornia": theirs}, rounds=args.rounds, warmup=3)
         diff = float((ours() - theirs()).abs().max())
-        print(f"{name:18s} semireg {1e3 * t['semireg']:7.3f} ms   kornia {1e3 * t['kornia']:7.3f} ms   "
-              f"kornia/semireg time {t['kornia'] / t['semireg']:5.2f}   max |difference| {diff:.3f}")
+        print(
+            f"{name:18s} semireg {1e3 * t['semireg']:7.3f} ms   kornia {1e3 * t['kornia']:7.3f} ms   "
+            f"kornia/semireg time {t['kornia'] / t['semireg']:5.2f}   max |difference| {diff:.3f}"
+        )
 
 
 if __name__ == "__main__":

@@ -73,8 +73,12 @@ def main_() -> None:
             "NaN in the labelled inputs": lambda: semireg.fit(linear, (bad, y), steps=1),
             "more labels than inputs": lambda: semireg.fit(linear, (x[:30], y[:31]), steps=1),
             "a class without labels": lambda: semireg.fit(linear, (x[y < 2], y[y < 2]), steps=1),
-            "a label outside the classes": lambda: semireg.fit(linear, (x, torch.where(y == 2, 5, y)), steps=1, num_classes=3),
-            "a label missing (None)": lambda: semireg.fit(linear, (x[:3].numpy(), np.array(["a", None, "b"], dtype=object)), steps=1),
+            "a label outside the classes": lambda: semireg.fit(
+                linear, (x, torch.where(y == 2, 5, y)), steps=1, num_classes=3
+            ),
+            "a label missing (None)": lambda: semireg.fit(
+                linear, (x[:3].numpy(), np.array(["a", None, "b"], dtype=object)), steps=1
+            ),
             "an output without logits": lambda: semireg.fit(NoLogits(), (x, y), steps=1),
         }
         for name, fn in api_cases.items():

@@ -91,6 +91,7 @@ def model_step(name: str, batch: int, bf16: bool, channels_last: bool, compiled:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+
     return step
 
 
@@ -98,8 +99,14 @@ def method_step(name: str, overrides: dict, quick: bool) -> Callable[[], None]:
     """One step of the method exactly as its recipe configures it (random inputs of its shape)."""
     recipe_name, variant, stage, shape, _ = METHOD_STEPS[name]
     recipe = load_recipe(recipe_name)
-    cfg = config_for(recipe, variant, 0, {"train.progress": False, **overrides}, stage,
-                     teacher_dirs={n: "-" for n, _ in recipe.stages})
+    cfg = config_for(
+        recipe,
+        variant,
+        0,
+        {"train.progress": False, **overrides},
+        stage,
+        teacher_dirs={n: "-" for n, _ in recipe.stages},
+    )
     spec, opts = get_method(cfg.method["name"]), method_options(cfg)
     precision = hardware.resolve_precision(cfg.train.precision, "cpu").value
     torch.manual_seed(0)
@@ -112,19 +119,33 @@ def method_step(name: str, overrides: dict, quick: bool) -> Callable[[], None]:
         model = model.to(memory_format=torch.channels_last)
     aug = Augmenter(cfg.augment, "cpu", seed=0)
     x_l, y_l, x_u = torch.rand(b_l, *shape), torch.randint(0, 10, (b_l,)), torch.rand(b_u, *shape)
-    teacher = build_model(cfg.model.name, shape, 10, dropout=cfg.model.dropout, hidden=cfg.model.hidden).eval() if spec.needs_teacher else None
+    teacher = (
+        build_model(cfg.model.name, shape, 10, dropout=cfg.model.dropout, hidden=cfg.model.hidden).eval()
+        if spec.needs_teacher
+        else None
+    )
     state = spec.make_state(opts, 10, b_u).to("cpu") if spec.make_state is not None else None
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
 
     def step() -> None:
-        batch = Batch(x_l=fmt(aug.weak(x_l)), y_l=y_l, x_u=fmt(aug.weak(x_u)) if spec.uses_unlabeled(opts) else None,
-                      strong=aug.strong, teacher=teacher, weak=aug.weak, x_u_raw=x_u,
-                      idx_u=torch.arange(b_u), state=state, progress=0.5)
+        batch = Batch(
+            x_l=fmt(aug.weak(x_l)),
+            y_l=y_l,
+            x_u=fmt(aug.weak(x_u)) if spec.uses_unlabeled(opts) else None,
+            strong=aug.strong,
+            teacher=teacher,
+            weak=aug.weak,
+            x_u_raw=x_u,
+            idx_u=torch.arange(b_u),
+            state=state,
+            progress=0.5,
+        )
         with autocast(precision == "bf16-mixed"):
             terms = spec.step(model, batch, opts)
         opt.zero_grad(set_to_none=True)
         terms["loss"].backward()
         opt.step()
+
     return step
 
 
@@ -141,15 +162,19 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--compile", action="store_true", help="also time bf16 + channels_last + torch.compile")
-    ap.add_argument("--out", default=None, help="JSON file (default: benchmarks/results/precision-cpu.json; "
-                    "none with --quick)")
+    ap.add_argument(
+        "--out", default=None, help="JSON file (default: benchmarks/results/precision-cpu.json; none with --quick)"
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     rounds = 3 if args.quick else args.rounds
     peak = {"bf16": matmul_peak(True), "fp32": matmul_peak(False)}
     auto = hardware.resolve_precision("auto", "cpu")
-    print(f"matmul 4096^2: bf16 {peak['bf16']:.2f} TFLOP/s, fp32 {peak['fp32']:.2f}; auto precision here: "
-          f"{auto.value} ({auto.reason})", flush=True)
+    print(
+        f"matmul 4096^2: bf16 {peak['bf16']:.2f} TFLOP/s, fp32 {peak['fp32']:.2f}; auto precision here: "
+        f"{auto.value} ({auto.reason})",
+        flush=True,
+    )
     results: dict[str, dict] = {"header": header(), "peak_tflops": peak, "auto_precision": vars(auto), "rounds": rounds}
     auto_bf16 = auto.value == "bf16-mixed"
     for name in QUICK_MODELS if args.quick else MODELS:
@@ -162,28 +187,49 @@ def main() -> None:
         flops = flops_of(steps["fp32"])
         times = interleaved(steps, rounds=rounds, warmup=2)
         auto_mode = "bf16+cl" if auto_bf16 else "fp32+cl"
-        results[name] = {"batch": b, "seconds": times, "gflop_per_image": flops / b / 1e9,
-                         "speedup": {m: times["fp32"] / t for m, t in times.items()},
-                         "auto": auto_mode, "auto_speedup": times["fp32"] / times[auto_mode],
-                         "peak_fraction": {m: flops / t / 1e12 / peak["bf16" if m.startswith("bf16") else "fp32"]
-                                           for m, t in times.items()}}
+        results[name] = {
+            "batch": b,
+            "seconds": times,
+            "gflop_per_image": flops / b / 1e9,
+            "speedup": {m: times["fp32"] / t for m, t in times.items()},
+            "auto": auto_mode,
+            "auto_speedup": times["fp32"] / times[auto_mode],
+            "peak_fraction": {
+                m: flops / t / 1e12 / peak["bf16" if m.startswith("bf16") else "fp32"] for m, t in times.items()
+            },
+        }
         r = results[name]
-        print(f"{name:16s} batch {b:4d}  " + "  ".join(f"{m} {s:.2f}x" for m, s in r["speedup"].items())
-              + f"  | {r['gflop_per_image']:.3f} GFLOP/image, {auto_mode} at "
-              f"{flops / times[auto_mode] / 1e12:.2f} TFLOP/s = {100 * r['peak_fraction'][auto_mode]:.0f} % of the "
-              f"{'bf16' if auto_bf16 else 'fp32'} matmul peak", flush=True)
+        print(
+            f"{name:16s} batch {b:4d}  "
+            + "  ".join(f"{m} {s:.2f}x" for m, s in r["speedup"].items())
+            + f"  | {r['gflop_per_image']:.3f} GFLOP/image, {auto_mode} at "
+            f"{flops / times[auto_mode] / 1e12:.2f} TFLOP/s = {100 * r['peak_fraction'][auto_mode]:.0f} % of the "
+            f"{'bf16' if auto_bf16 else 'fp32'} matmul peak",
+            flush=True,
+        )
     for name in ("vat_step",) if args.quick else METHOD_STEPS:
-        steps = {"fp32": method_step(name, FP32, args.quick),
-                 "auto": method_step(name, METHOD_STEPS[name][4], args.quick)}
+        steps = {
+            "fp32": method_step(name, FP32, args.quick),
+            "auto": method_step(name, METHOD_STEPS[name][4], args.quick),
+        }
         flops = flops_of(steps["fp32"])
         times = interleaved(steps, rounds=rounds, warmup=2)
-        results[name] = {"seconds": times, "auto_speedup": times["fp32"] / times["auto"], "gflop": flops / 1e9,
-                         "auto_peak_fraction": flops / times["auto"] / 1e12 / peak["bf16" if auto_bf16 else "fp32"]}
-        print(f"{name:24s} fp32 {times['fp32']:.3f} s, auto {times['auto']:.3f} s: {results[name]['auto_speedup']:.2f}x"
-              f"  ({flops / 1e9:.1f} GFLOP, auto at {100 * results[name]['auto_peak_fraction']:.0f} % of peak)", flush=True)
+        results[name] = {
+            "seconds": times,
+            "auto_speedup": times["fp32"] / times["auto"],
+            "gflop": flops / 1e9,
+            "auto_peak_fraction": flops / times["auto"] / 1e12 / peak["bf16" if auto_bf16 else "fp32"],
+        }
+        print(
+            f"{name:24s} fp32 {times['fp32']:.3f} s, auto {times['auto']:.3f} s: {results[name]['auto_speedup']:.2f}x"
+            f"  ({flops / 1e9:.1f} GFLOP, auto at {100 * results[name]['auto_peak_fraction']:.0f} % of peak)",
+            flush=True,
+        )
     write(args.out or (None if args.quick else "benchmarks/results/precision-cpu.json"), results)
-    print("auto/fp32 speed-up: " + ", ".join(f"{k} {results[k]['auto_speedup']:.2f}"
-                                              for k in ("wrn28_2", "cnn_seed001", "vat_step")))
+    print(
+        "auto/fp32 speed-up: "
+        + ", ".join(f"{k} {results[k]['auto_speedup']:.2f}" for k in ("wrn28_2", "cnn_seed001", "vat_step"))
+    )
 
 
 if __name__ == "__main__":

@@ -21,15 +21,19 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run_dirs", nargs="+", type=Path)
     args = ap.parse_args()
-    print("| run | test (10k) | clean (n) | mean 15x5 | mCE | 15x5 / clean | mean 19 @ sev 5 | 19@5 / clean | evaluated weights | train time (s) |")
+    print(
+        "| run | test (10k) | clean (n) | mean 15x5 | mCE | 15x5 / clean | mean 19 @ sev 5 | 19@5 / clean | evaluated weights | train time (s) |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for run in args.run_dirs:
         res = json.loads((run / "results.json").read_text())
         rob = json.loads((run / "robustness.json").read_text())
         s = rob["summary"]
-        print(f"| {run} | {pct(res['test']['accuracy'])} | {pct(s['clean'])} ({rob['n_images']}) | {pct(s['mean_c15'])} | "
-              f"{pct(s['mce_c15'])} | {pct(s['mean_c15_relative'])} | {pct(s['mean_c19_s5'])} | {pct(s['mean_c19_s5_relative'])} | "
-              f"{res['evaluated_weights']} | {res['train_time_s']:.0f} |")
+        print(
+            f"| {run} | {pct(res['test']['accuracy'])} | {pct(s['clean'])} ({rob['n_images']}) | {pct(s['mean_c15'])} | "
+            f"{pct(s['mce_c15'])} | {pct(s['mean_c15_relative'])} | {pct(s['mean_c19_s5'])} | {pct(s['mean_c19_s5_relative'])} | "
+            f"{res['evaluated_weights']} | {res['train_time_s']:.0f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -17,4 +17,6 @@ if __name__ == "__main__":
     for arg in sys.argv[1:]:
         method, steps, mu = arg.split(":")
         acc = short.accuracy_of(short.short_config(method, int(steps), int(mu)), Path(tempfile.mkdtemp()) / method)
-        print(f"{method}, {steps} steps, mu {mu}: {acc:.4f} (labels only {short.LABELS_ONLY[int(steps)]:.4f})", flush=True)
+        print(
+            f"{method}, {steps} steps, mu {mu}: {acc:.4f} (labels only {short.LABELS_ONLY[int(steps)]:.4f})", flush=True
+        )

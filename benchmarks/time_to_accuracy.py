@@ -32,7 +32,9 @@ def main() -> None:
         if hit is None:
             print(f"{run_dir}: never reached {args.metric} >= {args.target}")
         else:
-            print(f"{run_dir}: {args.metric} >= {args.target} at step {hit[0]}, after {hit[1]:.0f} s ({hit[1] / 60:.1f} min) of training")
+            print(
+                f"{run_dir}: {args.metric} >= {args.target} at step {hit[0]}, after {hit[1]:.0f} s ({hit[1] / 60:.1f} min) of training"
+            )
 
 
 if __name__ == "__main__":

@@ -43,7 +43,9 @@ def kl64(target_logits: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     return (log_p.exp() * (log_p - log_q)).sum(dim=1)
 
 
-def exact_hvp(model, x: torch.Tensor, d: torch.Tensor, probe: float = 1e-5) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def exact_hvp(
+    model, x: torch.Tensor, d: torch.Tensor, probe: float = 1e-5
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(H d, d^T H d per sample, agreement per sample) of sum_i KL(p(x_i) || p(x_i + r_i)) near r = 0, in float64.
 
     Not by double backpropagation at r = 0: MNIST's black background gives max-pool windows of
@@ -89,8 +91,10 @@ def trained(model, x: torch.Tensor, y: torch.Tensor, steps: int = 150) -> None:
 
 def measure(model, x: torch.Tensor, d: torch.Tensor) -> dict:
     hd, curvature, agreement = exact_hvp(model, x, d)
-    out = {"curvature_quantiles": torch.quantile(curvature.float(), torch.tensor([0.1, 0.5, 0.9])).tolist(),
-           "converged": float((agreement >= CONVERGED).float().mean())}
+    out = {
+        "curvature_quantiles": torch.quantile(curvature.float(), torch.tensor([0.1, 0.5, 0.9])).tolist(),
+        "converged": float((agreement >= CONVERGED).float().mean()),
+    }
     resolvable = agreement >= CONVERGED
     for name, bf16 in (("fp32", False), ("bf16", True)):
         for xi in XIS:
@@ -123,20 +127,27 @@ def main() -> None:
             if state == "trained":
                 trained(model, x_train, y_train)
             r = results[f"{name}/{state}"] = measure(model, x, d0)
-            print(f"{name} {state}: curvature d^T H d quantiles 10/50/90 % "
-                  + ", ".join(f"{q:.2e}" for q in r["curvature_quantiles"])
-                  + f"; float64 reference converged for {100 * r['converged']:.0f} % of the samples")
+            print(
+                f"{name} {state}: curvature d^T H d quantiles 10/50/90 % "
+                + ", ".join(f"{q:.2e}" for q in r["curvature_quantiles"])
+                + f"; float64 reference converged for {100 * r['converged']:.0f} % of the samples"
+            )
             for key, v in r.items():
                 if "@" in key:
-                    print(f"  {key:10s} cos mean {v['mean_cos'] or float('nan'):.3f}"
-                          f"  p10 {v['p10_cos'] or float('nan'):.3f}  (all samples: mean {v['mean_cos_all']:.3f})")
+                    print(
+                        f"  {key:10s} cos mean {v['mean_cos'] or float('nan'):.3f}"
+                        f"  p10 {v['p10_cos'] or float('nan'):.3f}  (all samples: mean {v['mean_cos_all']:.3f})"
+                    )
     pairs = [k for k in results if "/" in k]
     best = {}
     for name in ("fp32", "bf16"):
         means = {xi: sum(results[p][f"{name}@{xi}"]["mean_cos"] or 0.0 for p in pairs) / len(pairs) for xi in XIS}
         best[name] = max(means, key=means.get)
-        print(f"{name}: mean cosine over the {len(pairs)} (model, state) pairs: "
-              + ", ".join(f"xi {xi} {m:.2f}" for xi, m in means.items()) + f"  -> best xi {best[name]}")
+        print(
+            f"{name}: mean cosine over the {len(pairs)} (model, state) pairs: "
+            + ", ".join(f"xi {xi} {m:.2f}" for xi, m in means.items())
+            + f"  -> best xi {best[name]}"
+        )
     results["best_xi"] = best
     write(args.out, results)
 

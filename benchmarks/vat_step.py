@@ -50,6 +50,7 @@ def bench(model_name: str, b_l: int, b_u: int, repeats: int) -> dict[str, float]
             opt.zero_grad(set_to_none=True)
             terms["loss"].backward()
             opt.step()
+
         return run
 
     def labelled_fb():
@@ -71,9 +72,15 @@ def bench(model_name: str, b_l: int, b_u: int, repeats: int) -> dict[str, float]
     def opt_step():
         opt.step()
 
-    parts = {"vat_step": full_step(vat, vat_opts), "sup_step": full_step(sup, sup_opts),
-             "labelled_fb": labelled_fb, "unl_forward": unl_forward, "unl_fb_input": unl_fb_input,
-             "unl_fb_params": unl_fb_params, "opt_step": opt_step}
+    parts = {
+        "vat_step": full_step(vat, vat_opts),
+        "sup_step": full_step(sup, sup_opts),
+        "labelled_fb": labelled_fb,
+        "unl_forward": unl_forward,
+        "unl_fb_input": unl_fb_input,
+        "unl_fb_params": unl_fb_params,
+        "opt_step": opt_step,
+    }
     for fn in parts.values():  # warm-up
         fn()
     samples = {k: [] for k in parts}
@@ -83,8 +90,13 @@ def bench(model_name: str, b_l: int, b_u: int, repeats: int) -> dict[str, float]
         opt.zero_grad(set_to_none=True)
     med = {k: statistics.median(v) for k, v in samples.items()}
     floor = sum(med[k] for k in ("labelled_fb", "unl_forward", "unl_fb_input", "unl_fb_params", "opt_step"))
-    return {"vat_s": med["vat_step"], "sup_s": med["sup_step"], "floor_s": floor,
-            "vat_over_sup": med["vat_step"] / med["sup_step"], "vat_over_floor": med["vat_step"] / floor}
+    return {
+        "vat_s": med["vat_step"],
+        "sup_s": med["sup_step"],
+        "floor_s": floor,
+        "vat_over_sup": med["vat_step"] / med["sup_step"],
+        "vat_over_floor": med["vat_step"] / floor,
+    }
 
 
 def main() -> None:
@@ -94,7 +106,9 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, medians of {args.repeats} interleaved repeats")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, medians of {args.repeats} interleaved repeats"
+    )
     print(f"{'model':12s} {'B_l':>4s} {'B_vat':>5s} {'VAT step/sup step':>18s} {'VAT step/floor':>15s}")
     worst = 0.0
     for model_name in ("cnn_seed000", "cnn_seed001"):

@@ -1,8 +1,17 @@
 import pytest
 import torch
 
-from semireg.augment import (RANDAUGMENT_OPS, AugmentConfig, Augmenter, equalize, pad_crop, rand_augment,
-                             random_crop, random_flip, resize_crop)
+from semireg.augment import (
+    RANDAUGMENT_OPS,
+    AugmentConfig,
+    Augmenter,
+    equalize,
+    pad_crop,
+    rand_augment,
+    random_crop,
+    random_flip,
+    resize_crop,
+)
 from semireg.errors import ConfigError
 
 
@@ -51,8 +60,14 @@ def test_batched_rand_augment_is_each_image_through_its_own_operations():
     """Grouping by operation and warping all geometric images of a position in one gather must give
     what each image's own operations, applied one after the other, give (bit for bit)."""
     x, num_ops = images(96), 2
-    out = rand_augment(x, num_ops=num_ops, magnitude=9.0, magnitude_mode="uniform", fill=0.5,
-                       generator=torch.Generator().manual_seed(5))
+    out = rand_augment(
+        x,
+        num_ops=num_ops,
+        magnitude=9.0,
+        magnitude_mode="uniform",
+        fill=0.5,
+        generator=torch.Generator().manual_seed(5),
+    )
     g = torch.Generator().manual_seed(5)  # the same draws, in rand_augment's order
     ops = torch.randint(len(RANDAUGMENT_OPS), (96, num_ops), generator=g)
     level = torch.full((96, num_ops), 0.9) * torch.rand(96, num_ops, generator=g)
@@ -84,7 +99,9 @@ def test_weak_views():
     assert (same | mirrored).all() and 10 < same.sum() < 54
     crop = pad_crop(x, 4, g)
     assert crop.shape == x.shape
-    offsets = {tuple(torch.nonzero((c[0, 4:28, 4:28] - x[i, 0, 4:28, 4:28]).abs() < 1e-7).shape) for i, c in enumerate(crop)}
+    offsets = {
+        tuple(torch.nonzero((c[0, 4:28, 4:28] - x[i, 0, 4:28, 4:28]).abs() < 1e-7).shape) for i, c in enumerate(crop)
+    }
     assert len(offsets) > 1  # different images, different offsets
     rc = resize_crop(x, 96, 72, g)
     assert rc.shape == (64, 3, 72, 72)
@@ -106,8 +123,13 @@ def test_equalize_matches_pil():
     x = images(4, seed=1)
     ours = equalize(x, torch.zeros(4), 0.5)
     for i in range(4):
-        arr = (x[i].permute(1, 2, 0).mul(255).round().byte().numpy())
-        ref = torch.from_numpy(__import__("numpy").array(ImageOps.equalize(Image.fromarray(arr)))).permute(2, 0, 1).float() / 255
+        arr = x[i].permute(1, 2, 0).mul(255).round().byte().numpy()
+        ref = (
+            torch.from_numpy(__import__("numpy").array(ImageOps.equalize(Image.fromarray(arr))))
+            .permute(2, 0, 1)
+            .float()
+            / 255
+        )
         assert torch.allclose(ours[i], ref, atol=1.5 / 255)
 
 

@@ -13,11 +13,14 @@ from semireg.data.cifar10 import CLASSES, load_cifar10_python, safe_unpickle
 from semireg.errors import DataError
 
 
-
 def batch_bytes(n, seed, protocol=2):
     rng = np.random.default_rng(seed)
-    batch = {b"batch_label": b"testing", b"labels": [int(v) for v in rng.integers(0, 10, n)],
-             b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), b"filenames": [b"x.png"] * n}
+    batch = {
+        b"batch_label": b"testing",
+        b"labels": [int(v) for v in rng.integers(0, 10, n)],
+        b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+        b"filenames": [b"x.png"] * n,
+    }
     return pickle.dumps(batch, protocol=protocol), batch
 
 
@@ -35,7 +38,9 @@ def canonical_members(n=20, protocol=2):
         data, batch = batch_bytes(n, i, protocol)
         members[f"cifar-10-batches-py/{name}"] = data
         batches[name] = batch
-    members["cifar-10-batches-py/batches.meta"] = pickle.dumps({b"label_names": [c.encode() for c in CLASSES]}, protocol=2)
+    members["cifar-10-batches-py/batches.meta"] = pickle.dumps(
+        {b"label_names": [c.encode() for c in CLASSES]}, protocol=2
+    )
     return members, batches
 
 
@@ -97,7 +102,9 @@ def test_malformed_batches_are_data_errors(tmp_path):
         safe_unpickle(b"not a pickle", "junk")
     with pytest.raises(DataError, match="uint8"):
         members, _ = canonical_members()
-        members["cifar-10-batches-py/test_batch"] = pickle.dumps({"data": np.zeros((3, 10), np.float32), "labels": [0, 1, 2]})
+        members["cifar-10-batches-py/test_batch"] = pickle.dumps(
+            {"data": np.zeros((3, 10), np.float32), "labels": [0, 1, 2]}
+        )
         path = tmp_path / "c.tar.gz"
         write_archive(path, members)
         load_cifar10_python(path)

@@ -12,7 +12,9 @@ from semireg.cli import main
 
 
 def run_cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "semireg.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "semireg.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
 
 
 BAD_INPUT = [
@@ -82,8 +84,18 @@ def test_npz_data_through_the_cli(tmp_path):
     y = np.arange(300) % 3
     x = (rng.normal(size=(300, 6)) + 3 * y[:, None]).astype("float32")
     np.savez(tmp_path / "mine.npz", x=x, y=y)
-    proc = run_cli("train", "demo", "--variant", "labels-only", f"data.dataset=npz:{tmp_path / 'mine.npz'}",
-                   "data.n_test=60", "data.n_labeled=30", "train.steps=50", "--runs-root", str(tmp_path / "runs"))
+    proc = run_cli(
+        "train",
+        "demo",
+        "--variant",
+        "labels-only",
+        f"data.dataset=npz:{tmp_path / 'mine.npz'}",
+        "data.n_test=60",
+        "data.n_labeled=30",
+        "train.steps=50",
+        "--runs-root",
+        str(tmp_path / "runs"),
+    )
     assert proc.returncode == 0, proc.stderr
     assert "labels-only" in proc.stdout
 
@@ -116,9 +128,9 @@ def test_staged_recipe_runs_teacher_then_student_then_robustness(tmp_path):
         x[y == k, :, :, k * 10 : k * 10 + 10] += 150
     np.savez(tmp_path / "toy.npz", x=x, y=y, x_test=x[:30], y_test=y[:30])
     recipe = tmp_path / "staged.toml"
-    recipe.write_text(f'''
+    recipe.write_text(f"""
 [data]
-dataset = "npz:{tmp_path / 'toy.npz'}"
+dataset = "npz:{tmp_path / "toy.npz"}"
 protocol = "standard"
 n_labeled = 50
 n_val = 10
@@ -145,7 +157,7 @@ name = "teacher"
 name = "student"
 teacher = "@teacher"
 method = {{ name = "consistency" }}
-''')
+""")
     root = tmp_path / "runs"
     assert main(["train", str(recipe), "--runs-root", str(root)]) == 0
     teacher, student = root / "staged" / "teacher", root / "staged" / "student"
@@ -163,15 +175,41 @@ method = {{ name = "consistency" }}
     assert main(["train", str(bad), "--runs-root", str(root)]) == 2
 
 
-@pytest.mark.parametrize("recipe,extra", [
-    ("mnist-began", ["method.filters=4", "method.h_dim=8", "method.n_samples=8", "method.judge_epochs=1"]),
-    ("mnist-disentangle", ["--variant", "post", "method.hidden=16", "method.probe_train=200", "method.probe_epochs=1",
-                           "method.judge_epochs=1", "method.tsne_points=60"]),
-])
+@pytest.mark.parametrize(
+    "recipe,extra",
+    [
+        ("mnist-began", ["method.filters=4", "method.h_dim=8", "method.n_samples=8", "method.judge_epochs=1"]),
+        (
+            "mnist-disentangle",
+            [
+                "--variant",
+                "post",
+                "method.hidden=16",
+                "method.probe_train=200",
+                "method.probe_epochs=1",
+                "method.judge_epochs=1",
+                "method.tsne_points=60",
+            ],
+        ),
+    ],
+)
 def test_multi_network_recipes_through_the_cli(tmp_path, capsys, recipe, extra):
     # digits (8x8, no file needed) stands in for MNIST; a finished run resumes to the same end.
-    args = ["train", recipe, "--runs-root", str(tmp_path), "data.dataset=digits", "data.n_labeled=1000", "data.n_test=300",
-            "train.steps=4", "train.epochs=0", "train.eval_every=2", "train.log_every=2", "train.progress=false", *extra]
+    args = [
+        "train",
+        recipe,
+        "--runs-root",
+        str(tmp_path),
+        "data.dataset=digits",
+        "data.n_labeled=1000",
+        "data.n_test=300",
+        "train.steps=4",
+        "train.epochs=0",
+        "train.eval_every=2",
+        "train.log_every=2",
+        "train.progress=false",
+        *extra,
+    ]
     assert main(args) == 0
     table = capsys.readouterr().out
     assert "| run | seed |" in table and "train time" in table

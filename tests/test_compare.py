@@ -13,11 +13,15 @@ from semireg.report.compare import compare, config_key, group_runs, plot_eval_cu
 def fake_run(root, name, seed, accuracy, *, lr=1e-3, threads=1):
     run = root / f"{name}-{seed}-{lr}-{threads}"
     run.mkdir(parents=True)
-    config = {"name": name, "train": {"seed": seed, "lr": lr, "threads": threads, "progress": False},
-              "data": {"data_dir": f"/somewhere/{seed}"}}
+    config = {
+        "name": name,
+        "train": {"seed": seed, "lr": lr, "threads": threads, "progress": False},
+        "data": {"data_dir": f"/somewhere/{seed}"},
+    }
     (run / "config.json").write_text(json.dumps(config))
-    (run / "results.json").write_text(json.dumps({"test": {"accuracy": accuracy, "macro_f1": accuracy - 0.01},
-                                                  "train_time_s": 10.0 * (seed + 1)}))
+    (run / "results.json").write_text(
+        json.dumps({"test": {"accuracy": accuracy, "macro_f1": accuracy - 0.01}, "train_time_s": 10.0 * (seed + 1)})
+    )
     return run
 
 
@@ -48,8 +52,10 @@ def test_table_chart_and_json(tmp_path):
 def test_accuracy_against_time_draws_one_line_per_run_with_evaluations(tmp_path):
     runs = [fake_run(tmp_path, m, 0, 0.9) for m in ("fixmatch", "supervised", "vat")]
     for run, speed in zip(runs[:2], (1.0, 3.0)):
-        records = [{"kind": "eval", "step": s, "split": "test", "time": s / speed, "accuracy": 0.5 + s / 1000}
-                   for s in (100, 200, 300)]
+        records = [
+            {"kind": "eval", "step": s, "split": "test", "time": s / speed, "accuracy": 0.5 + s / 1000}
+            for s in (100, 200, 300)
+        ]
         records.insert(1, {"kind": "train", "step": 150, "time": 1.0, "loss": 0.3})
         (run / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")
     # the third run has no metrics.jsonl: no line, no error
@@ -72,4 +78,6 @@ def test_the_config_key_ignores_only_what_cannot_change_a_result():
     b = {"train": {"seed": 5, "threads": 4, "lr": 0.1}, "data": {"data_dir": "y"}}
     c = {"train": {"seed": 0, "threads": 1, "lr": 0.2}, "data": {"data_dir": "x"}}
     assert config_key(a) == config_key(b) != config_key(c)
-    assert config_key({**a, "description": "old words"}) == config_key({**a, "description": "new words"}) == config_key(a)
+    assert (
+        config_key({**a, "description": "old words"}) == config_key({**a, "description": "new words"}) == config_key(a)
+    )

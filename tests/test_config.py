@@ -25,19 +25,22 @@ def test_precedence_override_beats_recipe_beats_default():
     assert cfg.method["eps"] == 3.0 and cfg.train.lr == 0.01
 
 
-@pytest.mark.parametrize("key,value,match", [
-    ("train.nope", 1, "unknown key 'train.nope'"),
-    ("train.steps", "many", "train.steps: expected int"),
-    ("train.steps", 1.5, "train.steps: expected int"),
-    ("train.deterministic", 1, "expected bool"),
-    ("method.eps", "big", "method.eps: expected float"),
-    ("method.bogus", 1, "unknown key 'method.bogus'"),
-    ("model.name", "resnet9000", "unknown model"),
-    ("method.name", "magic", "unknown method"),
-    ("train.optimizer", "lion", "not one of"),
-    ("data.n_test", -1, "data.n_test must be >= 0"),  # was "no test set" under holdout, silently
-    ("data.n_val", -5, "data.n_val must be >= 0"),
-])
+@pytest.mark.parametrize(
+    "key,value,match",
+    [
+        ("train.nope", 1, "unknown key 'train.nope'"),
+        ("train.steps", "many", "train.steps: expected int"),
+        ("train.steps", 1.5, "train.steps: expected int"),
+        ("train.deterministic", 1, "expected bool"),
+        ("method.eps", "big", "method.eps: expected float"),
+        ("method.bogus", 1, "unknown key 'method.bogus'"),
+        ("model.name", "resnet9000", "unknown model"),
+        ("method.name", "magic", "unknown method"),
+        ("train.optimizer", "lion", "not one of"),
+        ("data.n_test", -1, "data.n_test must be >= 0"),  # was "no test set" under holdout, silently
+        ("data.n_val", -5, "data.n_val must be >= 0"),
+    ],
+)
 def test_bad_keys_and_types_are_errors(key, value, match):
     recipe = load_recipe("mnist-100-vat")
     with pytest.raises(ConfigError, match=match):
@@ -72,9 +75,14 @@ def test_short_keys_route_to_their_section():
 def test_stages_and_per_variant_stage_overrides():
     from semireg.config import config_for, parse_recipe
 
-    raw = {"train": {"steps": 10}, "stages": [{"name": "teacher"}, {"name": "student", "teacher": "@teacher",
-                                                                     "method": {"name": "consistency"}}],
-           "variants": [{"name": "a"}, {"name": "b", "stages": {"student": {"init_from": "@teacher", "train": {"steps": 3}}}}]}
+    raw = {
+        "train": {"steps": 10},
+        "stages": [{"name": "teacher"}, {"name": "student", "teacher": "@teacher", "method": {"name": "consistency"}}],
+        "variants": [
+            {"name": "a"},
+            {"name": "b", "stages": {"student": {"init_from": "@teacher", "train": {"steps": 3}}}},
+        ],
+    }
     recipe = parse_recipe(raw, "r")
     dirs = {"teacher": "/runs/t", "student": "/runs/s"}
     t = config_for(recipe, "b", 0, {}, "teacher", dirs)

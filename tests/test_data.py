@@ -5,6 +5,7 @@ import tarfile
 import numpy as np
 import pytest
 import torch
+from conftest import SHARED_DATA, cifar_archive, mnist_available
 
 from semireg.config import resolve
 from semireg.data import IndexSampler, load_dataset, make_split, official_test_subset
@@ -13,8 +14,6 @@ from semireg.data.idx import parse_idx
 from semireg.data.mnist import load_mnist
 from semireg.errors import ConfigError, DataError
 from semireg.traindata import data_from_config
-
-from conftest import SHARED_DATA, cifar_archive, mnist_available
 
 needs_mnist = pytest.mark.skipif(not mnist_available(), reason="../shared/data/mnist not present")
 
@@ -150,12 +149,21 @@ def test_n_test_under_standard_is_a_fixed_subset_of_the_official_test_set(tmp_pa
     # evaluated all of them without a word.
     rng = np.random.default_rng(0)
     path = tmp_path / "with_test.npz"
-    np.savez(path, x=rng.random((200, 1, 4, 4), dtype=np.float32), y=np.arange(200) % 4,
-             x_test=rng.random((100, 1, 4, 4), dtype=np.float32), y_test=np.arange(100) % 4)
+    np.savez(
+        path,
+        x=rng.random((200, 1, 4, 4), dtype=np.float32),
+        y=np.arange(200) % 4,
+        x_test=rng.random((100, 1, 4, 4), dtype=np.float32),
+        y_test=np.arange(100) % 4,
+    )
 
     def test_set(n_test, seed=0):
-        cfg = resolve({"data": {"dataset": f"npz:{path}", "protocol": "standard", "n_labeled": 20, "n_test": n_test},
-                       "train": {"seed": seed}})
+        cfg = resolve(
+            {
+                "data": {"dataset": f"npz:{path}", "protocol": "standard", "n_labeled": 20, "n_test": n_test},
+                "train": {"seed": seed},
+            }
+        )
         return data_from_config(cfg)[0].eval_sets.get("test")
 
     x_all, _ = test_set(10000)

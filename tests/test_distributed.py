@@ -8,6 +8,7 @@ import shutil
 
 import pytest
 import torch
+from conftest import IN_WORKER
 from filelock import FileLock  # a dependency of torch
 from torch import nn
 
@@ -15,11 +16,9 @@ from semireg import distributed
 from semireg.cli import _resume_config
 from semireg.config import from_kwargs
 from semireg.engine import train, train_rank
-from semireg.traindata import TrainData
 from semireg.errors import ConfigError
 from semireg.methods import METHODS
-
-from conftest import IN_WORKER
+from semireg.traindata import TrainData
 
 # The only registered method whose step draws random numbers of its own (VAT's random start of the
 # power iteration); on two ranks its second half of the batch gets other draws than in one process.
@@ -64,11 +63,25 @@ def plain_net(k=3) -> nn.Module:
 
 
 def cfg_for(method: str, teacher: str = "", **kw):
-    base = {"method": {"name": method}, "model": {"name": "cnn_small", "hidden": [8]}, "teacher": teacher,
-            "train": {"steps": STEPS, "batch_size": 8, "unlabeled_batch_size": 16, "progress": False, "log_every": 2,
-                      "ema_decay": 0.9, "optimizer": "sgd", "lr": LR, "momentum": MOMENTUM, "threads": 1,
-                      "precision": "32-true"},  # the tolerance below is float32's
-            "augment": {"ra_ops": 0}}  # no augmentation: the strong view is the weak one
+    base = {
+        "method": {"name": method},
+        "model": {"name": "cnn_small", "hidden": [8]},
+        "teacher": teacher,
+        "train": {
+            "steps": STEPS,
+            "batch_size": 8,
+            "unlabeled_batch_size": 16,
+            "progress": False,
+            "log_every": 2,
+            "ema_decay": 0.9,
+            "optimizer": "sgd",
+            "lr": LR,
+            "momentum": MOMENTUM,
+            "threads": 1,
+            "precision": "32-true",
+        },  # the tolerance below is float32's
+        "augment": {"ra_ops": 0},
+    }  # no augmentation: the strong view is the weak one
     if "threshold" in {f for f in METHODS[method].options.__dataclass_fields__}:
         base["method"]["threshold"] = 0.5  # low enough that the unsupervised term and its state are active
     return from_kwargs(kw, base=base)
@@ -138,8 +151,10 @@ def test_two_processes_match_one_process_with_the_same_global_batch(runs, name):
         else:
             assert torch.equal(value, other), key
     # Logged terms are means over both ranks: the single process's numbers.
-    logs = [[json.loads(line) for line in (runs / which / name / "metrics.jsonl").read_text().splitlines()]
-            for which in ("one", "two")]
+    logs = [
+        [json.loads(line) for line in (runs / which / name / "metrics.jsonl").read_text().splitlines()]
+        for which in ("one", "two")
+    ]
     for a, b in zip(*logs):
         if a["kind"] == "train":
             assert a["loss"] == pytest.approx(b["loss"], abs=1e-5)
@@ -160,8 +175,9 @@ def test_resume_under_another_number_of_processes(tmp_path, first, second):
     full = train(cfg_for("supervised", steps=12), tmp_path / "full", model=plain_net(), data=image_data())
     part = tmp_path / "part"
     train(cfg_for("supervised", steps=6, devices=first), part, model=plain_net(), data=image_data())
-    resumed = train(cfg_for("supervised", steps=12, devices=second), part, model=plain_net(), data=image_data(),
-                    resume=True)
+    resumed = train(
+        cfg_for("supervised", steps=12, devices=second), part, model=plain_net(), data=image_data(), resume=True
+    )
     assert resumed.metrics["steps"] == 12
     for (key, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
         assert torch.allclose(a, b, atol=WEIGHT_TOLERANCE), key
@@ -170,11 +186,21 @@ def test_resume_under_another_number_of_processes(tmp_path, first, second):
 def test_batchnorm_model_with_augmentation_reaches_the_same_accuracy_on_two_processes():
     """With BatchNorm (statistics of each rank's share, averaged at checkpoints) and augmentation
     (each rank its own draws) only the accuracy can agree: within 5 points on held-out digits."""
-    base = {"data": {"dataset": "digits", "n_labeled": 1000, "n_test": 400}, "model": {"name": "cnn_small"},
-            "method": {"name": "vat", "eps": 1.0},
-            "train": {"steps": 120, "batch_size": 32, "unlabeled_batch_size": 32, "lr": 3e-3, "progress": False,
-                      "threads": 1, "log_every": 20},
-            "augment": {"pad": 1}}
+    base = {
+        "data": {"dataset": "digits", "n_labeled": 1000, "n_test": 400},
+        "model": {"name": "cnn_small"},
+        "method": {"name": "vat", "eps": 1.0},
+        "train": {
+            "steps": 120,
+            "batch_size": 32,
+            "unlabeled_batch_size": 32,
+            "lr": 3e-3,
+            "progress": False,
+            "threads": 1,
+            "log_every": 20,
+        },
+        "augment": {"pad": 1},
+    }
     one = train(from_kwargs({}, base=base))
     two = train(from_kwargs({"devices": 2}, base=base))
     acc_one, acc_two = one.metrics["test"]["accuracy"], two.metrics["test"]["accuracy"]
@@ -204,8 +230,10 @@ def test_cli_resume_under_two_processes(tmp_path, capsys):
     from semireg.cli import main
 
     recipe = tmp_path / "tiny.toml"
-    recipe.write_text('[data]\ndataset = "digits"\nn_labeled = 200\nn_test = 200\n[model]\nname = "cnn_small"\n'
-                      '[train]\nsteps = 6\nbatch_size = 16\nprogress = false\nthreads = 1\ncheckpoint_every = 3\n')
+    recipe.write_text(
+        '[data]\ndataset = "digits"\nn_labeled = 200\nn_test = 200\n[model]\nname = "cnn_small"\n'
+        "[train]\nsteps = 6\nbatch_size = 16\nprogress = false\nthreads = 1\ncheckpoint_every = 3\n"
+    )
     run = tmp_path / "run"
     assert main(["train", str(recipe), "--run-dir", str(run), "train.steps=3"]) == 0
     cfg = json.loads((run / "config.json").read_text())

@@ -8,10 +8,10 @@ from torch import nn
 import semireg
 from semireg.config import from_kwargs
 from semireg.engine import train
+from semireg.errors import ConfigError, DataError, DivergedError, RunDirError
 from semireg.evaluation import evaluation_mode
 from semireg.optim import EMA, lr_factor
 from semireg.traindata import TrainData
-from semireg.errors import ConfigError, DataError, DivergedError, RunDirError
 
 
 def blobs(n=200, d=10, k=3, seed=0):
@@ -27,9 +27,18 @@ def small_data() -> TrainData:
 
 
 def cfg_for(**kw):
-    base = {"method": {"name": "vat"}, "model": {"name": "mlp", "hidden": [16]},
-            "train": {"steps": 20, "batch_size": 10, "unlabeled_batch_size": 20, "progress": False,
-                      "deterministic": True, "log_every": 5}}
+    base = {
+        "method": {"name": "vat"},
+        "model": {"name": "mlp", "hidden": [16]},
+        "train": {
+            "steps": 20,
+            "batch_size": 10,
+            "unlabeled_batch_size": 20,
+            "progress": False,
+            "deterministic": True,
+            "log_every": 5,
+        },
+    }
     return from_kwargs(kw, base=base)
 
 
@@ -37,7 +46,15 @@ def test_run_directory_holds_everything(tmp_path):
     run = tmp_path / "run"
     res = train(cfg_for(eval_every=10), str(run), data=small_data())  # a str path, as a user's script passes
     assert res.run_dir == run
-    for name in ("config.json", "meta.json", "metrics.jsonl", "checkpoint.pt", "results.json", "confusion.png", "curves.png"):
+    for name in (
+        "config.json",
+        "meta.json",
+        "metrics.jsonl",
+        "checkpoint.pt",
+        "results.json",
+        "confusion.png",
+        "curves.png",
+    ):
         assert (run / name).exists(), name
     meta = json.loads((run / "meta.json").read_text())
     assert meta["seed"] == 0 and "semireg" in meta["code"]
@@ -170,8 +187,18 @@ def test_wrong_image_shape_is_one_clear_error():
 def test_api_fit_and_evaluate_with_numpy_and_user_module():
     x, y = blobs(300, 10, 3)
     model = nn.Sequential(nn.Linear(10, 32), nn.ReLU(), nn.Linear(32, 3))
-    res = semireg.fit(model, (x[:30].numpy(), y[:30].numpy()), unlabeled=x[30:200].numpy(),
-                      method="vat", steps=60, seed=1, eps=1.0, lr=1e-2, batch_size=30, unlabeled_batch_size=64)
+    res = semireg.fit(
+        model,
+        (x[:30].numpy(), y[:30].numpy()),
+        unlabeled=x[30:200].numpy(),
+        method="vat",
+        steps=60,
+        seed=1,
+        eps=1.0,
+        lr=1e-2,
+        batch_size=30,
+        unlabeled_batch_size=64,
+    )
     assert res.model is model and res.metrics["steps"] == 60
     metrics = semireg.evaluate(res.model, (x[200:], y[200:]))
     assert metrics["accuracy"] > 0.8 and 0 <= metrics["macro_f1"] <= 1

@@ -20,8 +20,8 @@ QUICK = {"steps": 40, "random_state": 0, "options": {"batch_size": 16, "model.hi
 # Checks that cannot apply, with the reason (scikit-learn's own mechanism: they run and must fail).
 EXPECTED_FAILED_CHECKS: dict[str, str] = {
     "check_classifiers_classes": "its last problem names the two classes -1 and 1, and -1 marks an unlabelled row "
-                                 "(scikit-learn's semi-supervised convention): one class is left. A user whose "
-                                 "classes include -1 passes unlabeled=None (only None and NaN mark unlabelled rows).",
+    "(scikit-learn's semi-supervised convention): one class is left. A user whose "
+    "classes include -1 passes unlabeled=None (only None and NaN mark unlabelled rows).",
 }
 
 

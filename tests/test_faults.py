@@ -12,8 +12,8 @@ import textwrap
 
 import pytest
 import torch
-
 from conftest import SHARED_DATA, mnist_available
+
 from semireg import rundir
 from semireg.cli import main
 from semireg.errors import RunDirError
@@ -22,8 +22,11 @@ from semireg.faults import compare_runs, interrupted_run, run_uninterrupted
 
 def _snapshot(directory):
     """Every file's bytes, by path: to show that nothing was touched."""
-    return {str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(directory.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(directory.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.mark.slow
@@ -69,8 +72,24 @@ def test_sigkill_during_a_checkpoint_write_leaves_the_previous_one(tmp_path):
 
 def _digits_run(tmp_path, name="run", *extra):
     run = tmp_path / name
-    assert main(["train", "demo", "--variant", "vat", "--seeds", "0", "--run-dir", str(run), "train.steps=30",
-                 "train.progress=false", *extra]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "demo",
+                "--variant",
+                "vat",
+                "--seeds",
+                "0",
+                "--run-dir",
+                str(run),
+                "train.steps=30",
+                "train.progress=false",
+                *extra,
+            ]
+        )
+        == 0
+    )
     return run
 
 
@@ -79,8 +98,12 @@ def test_checkpoint_of_another_model_is_refused_and_nothing_changes(tmp_path, ca
     other = _digits_run(tmp_path, "other", "model.hidden=[32]")
     shutil.copy(other / "checkpoint.pt", run / "checkpoint.pt")
     before = _snapshot(run)
-    for args in (["train", "--resume", str(run)], ["eval", str(run)], ["predict", str(run), str(run / "split.npz")],
-                 ["export", str(run)]):
+    for args in (
+        ["train", "--resume", str(run)],
+        ["eval", str(run)],
+        ["predict", str(run), str(run / "split.npz")],
+        ["export", str(run)],
+    ):
         capsys.readouterr()
         assert main(args) == 2, args
         err = capsys.readouterr().err
@@ -94,8 +117,13 @@ def test_config_from_a_newer_version_is_refused_and_nothing_changes(tmp_path, ca
     config["version"] = config["version"] + 1
     (run / "config.json").write_text(json.dumps(config))
     before = _snapshot(run)
-    for args in (["train", "--resume", str(run)], ["eval", str(run)], ["report", str(run)],
-                 ["predict", str(run), str(run / "split.npz")], ["export", str(run)]):
+    for args in (
+        ["train", "--resume", str(run)],
+        ["eval", str(run)],
+        ["report", str(run)],
+        ["predict", str(run), str(run / "split.npz")],
+        ["export", str(run)],
+    ):
         capsys.readouterr()
         assert main(args) == 2, args
         assert "newer" in capsys.readouterr().err, args
@@ -127,8 +155,21 @@ def test_damaged_mnist_file_is_a_clear_error_and_the_run_is_kept(tmp_path, capsy
     shutil.copytree(_digits_run(tmp_path, "seed-run"), run)  # an existing run, to be replaced
     before = _snapshot(run)
     capsys.readouterr()
-    args = ["train", "mnist-100-vat", "--variant", "baseline", "--run-dir", str(run), "--overwrite", "--data-dir",
-            str(copy.parent), "--seeds", "0", "train.steps=5", "train.progress=false"]
+    args = [
+        "train",
+        "mnist-100-vat",
+        "--variant",
+        "baseline",
+        "--run-dir",
+        str(run),
+        "--overwrite",
+        "--data-dir",
+        str(copy.parent),
+        "--seeds",
+        "0",
+        "train.steps=5",
+        "train.progress=false",
+    ]
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "train-labels-idx1-ubyte" in err and err.count("\n") == 2, err  # banner line + one error line
@@ -144,8 +185,21 @@ def test_damaged_image_in_a_class_folder_is_a_clear_error(tmp_path, capsys):
         for i in range(6):
             Image.new("RGB", (8, 8), (40 * i, 0, 0)).save(root / cls / f"{i}.png")
     (root / "b" / "3.png").write_bytes((root / "b" / "3.png").read_bytes()[:30])  # truncated PNG
-    assert main(["train", "demo", "--runs-root", str(tmp_path / "runs"), f"data.dataset=folder:{root}",
-                 "data.n_labeled=4", "data.n_test=2", "train.steps=2"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "demo",
+                "--runs-root",
+                str(tmp_path / "runs"),
+                f"data.dataset=folder:{root}",
+                "data.n_labeled=4",
+                "data.n_test=2",
+                "train.steps=2",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "b/3.png" in err and "cannot decode image" in err
     assert not (tmp_path / "runs").exists()

@@ -16,8 +16,8 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import torch
 import pytest
+import torch
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -27,8 +27,13 @@ from semireg.data.idx import _DTYPES, parse_idx, read_bytes
 from semireg.errors import SemiregError
 
 EXAMPLES = int(os.environ.get("SEMIREG_FUZZ_EXAMPLES", "120"))
-FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=os.environ.get("SEMIREG_FUZZ_RANDOM") != "1",
-                database=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=os.environ.get("SEMIREG_FUZZ_RANDOM") != "1",
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 
 def _only_our_errors(fn, *args):
@@ -42,6 +47,7 @@ def _only_our_errors(fn, *args):
 
 # ----------------------------------------------------------------------------- IDX
 
+
 def _idx(code: int, dims: list[int], payload: bytes) -> bytes:
     return bytes([0, 0, code, len(dims)]) + b"".join(d.to_bytes(4, "big") for d in dims) + payload
 
@@ -53,9 +59,12 @@ def test_idx_parser_on_arbitrary_bytes(data):
 
 
 @FUZZ
-@given(code=st.sampled_from(sorted(_DTYPES) + [0x00, 0x0A, 0xFF]),
-       dims=st.lists(st.one_of(st.integers(0, 6), st.integers(0, 2**32 - 1)), min_size=0, max_size=5),
-       extra=st.integers(-8, 8), seed=st.integers(0, 2**16))
+@given(
+    code=st.sampled_from(sorted(_DTYPES) + [0x00, 0x0A, 0xFF]),
+    dims=st.lists(st.one_of(st.integers(0, 6), st.integers(0, 2**32 - 1)), min_size=0, max_size=5),
+    extra=st.integers(-8, 8),
+    seed=st.integers(0, 2**16),
+)
 @example(code=8, dims=[0, 87, 472778, 473287, 473793], extra=0, seed=0)  # found by fuzzing: was a ValueError
 def test_idx_parser_on_headers_with_any_dimensions(code, dims, extra, seed):
     size = np.dtype(_DTYPES[code]).itemsize if code in _DTYPES else 1
@@ -71,8 +80,11 @@ _GOOD = _idx(0x08, [3, 2, 2], bytes(range(12)))
 
 
 @FUZZ
-@given(flips=st.lists(st.tuples(st.integers(0, 200), st.integers(1, 255)), max_size=6), cut=st.integers(0, 200),
-       compress=st.booleans())
+@given(
+    flips=st.lists(st.tuples(st.integers(0, 200), st.integers(1, 255)), max_size=6),
+    cut=st.integers(0, 200),
+    compress=st.booleans(),
+)
 def test_damaged_idx_files_raw_or_gzipped(flips, cut, compress):
     data = bytearray(gzip.compress(_GOOD) if compress else _GOOD)
     for pos, mask in flips:
@@ -89,11 +101,58 @@ def test_damaged_idx_files_raw_or_gzipped(flips, cut, compress):
 
 # ----------------------------------------------------------------------------- recipes and overrides
 
-KEYS = ["steps", "lr", "train.steps", "train.lr", "train.batch_size", "train.optimizer", "train.schedule", "data.dataset",
-        "data.n_labeled", "data.protocol", "model.name", "model.hidden", "method.name", "method.eps", "method.xi",
-        "augment.pad", "augment.ra_magnitude", "logger", "version", "teacher", "train", "data", "method", "x.y.z"]
-TOML_VALUES = ["1", "-3", "0", "1e-3", "2.5", "nan", "inf", "true", "false", '"vat"', '"cnn"', '"cosine"', "[1, 2]",
-               "[]", '["a"]', "{ name = \"vat\" }", "{}", "[[1], [2]]", "1979-05-27", '"', "[", "{", "= =", ""]
+KEYS = [
+    "steps",
+    "lr",
+    "train.steps",
+    "train.lr",
+    "train.batch_size",
+    "train.optimizer",
+    "train.schedule",
+    "data.dataset",
+    "data.n_labeled",
+    "data.protocol",
+    "model.name",
+    "model.hidden",
+    "method.name",
+    "method.eps",
+    "method.xi",
+    "augment.pad",
+    "augment.ra_magnitude",
+    "logger",
+    "version",
+    "teacher",
+    "train",
+    "data",
+    "method",
+    "x.y.z",
+]
+TOML_VALUES = [
+    "1",
+    "-3",
+    "0",
+    "1e-3",
+    "2.5",
+    "nan",
+    "inf",
+    "true",
+    "false",
+    '"vat"',
+    '"cnn"',
+    '"cosine"',
+    "[1, 2]",
+    "[]",
+    '["a"]',
+    '{ name = "vat" }',
+    "{}",
+    "[[1], [2]]",
+    "1979-05-27",
+    '"',
+    "[",
+    "{",
+    "= =",
+    "",
+]
 
 
 @FUZZ
@@ -105,8 +164,13 @@ def test_override_parser_on_arbitrary_text(item):
 @FUZZ
 @example(items=[("method.name", "[1, 2]")])  # found by fuzzing: was a TypeError
 @example(items=[("version", '"vat"')])  # found by fuzzing: was a TypeError
-@given(items=st.lists(st.tuples(st.sampled_from(KEYS), st.one_of(st.sampled_from(TOML_VALUES), st.text(max_size=12))),
-                      min_size=1, max_size=4))
+@given(
+    items=st.lists(
+        st.tuples(st.sampled_from(KEYS), st.one_of(st.sampled_from(TOML_VALUES), st.text(max_size=12))),
+        min_size=1,
+        max_size=4,
+    )
+)
 def test_overrides_resolve_or_raise_a_config_error(items):
     recipe = load_recipe("demo")
 
@@ -126,16 +190,40 @@ def _toml_table(entries: list[tuple[str, str]]) -> str:
 
 
 SECTIONS = ["data", "model", "method", "train", "augment", "robustness", "variants", "stages", "other"]
-FIELDS = ["name", "steps", "lr", "dataset", "n_labeled", "hidden", "eps", "pad", "seed", "teacher", "extends",
-          "description", "seeds", "batch_size", "schedule", "version", "protocol"]
+FIELDS = [
+    "name",
+    "steps",
+    "lr",
+    "dataset",
+    "n_labeled",
+    "hidden",
+    "eps",
+    "pad",
+    "seed",
+    "teacher",
+    "extends",
+    "description",
+    "seeds",
+    "batch_size",
+    "schedule",
+    "version",
+    "protocol",
+]
 
 
 @FUZZ
-@given(top=st.lists(st.tuples(st.sampled_from(FIELDS), st.sampled_from(TOML_VALUES)), max_size=3),
-       tables=st.lists(st.tuples(st.sampled_from(SECTIONS), st.booleans(),
-                                 st.lists(st.tuples(st.sampled_from(FIELDS), st.sampled_from(TOML_VALUES)), max_size=4)),
-                       max_size=5),
-       noise=st.text(max_size=20))
+@given(
+    top=st.lists(st.tuples(st.sampled_from(FIELDS), st.sampled_from(TOML_VALUES)), max_size=3),
+    tables=st.lists(
+        st.tuples(
+            st.sampled_from(SECTIONS),
+            st.booleans(),
+            st.lists(st.tuples(st.sampled_from(FIELDS), st.sampled_from(TOML_VALUES)), max_size=4),
+        ),
+        max_size=5,
+    ),
+    noise=st.text(max_size=20),
+)
 @example(top=[], tables=[("train", True, [])], noise="")  # found by fuzzing: [[train]] was an AttributeError
 def test_recipe_files_load_or_raise_a_config_error(top, tables, noise):
     text = _toml_table(top)
@@ -148,8 +236,12 @@ def test_recipe_files_load_or_raise_a_config_error(top, tables, noise):
 
         def load_and_resolve():
             recipe = load_recipe(str(path))
-            return [config_for(recipe, v, s, {}, st_) for v, _ in recipe.variants for s in recipe.seeds[:2]
-                    for st_, _ in recipe.stages]
+            return [
+                config_for(recipe, v, s, {}, st_)
+                for v, _ in recipe.variants
+                for s in recipe.seeds[:2]
+                for st_, _ in recipe.stages
+            ]
 
         _only_our_errors(load_and_resolve)
 
@@ -175,17 +267,29 @@ def _image_bytes(kind: str, mode: str, w: int, h: int, seed: int) -> bytes:
     return data
 
 
-FILE = st.tuples(st.sampled_from(["png", "jpeg", "random", "truncated"]), st.sampled_from(MODES),
-                 st.integers(1, 5), st.integers(1, 5), st.integers(0, 1000),
-                 st.sampled_from([".png", ".jpg", ".jpeg", ".bmp", ".txt"]))
+FILE = st.tuples(
+    st.sampled_from(["png", "jpeg", "random", "truncated"]),
+    st.sampled_from(MODES),
+    st.integers(1, 5),
+    st.integers(1, 5),
+    st.integers(0, 1000),
+    st.sampled_from([".png", ".jpg", ".jpeg", ".bmp", ".txt"]),
+)
 NAME = st.text(alphabet=string.ascii_letters + string.digits + "_-. ", min_size=1, max_size=8).filter(
-    lambda s: s.strip(" .") == s and s not in (".", ".."))
+    lambda s: s.strip(" .") == s and s not in (".", "..")
+)
 
 
 @FUZZ
-@given(tree=st.lists(st.tuples(st.sampled_from(["", "train/", "test/", "deep/er/"]), NAME,
-                               st.lists(FILE, min_size=0, max_size=4)), min_size=0, max_size=4),
-       as_tar=st.booleans(), cut=st.one_of(st.none(), st.integers(0, 2000)))
+@given(
+    tree=st.lists(
+        st.tuples(st.sampled_from(["", "train/", "test/", "deep/er/"]), NAME, st.lists(FILE, min_size=0, max_size=4)),
+        min_size=0,
+        max_size=4,
+    ),
+    as_tar=st.booleans(),
+    cut=st.one_of(st.none(), st.integers(0, 2000)),
+)
 def test_class_folder_loader_on_arbitrary_trees(tree, as_tar, cut):
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "images"
@@ -218,21 +322,29 @@ def test_npz_loader_on_arbitrary_bytes(data, zip_magic):
         _only_our_errors(load_npz, path)
 
 
-@pytest.mark.parametrize("arrays", [{"x": np.zeros((4, 8, 8)), "y": np.array([0, 1, 0, 1])},
-                                    {"x": np.zeros((4, 8)), "y": np.array([0.5, 1, 0, 1])},
-                                    {"x": np.zeros((3, 2)), "y": np.array([0, 1])},
-                                    {"x": np.array(["a", "b"]), "y": np.array([0, 1])},
-                                    {"y": np.array([0, 1])}])
+@pytest.mark.parametrize(
+    "arrays",
+    [
+        {"x": np.zeros((4, 8, 8)), "y": np.array([0, 1, 0, 1])},
+        {"x": np.zeros((4, 8)), "y": np.array([0.5, 1, 0, 1])},
+        {"x": np.zeros((3, 2)), "y": np.array([0, 1])},
+        {"x": np.array(["a", "b"]), "y": np.array([0, 1])},
+        {"y": np.array([0, 1])},
+    ],
+)
 def test_npz_loader_on_odd_arrays(tmp_path, arrays):
     np.savez(tmp_path / "a.npz", **arrays)
     _only_our_errors(load_npz, tmp_path / "a.npz")
 
 
 @FUZZ
-@given(x_shape=st.lists(st.integers(0, 4), min_size=0, max_size=5),
-       x_dtype=st.sampled_from(["uint8", "float32", "float64", "int64", "bool", "complex64"]),
-       y=st.lists(st.one_of(st.integers(-3, 12), st.floats(allow_nan=True, allow_infinity=True)), max_size=5),
-       num_classes=st.one_of(st.none(), st.integers(-2, 12)), with_test=st.booleans())
+@given(
+    x_shape=st.lists(st.integers(0, 4), min_size=0, max_size=5),
+    x_dtype=st.sampled_from(["uint8", "float32", "float64", "int64", "bool", "complex64"]),
+    y=st.lists(st.one_of(st.integers(-3, 12), st.floats(allow_nan=True, allow_infinity=True)), max_size=5),
+    num_classes=st.one_of(st.none(), st.integers(-2, 12)),
+    with_test=st.booleans(),
+)
 def test_npz_loader_on_arbitrary_arrays(x_shape, x_dtype, y, num_classes, with_test):
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "a.npz"
@@ -250,14 +362,20 @@ def test_npz_loader_on_arbitrary_arrays(x_shape, x_dtype, y, num_classes, with_t
 
 # ----------------------------------------------------------------------------- CSV
 
-CELL = st.one_of(st.sampled_from(["", "1", "-2.5", "nan", "inf", "1e400", "1e300", "3e38", "cat", " ", '"', "1,2", "\n", "０"]),
-                 st.text(max_size=6), st.floats(allow_nan=True).map(str))
+CELL = st.one_of(
+    st.sampled_from(["", "1", "-2.5", "nan", "inf", "1e400", "1e300", "3e38", "cat", " ", '"', "1,2", "\n", "０"]),
+    st.text(max_size=6),
+    st.floats(allow_nan=True).map(str),
+)
 
 
 @FUZZ
-@given(header=st.lists(st.sampled_from(["label", "target", "a", "b", "c", "", "label"]), min_size=0, max_size=5),
-       rows=st.lists(st.lists(CELL, min_size=0, max_size=6), min_size=0, max_size=8),
-       raw=st.one_of(st.none(), st.binary(max_size=200)), standardize=st.booleans())
+@given(
+    header=st.lists(st.sampled_from(["label", "target", "a", "b", "c", "", "label"]), min_size=0, max_size=5),
+    rows=st.lists(st.lists(CELL, min_size=0, max_size=6), min_size=0, max_size=8),
+    raw=st.one_of(st.none(), st.binary(max_size=200)),
+    standardize=st.booleans(),
+)
 def test_csv_loader_on_arbitrary_tables(header, rows, raw, standardize):
     import csv as csv_module
 
@@ -284,8 +402,13 @@ def test_csv_loader_on_arbitrary_tables(header, rows, raw, standardize):
 
 @pytest.mark.filterwarnings("ignore:A single label was found")  # scikit-learn's note on one-class inputs
 @settings(max_examples=200, deadline=None)
-@given(st.integers(1, 6).flatmap(lambda k: st.tuples(
-    st.just(k), st.lists(st.tuples(st.integers(0, k - 1), st.integers(0, k - 1)), min_size=1, max_size=40))))
+@given(
+    st.integers(1, 6).flatmap(
+        lambda k: st.tuples(
+            st.just(k), st.lists(st.tuples(st.integers(0, k - 1), st.integers(0, k - 1)), min_size=1, max_size=40)
+        )
+    )
+)
 def test_classification_metrics_agree_with_scikit_learn(case):
     """semireg computes its metrics in numpy (sklearn.metrics costs ~2 s of start-up): the same
     numbers as scikit-learn's, classes without samples or predictions included (zero_division=0)."""
@@ -309,8 +432,11 @@ def test_classification_metrics_agree_with_scikit_learn(case):
 
 # ----------------------------------------------------------------------------- partially labelled data
 
-LABEL_VALUES = st.one_of(st.integers(-2, 3), st.sampled_from(["a", "b", "", "-1", None, float("nan"), 1.5, True]),
-                         st.floats(allow_nan=True, allow_infinity=True))
+LABEL_VALUES = st.one_of(
+    st.integers(-2, 3),
+    st.sampled_from(["a", "b", "", "-1", None, float("nan"), 1.5, True]),
+    st.floats(allow_nan=True, allow_infinity=True),
+)
 
 
 @FUZZ

@@ -15,18 +15,24 @@ from semireg.methods import METHODS
 from semireg.models import MODELS, build_model
 
 
-@pytest.mark.parametrize("flags,expected", [
-    ({"avx512f", "amx_bf16", "amx_tile"}, "bf16-mixed"),
-    ({"avx512f", "avx512_bf16"}, "bf16-mixed"),
-    ({"avx2", "avx512f"}, "32-true"),
-    (set(), "32-true"),
-])
+@pytest.mark.parametrize(
+    "flags,expected",
+    [
+        ({"avx512f", "amx_bf16", "amx_tile"}, "bf16-mixed"),
+        ({"avx512f", "avx512_bf16"}, "bf16-mixed"),
+        ({"avx2", "avx512f"}, "32-true"),
+        (set(), "32-true"),
+    ],
+)
 def test_auto_precision_on_cpu_follows_the_bf16_flags(monkeypatch, flags, expected):
     monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset(flags))
     choice = hardware.resolve_precision("auto", "cpu")
     assert choice.value == expected
-    assert ("has " + next(iter(f for f in hardware.BF16_CPU_FLAGS if f in flags))) in choice.reason \
-        if expected == "bf16-mixed" else "none of" in choice.reason
+    assert (
+        ("has " + next(iter(f for f in hardware.BF16_CPU_FLAGS if f in flags))) in choice.reason
+        if expected == "bf16-mixed"
+        else "none of" in choice.reason
+    )
 
 
 def test_an_explicit_precision_is_kept_whatever_the_hardware(monkeypatch):
@@ -46,8 +52,11 @@ def test_auto_channels_last_is_on_exactly_for_convolutional_models_on_images(nam
 
 
 def tiny(method: dict | None = None, **train):
-    base = {"data": {"dataset": "digits", "n_labeled": 200, "n_test": 100}, "model": {"name": "cnn_small"},
-            "train": {"steps": 6, "batch_size": 16, "progress": False, "log_every": 3, "threads": 1, **train}}
+    base = {
+        "data": {"dataset": "digits", "n_labeled": 200, "n_test": 100},
+        "model": {"name": "cnn_small"},
+        "train": {"steps": 6, "batch_size": 16, "progress": False, "log_every": 3, "threads": 1, **train},
+    }
     if method is not None:
         base["method"] = method
     return from_kwargs({}, base=base)

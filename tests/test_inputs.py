@@ -66,8 +66,18 @@ def test_every_method_trains_on_every_kind_of_input(name, kind, teachers):
         extra["ema_decay"] = 0.9
     if "threshold" in spec.options.__dataclass_fields__:
         extra["threshold"] = 0.0  # an untrained model is never confident: let the unlabelled term act
-    res = semireg.fit("mlp", (x[:30], y[:30]), x[30:200], method=name, steps=4, batch_size=10,
-                      unlabeled_batch_size=20, eval_data=(x[200:], y[200:]), **{"model.hidden": [16]}, **extra)
+    res = semireg.fit(
+        "mlp",
+        (x[:30], y[:30]),
+        x[30:200],
+        method=name,
+        steps=4,
+        batch_size=10,
+        unlabeled_batch_size=20,
+        eval_data=(x[200:], y[200:]),
+        **{"model.hidden": [16]},
+        **extra,
+    )
     assert res.metrics["steps"] == 4 and 0.0 <= res.metrics["test"]["accuracy"] <= 1.0
 
 
@@ -92,8 +102,14 @@ def test_vector_views_stay_in_each_features_own_values():
 def test_labels_by_name_are_kept_and_spoken(tmp_path):
     x, y = blobs()
     names = np.array(["cat", "dog", "emu"])[y.numpy()]
-    res = semireg.fit("mlp", (x[:60], names[:60]), steps=30, eval_data=(x[200:], names[200:]),
-                      run_dir=tmp_path / "run", **{"model.hidden": [16]})
+    res = semireg.fit(
+        "mlp",
+        (x[:60], names[:60]),
+        steps=30,
+        eval_data=(x[200:], names[200:]),
+        run_dir=tmp_path / "run",
+        **{"model.hidden": [16]},
+    )
     assert res.metrics["class_names"] == ["cat", "dog", "emu"] and res.metrics["test"]["accuracy"] > 0.6
     assert '"cat"' in (tmp_path / "run" / "meta.json").read_text()
     with pytest.raises(DataError, match="row 1 has label 'bird'"):
@@ -128,8 +144,9 @@ class DictModel(nn.Module):
 def test_models_returning_more_than_logits_train(kind):
     x, y = blobs()
     model = DictModel(kind)
-    res = semireg.fit(model, (x[:60], y[:60]), x[60:200], method="vat", steps=40, lr=1e-2, eps=1.0,
-                      eval_data=(x[200:], y[200:]))
+    res = semireg.fit(
+        model, (x[:60], y[:60]), x[60:200], method="vat", steps=40, lr=1e-2, eps=1.0, eval_data=(x[200:], y[200:])
+    )
     assert res.model is model and res.metrics["test"]["accuracy"] > 0.6
 
 
@@ -141,6 +158,7 @@ def test_a_model_output_without_logits_is_one_clear_error():
 
         def forward(self, x):
             return {"scores": self.lin(x)}
+
     x, y = blobs()
     with pytest.raises(ConfigError, match="no 'logits' tensor"):
         semireg.fit(Bad(), (x[:30], y[:30]), steps=1)
@@ -156,14 +174,17 @@ def test_a_class_without_labels_says_what_was_inferred_and_why(capsys):
         semireg.fit("mlp", (x[:30], torch.where(y[:30] == 1, 2, y[:30])), steps=1)
 
 
-@pytest.mark.parametrize("bad,needle", [
-    ("nan", "nan in row 4, column 2"),
-    ("inf", "inf in row 4, column 2"),
-    ("rows", "30 inputs but 31 labels"),
-    ("range", r"labels must lie in \[0, 3\)"),
-    ("negative", "row 3 is -1"),
-    ("unlabeled", "unlabeled: nan in row 7"),
-])
+@pytest.mark.parametrize(
+    "bad,needle",
+    [
+        ("nan", "nan in row 4, column 2"),
+        ("inf", "inf in row 4, column 2"),
+        ("rows", "30 inputs but 31 labels"),
+        ("range", r"labels must lie in \[0, 3\)"),
+        ("negative", "row 3 is -1"),
+        ("unlabeled", "unlabeled: nan in row 7"),
+    ],
+)
 def test_bad_arrays_are_refused_before_any_run_directory(tmp_path, bad, needle):
     x, y = blobs()
     x_l, y_l, x_u = x[:30].clone(), y[:30].clone(), x[30:].clone()
@@ -178,8 +199,15 @@ def test_bad_arrays_are_refused_before_any_run_directory(tmp_path, bad, needle):
     else:
         x_u[7, 0] = float("nan")
     with pytest.raises(DataError, match=needle):
-        semireg.fit("mlp", (x_l, y_l), x_u, method="vat", steps=1, num_classes=3 if bad == "range" else None,
-                    run_dir=tmp_path / "run")
+        semireg.fit(
+            "mlp",
+            (x_l, y_l),
+            x_u,
+            method="vat",
+            steps=1,
+            num_classes=3 if bad == "range" else None,
+            run_dir=tmp_path / "run",
+        )
     assert not (tmp_path / "run").exists()
 
 
@@ -211,15 +239,18 @@ def test_csv_rows_labelled_and_not(tmp_path):
     assert raw.feature_stats is None and raw.x_train.abs().max() > 2
 
 
-@pytest.mark.parametrize("rows,kwargs,needle", [
-    ([["1", "red", "a"]], {}, "column 'colour' is not numeric (line 2: 'red')"),
-    ([["1", "", "a"]], {}, "line 2, column 'colour': empty value"),
-    ([["1", "nan", "a"]], {}, "line 2, column 'colour': nan"),
-    ([["1", "2"]], {}, "line 2 has 2 fields"),
-    ([["1", "2", ""]], {}, "no row has a label"),
-    ([["1", "2", "a"]], {"label_column": "kind"}, "no column named 'kind'"),
-    ([["1", "2", "a"]], {"drop_columns": ("nope",)}, "no such column: nope"),
-])
+@pytest.mark.parametrize(
+    "rows,kwargs,needle",
+    [
+        ([["1", "red", "a"]], {}, "column 'colour' is not numeric (line 2: 'red')"),
+        ([["1", "", "a"]], {}, "line 2, column 'colour': empty value"),
+        ([["1", "nan", "a"]], {}, "line 2, column 'colour': nan"),
+        ([["1", "2"]], {}, "line 2 has 2 fields"),
+        ([["1", "2", ""]], {}, "no row has a label"),
+        ([["1", "2", "a"]], {"label_column": "kind"}, "no column named 'kind'"),
+        ([["1", "2", "a"]], {"drop_columns": ("nope",)}, "no such column: nope"),
+    ],
+)
 def test_bad_csv_is_one_clear_error(tmp_path, rows, kwargs, needle):
     path = write_csv(tmp_path / "bad.csv", ["size", "colour", "label"], rows)
     with pytest.raises(DataError, match=needle.replace("(", r"\(").replace(")", r"\)")):
@@ -229,9 +260,24 @@ def test_bad_csv_is_one_clear_error(tmp_path, rows, kwargs, needle):
 def test_csv_from_the_command_line_trains_predicts_and_refuses_bad_files(tmp_path, capsys):
     path = blob_csv(tmp_path / "t.csv")
     run = tmp_path / "run"
-    assert main(["train", f"data.dataset=csv:{path}", "data.n_labeled=-1", "data.n_test=0", "method.name=fixmatch",
-                 "train.steps=60", "train.batch_size=10", "model.hidden=[32]", "train.progress=false",
-                 "--run-dir", str(run)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                f"data.dataset=csv:{path}",
+                "data.n_labeled=-1",
+                "data.n_test=0",
+                "method.name=fixmatch",
+                "train.steps=60",
+                "train.batch_size=10",
+                "model.hidden=[32]",
+                "train.progress=false",
+                "--run-dir",
+                str(run),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert main(["predict", str(run), str(path)]) == 0
     out = capsys.readouterr().out.splitlines()
@@ -240,7 +286,19 @@ def test_csv_from_the_command_line_trains_predicts_and_refuses_bad_files(tmp_pat
     predicted = [["alpha", "beta", "gamma"].index(line.split("\t")[1]) for line in out]
     assert (torch.tensor(predicted) == y).float().mean() > 0.8
     bad = write_csv(tmp_path / "bad.csv", ["a", "b", "label"], [["1", "2", "x"], ["3", "inf", "y"]])
-    assert main(["train", f"data.dataset=csv:{bad}", "data.n_labeled=-1", "data.n_test=0", "--run-dir", str(tmp_path / "no")]) == 2
+    assert (
+        main(
+            [
+                "train",
+                f"data.dataset=csv:{bad}",
+                "data.n_labeled=-1",
+                "data.n_test=0",
+                "--run-dir",
+                str(tmp_path / "no"),
+            ]
+        )
+        == 2
+    )
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("semireg")]
     assert err == [f"semireg: error: {bad}: line 3, column 'b': inf (NaN or inf); fill or drop it"]
     assert not (tmp_path / "no").exists()
@@ -278,8 +336,24 @@ def test_unlabeled_folder_from_the_command_line(tmp_path, capsys):
     write_images(root / "dog", 6, 200)
     write_images(tmp_path / "pile", 20, 100)
     run = tmp_path / "run"
-    assert main(["train", f"data.dataset=folder:{root}", "data.n_labeled=-1", "data.n_test=0", "method.name=vat",
-                 "train.steps=3", "train.progress=false", "--unlabeled", str(tmp_path / "pile"), "--run-dir", str(run)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                f"data.dataset=folder:{root}",
+                "data.n_labeled=-1",
+                "data.n_test=0",
+                "method.name=vat",
+                "train.steps=3",
+                "train.progress=false",
+                "--unlabeled",
+                str(tmp_path / "pile"),
+                "--run-dir",
+                str(run),
+            ]
+        )
+        == 0
+    )
     meta = (run / "meta.json").read_text()
     assert '"unlabeled": 20' in meta and '"cat"' in meta
 
@@ -287,8 +361,12 @@ def test_unlabeled_folder_from_the_command_line(tmp_path, capsys):
 def test_npz_with_channels_last_images_and_an_unlabelled_pile(tmp_path, capsys):
     rng = np.random.default_rng(0)
     path = tmp_path / "pets.npz"
-    np.savez(path, x=rng.integers(0, 256, (12, 8, 8, 3), dtype=np.uint8), y=np.arange(12) % 2,
-             x_unlabeled=rng.integers(0, 256, (30, 8, 8, 3), dtype=np.uint8))
+    np.savez(
+        path,
+        x=rng.integers(0, 256, (12, 8, 8, 3), dtype=np.uint8),
+        y=np.arange(12) % 2,
+        x_unlabeled=rng.integers(0, 256, (30, 8, 8, 3), dtype=np.uint8),
+    )
     ds = load_dataset(f"npz:{path}")
     assert ds.x_train.shape == (12, 3, 8, 8) and ds.x_unlabeled.shape == (30, 3, 8, 8)
     err = capsys.readouterr().err
@@ -298,11 +376,28 @@ def test_npz_with_channels_last_images_and_an_unlabelled_pile(tmp_path, capsys):
 def test_an_export_of_a_csv_run_predicts_new_rows_by_name(tmp_path, capsys):
     path = blob_csv(tmp_path / "t.csv")
     run = tmp_path / "run"
-    assert main(["train", f"data.dataset=csv:{path}", "data.n_labeled=-1", "data.n_test=0", "train.steps=40",
-                 "model.hidden=[16]", "train.progress=false", "--run-dir", str(run)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                f"data.dataset=csv:{path}",
+                "data.n_labeled=-1",
+                "data.n_test=0",
+                "train.steps=40",
+                "model.hidden=[16]",
+                "train.progress=false",
+                "--run-dir",
+                str(run),
+            ]
+        )
+        == 0
+    )
     assert main(["export", str(run)]) == 0
-    new = write_csv(tmp_path / "new.csv", ["f5", "f4", "f3", "f2", "f1", "f0", "note"],  # other order, an extra column
-                    [[f"{v:.5f}" for v in reversed(blobs(240)[0][i].tolist())] + ["x"] for i in range(6)])
+    new = write_csv(
+        tmp_path / "new.csv",
+        ["f5", "f4", "f3", "f2", "f1", "f0", "note"],  # other order, an extra column
+        [[f"{v:.5f}" for v in reversed(blobs(240)[0][i].tolist())] + ["x"] for i in range(6)],
+    )
     capsys.readouterr()
     assert main(["predict", str(run / "model.safetensors"), str(new)]) == 0
     names = [line.split("\t")[1] for line in capsys.readouterr().out.splitlines()]
@@ -316,7 +411,15 @@ def test_a_divergence_names_the_real_steps(tmp_path):
 
     x, y = blobs()
     with pytest.raises(DivergedError) as info:
-        semireg.fit(nn.Linear(6, 3), (x[:30], y[:30]), steps=20, lr=1e38, optimizer="sgd", momentum=0.0, log_every=5,
-                    run_dir=tmp_path / "run")
+        semireg.fit(
+            nn.Linear(6, 3),
+            (x[:30], y[:30]),
+            steps=20,
+            lr=1e38,
+            optimizer="sgd",
+            momentum=0.0,
+            log_every=5,
+            run_dir=tmp_path / "run",
+        )
     first, last = map(int, re.search(r"between steps (-?\d+) and (-?\d+)", str(info.value)).groups())
     assert 1 <= first <= last <= 20 and last - first == 4, str(info.value)

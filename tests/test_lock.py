@@ -27,8 +27,13 @@ def _env():
 
 def _start_training(run_dir):
     """A training process that runs until killed; returned once it has written its first checkpoint."""
-    proc = subprocess.Popen(_cli("train", *SLOW_RUN, "--run-dir", str(run_dir)), env=_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        _cli("train", *SLOW_RUN, "--run-dir", str(run_dir)),
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 180
     while not (run_dir / rundir.CHECKPOINT).exists():
         assert proc.poll() is None, proc.stderr.read()
@@ -56,7 +61,9 @@ def test_a_second_writer_is_refused_and_a_killed_holder_leaves_no_lock(tmp_path,
     proc = _start_training(run)
     try:
         # Another process resuming the same run: exit 2, one line naming the directory and the holder.
-        second = subprocess.run(_cli("train", "--resume", str(run)), env=_env(), capture_output=True, text=True, timeout=300)
+        second = subprocess.run(
+            _cli("train", "--resume", str(run)), env=_env(), capture_output=True, text=True, timeout=300
+        )
         assert second.returncode == 2, second.stderr
         lines = second.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("semireg: error: "), second.stderr
@@ -80,8 +87,9 @@ def test_a_second_writer_is_refused_and_a_killed_holder_leaves_no_lock(tmp_path,
         proc.wait()
     # SIGKILL released the lock: `--resume` takes it and trains on past the last checkpoint.
     killed_at = int(rundir.load_checkpoint(run / rundir.CHECKPOINT)["step"])
-    resumed = subprocess.Popen(_cli("train", "--resume", str(run)), env=_env(), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)
+    resumed = subprocess.Popen(
+        _cli("train", "--resume", str(run)), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     try:
         deadline = time.monotonic() + 180
         while int(rundir.load_checkpoint(run / rundir.CHECKPOINT)["step"]) <= killed_at:

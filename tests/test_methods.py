@@ -15,7 +15,9 @@ K = 4  # classes of the toy problem
 
 def tiny_model() -> nn.Module:
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 8 * 8, K))
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 8 * 8, K)
+    )
 
 
 def test_options(name: str, **changes):
@@ -48,9 +50,19 @@ def make_batch(spec, opts, model, *, x_u_requires_grad=False, progress=1.0) -> t
             p.add_(0.05 * torch.randn_like(p))
     other.requires_grad_(True)
     state = spec.make_state(opts, K, 16) if spec.make_state is not None else None
-    batch = Batch(x_l=x_l, y_l=y_l, x_u=x_u, strong=noisy(0.5), weak=noisy(0.1), x_u_raw=x_raw,
-                  idx_u=torch.arange(16), state=state, progress=progress,
-                  teacher=other.eval() if spec.needs_teacher else None, ema=other.eval() if spec.needs_ema else None)
+    batch = Batch(
+        x_l=x_l,
+        y_l=y_l,
+        x_u=x_u,
+        strong=noisy(0.5),
+        weak=noisy(0.1),
+        x_u_raw=x_raw,
+        idx_u=torch.arange(16),
+        state=state,
+        progress=progress,
+        teacher=other.eval() if spec.needs_teacher else None,
+        ema=other.eval() if spec.needs_ema else None,
+    )
     return batch, other
 
 
@@ -59,7 +71,9 @@ REGULARISED = sorted(name for name, spec in METHODS.items() if spec.unsup_term i
 
 def _options_using_unlabelled(name):
     spec = get_method(name)
-    changes = {"on": "both"} if "on" in {f.name for f in dataclasses.fields(spec.options)} and name == "consistency" else {}
+    changes = (
+        {"on": "both"} if "on" in {f.name for f in dataclasses.fields(spec.options)} and name == "consistency" else {}
+    )
     return test_options(name, **changes)
 
 
@@ -108,7 +122,11 @@ def record_forwards(*models: nn.Module) -> list[torch.Tensor]:
     return outputs
 
 
-@pytest.mark.parametrize("name,changes", target_variants(), ids=lambda v: v if isinstance(v, str) else "-".join(f"{k}={w}" for k, w in v.items()) or "defaults")
+@pytest.mark.parametrize(
+    "name,changes",
+    target_variants(),
+    ids=lambda v: v if isinstance(v, str) else "-".join(f"{k}={w}" for k, w in v.items()) or "defaults",
+)
 def test_the_weak_view_only_supplies_targets(name, changes):
     """No gradient flows back through the target branch (the predictions a method learns from), and
     no forward builds a graph the loss does not use (a target predicted with a graph keeps every
@@ -155,11 +173,17 @@ def test_the_balance_term_is_part_of_the_loss(name):
     `balance` (only when on), positive for an untrained model's uneven predictions."""
     off, on = step_with(name, balance=0.0), step_with(name, balance=2.0)
     assert "balance" not in off and float(on["balance"]) > 0
-    assert float(on["loss"].detach()) - float(off["loss"].detach()) == pytest.approx(2.0 * float(on["balance"]), rel=1e-4, abs=1e-6)
+    assert float(on["loss"].detach()) - float(off["loss"].detach()) == pytest.approx(
+        2.0 * float(on["balance"]), rel=1e-4, abs=1e-6
+    )
 
 
-@pytest.mark.parametrize("name", sorted(n for n, s in METHODS.items()
-                                        if s.unsup_term and "warmup" in {f.name for f in dataclasses.fields(s.options)}))
+@pytest.mark.parametrize(
+    "name",
+    sorted(
+        n for n, s in METHODS.items() if s.unsup_term and "warmup" in {f.name for f in dataclasses.fields(s.options)}
+    ),
+)
 def test_the_ramp_up_starts_at_zero(name):
     spec = get_method(name)
     opts = test_options(name, warmup=0.5)
@@ -167,7 +191,9 @@ def test_the_ramp_up_starts_at_zero(name):
     batch, _ = make_batch(spec, opts, model, progress=0.0)
     torch.manual_seed(2)
     terms = spec.step(model, batch, opts)
-    assert float(terms["loss"].detach()) == pytest.approx(float(terms["ce"]) + float(terms.get("entropy", 0.0)) * getattr(opts, "entmin", 0.0), rel=1e-5)
+    assert float(terms["loss"].detach()) == pytest.approx(
+        float(terms["ce"]) + float(terms.get("entropy", 0.0)) * getattr(opts, "entmin", 0.0), rel=1e-5
+    )
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))

@@ -3,12 +3,11 @@
 from pathlib import Path
 
 import pytest
+from conftest import mnist_available
 
 from semireg.config import config_for, load_recipe
 from semireg.engine import train
 from semireg.traindata import data_from_config
-
-from conftest import mnist_available
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not mnist_available(), reason="../shared/data/mnist not present")]
 
@@ -24,9 +23,14 @@ LABELS_ONLY_BEST = 0.8925
 
 def short_run(variant: str, steps: int, run_dir: Path) -> float:
     """Test accuracy of the recipe's `variant` after `steps` short steps, on 2,000 held-out images."""
-    short = {"train.steps": steps, "train.unlabeled_batch_size": 64, "train.eval_every": 0,
-             "train.progress": False, "data.n_test": 2000,
-             "train.precision": "32-true"}  # the bars are float32 measurements (auto on the AMD EPYC that made them)
+    short = {
+        "train.steps": steps,
+        "train.unlabeled_batch_size": 64,
+        "train.eval_every": 0,
+        "train.progress": False,
+        "data.n_test": 2000,
+        "train.precision": "32-true",
+    }  # the bars are float32 measurements (auto on the AMD EPYC that made them)
     cfg = config_for(load_recipe("mnist-100-vat"), variant, 0, short)
     data, split = data_from_config(cfg)
     assert (len(split.labeled), len(split.test)) == (100, 2000)

@@ -24,6 +24,7 @@ def test_every_model_maps_a_batch_to_logits_and_every_parameter_learns(name):
 
 def _takes_drop_path(name):
     import inspect
+
     return "drop_path" in inspect.signature(MODELS[name]).parameters
 
 
@@ -51,7 +52,9 @@ def test_drop_path_keeps_the_expected_value_and_drops_whole_samples():
     branch = torch.ones(20000, 3, 2, 2)
     out = drop(branch)
     per_sample = out.flatten(1)
-    assert ((per_sample == 0).all(1) | torch.isclose(per_sample, torch.tensor(1 / 0.75)).all(1)).all()  # a sample's branch goes whole
+    assert (
+        (per_sample == 0).all(1) | torch.isclose(per_sample, torch.tensor(1 / 0.75)).all(1)
+    ).all()  # a sample's branch goes whole
     assert float((per_sample[:, 0] == 0).float().mean()) == pytest.approx(0.25, abs=0.02)
     assert float(out.mean()) == pytest.approx(1.0, abs=0.02)
     with pytest.raises(Exception, match="does not take option 'drop_path'"):

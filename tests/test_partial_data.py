@@ -53,8 +53,9 @@ def test_fit_and_select_take_minus_one_rows_and_datasets(tmp_path):
     names = np.array(["a", "b", "c"], dtype=object)[y.numpy()]
     names[y_semi.numpy() < 0] = None
     assert set(semireg.fit("mlp", (x, names), method="supervised", steps=3, hidden=[16]).predict(x)) <= {"a", "b", "c"}
-    sel = semireg.select((x, y_semi), methods=["supervised"], budget="20s", folds=2, out=tmp_path / "sel",
-                         progress=False, hidden=[16])
+    sel = semireg.select(
+        (x, y_semi), methods=["supervised"], budget="20s", folds=2, out=tmp_path / "sel", progress=False, hidden=[16]
+    )
     assert sel.recommended == "supervised"
 
 
@@ -68,11 +69,18 @@ def test_registries_are_listed():
 
 BAD = {
     "every row unlabelled": (lambda x, y: (x, torch.full_like(y, -1)), r"data y: every row is unlabelled"),
-    "mixed label types": (lambda x, y: (x, [0, "b"] + [1] * (len(y) - 2)), r"data y: mixed label types: .*row 1 is 'b'"),
-    "NaN in x": (lambda x, y: (torch.where(torch.arange(len(x))[:, None] == 7, float("nan"), x), y),
-                 r"labeled x: nan in row 7"),
-    "inf in x": (lambda x, y: (torch.where(torch.arange(len(x))[:, None] == 3, float("inf"), x), y),
-                 r"labeled x: inf in row 3"),
+    "mixed label types": (
+        lambda x, y: (x, [0, "b"] + [1] * (len(y) - 2)),
+        r"data y: mixed label types: .*row 1 is 'b'",
+    ),
+    "NaN in x": (
+        lambda x, y: (torch.where(torch.arange(len(x))[:, None] == 7, float("nan"), x), y),
+        r"labeled x: nan in row 7",
+    ),
+    "inf in x": (
+        lambda x, y: (torch.where(torch.arange(len(x))[:, None] == 3, float("inf"), x), y),
+        r"labeled x: inf in row 3",
+    ),
     "a dataset of single items": (lambda x, y: [x[i] for i in range(len(x))], r"data: expected \(x, y\)"),
 }
 

@@ -12,12 +12,12 @@ from torch import nn
 
 import semireg
 from semireg.config import from_kwargs
-from semireg.phase_loop import train_system, train_system_config
-from semireg.traindata import TrainData
 from semireg.errors import ConfigError
+from semireg.phase_loop import train_system, train_system_config
 from semireg.phases import OptimizerSpec, Phase, PhaseBatch, System, Terms, reduce_per_sample, trained_only
 from semireg.systems import SYSTEMS, get_system
 from semireg.systems.began import Balance, BeganOptions, build_began
+from semireg.traindata import TrainData
 
 
 def _toy_data(n=64, shape=(1, 8, 8), k=10, seed=0):
@@ -33,11 +33,13 @@ def _bn_net(d_in=4, d_out=4):
 
 def _two_net_system(steps=1):
     """front -> back; the phase trains `front` only, through the frozen `back`."""
+
     def loss(nets, batches, state):
         x = batches[0].x.flatten(1)[:, :4]
         t = Terms()
         t.add("mse", nets["back"](nets["front"](x)).pow(2).mean(1))
         return t.out()
+
     nets = nn.ModuleDict({"front": _bn_net(), "back": _bn_net()})
     return System(nets=nets, phases=[Phase("p", ("front",), loss, OptimizerSpec("sgd", 0.1), steps)])
 
@@ -144,9 +146,19 @@ def test_a_bad_system_is_a_config_error():
 
 
 def _tiny_options(name):
-    return {"disentangle": {"hidden": 16, "dim_s": 4, "dim_z": 4, "probe_train": 64, "probe_epochs": 1,
-                            "judge_epochs": 1, "tsne_points": 40, "guard_epochs": 1},
-            "began": {"filters": 4, "h_dim": 8, "z_dim": 8, "n_samples": 8, "judge_epochs": 1}}.get(name, {})
+    return {
+        "disentangle": {
+            "hidden": 16,
+            "dim_s": 4,
+            "dim_z": 4,
+            "probe_train": 64,
+            "probe_epochs": 1,
+            "judge_epochs": 1,
+            "tsne_points": 40,
+            "guard_epochs": 1,
+        },
+        "began": {"filters": 4, "h_dim": 8, "z_dim": 8, "n_samples": 8, "judge_epochs": 1},
+    }.get(name, {})
 
 
 @pytest.mark.parametrize("name", sorted(SYSTEMS))
@@ -157,7 +169,9 @@ def test_each_phase_trains_exactly_its_modules(name):
     data = _toy_data()
     trained_somewhere = set()
     for phase in system.phases:
-        batches = [PhaseBatch(data.x_l[i * 16 : (i + 1) * 16], data.y_l[i * 16 : (i + 1) * 16]) for i in range(phase.batches)]
+        batches = [
+            PhaseBatch(data.x_l[i * 16 : (i + 1) * 16], data.y_l[i * 16 : (i + 1) * 16]) for i in range(phase.batches)
+        ]
         system.nets.zero_grad(set_to_none=True)
         with trained_only(system.nets, phase.trains):
             terms = phase.loss(system.nets, batches, system.state)
@@ -166,7 +180,9 @@ def test_each_phase_trains_exactly_its_modules(name):
         for mod_name, module in system.nets.items():
             for p_name, p in module.named_parameters():
                 if id(p) in trained:
-                    assert p.grad is not None and p.grad.abs().sum() > 0, f"{phase.name}: {mod_name}.{p_name} got no gradient"
+                    assert p.grad is not None and p.grad.abs().sum() > 0, (
+                        f"{phase.name}: {mod_name}.{p_name} got no gradient"
+                    )
                 else:
                     assert p.grad is None, f"{phase.name}: frozen {mod_name}.{p_name} got a gradient"
         trained_somewhere |= set(phase.trains)
@@ -176,8 +192,17 @@ def test_each_phase_trains_exactly_its_modules(name):
 
 @pytest.mark.parametrize("name", sorted(SYSTEMS))
 def test_each_system_trains_through_the_cli_config_and_writes_its_outputs(name, tmp_path):
-    cfg = from_kwargs({"method.name": name, **{f"method.{k}": v for k, v in _tiny_options(name).items()},
-                       "steps": 4, "batch_size": 16, "log_every": 2, "eval_every": 2, "progress": False})
+    cfg = from_kwargs(
+        {
+            "method.name": name,
+            **{f"method.{k}": v for k, v in _tiny_options(name).items()},
+            "steps": 4,
+            "batch_size": 16,
+            "log_every": 2,
+            "eval_every": 2,
+            "progress": False,
+        }
+    )
     result = train_system_config(cfg, tmp_path / "run", data=_toy_data())
     assert (tmp_path / "run" / "results.json").exists() and (tmp_path / "run" / "curves.png").exists()
     assert result.metrics["rounds"] == 4 and result.metrics["headline"]
@@ -234,14 +259,18 @@ def test_began_lr_factor_halves_only_when_a_window_of_m_global_stalls():
 
 def test_a_phase_lr_scale_sets_its_learning_rate_before_each_step():
     frozen = _two_net_system()
-    frozen.phases[0] = Phase("p", ("front",), frozen.phases[0].loss, OptimizerSpec("sgd", 0.1), lr_scale=lambda state: 0.0)
+    frozen.phases[0] = Phase(
+        "p", ("front",), frozen.phases[0].loss, OptimizerSpec("sgd", 0.1), lr_scale=lambda state: 0.0
+    )
     before = copy.deepcopy(frozen.nets["front"].state_dict())
     train_system(_cfg(steps=3), frozen, _toy_data())
     for key, value in frozen.nets["front"].state_dict().items():
         if "running" not in key and "num_batches" not in key:
             assert torch.equal(value, before[key]), key  # lr 0: nothing moves
     moving = _two_net_system()
-    moving.phases[0] = Phase("p", ("front",), moving.phases[0].loss, OptimizerSpec("sgd", 0.1), lr_scale=lambda state: 1.0)
+    moving.phases[0] = Phase(
+        "p", ("front",), moving.phases[0].loss, OptimizerSpec("sgd", 0.1), lr_scale=lambda state: 1.0
+    )
     train_system(_cfg(steps=3), moving, _toy_data())
     assert not torch.equal(moving.nets["front"][0].weight, before["0.weight"])
 
@@ -255,9 +284,12 @@ def test_frozen_norms_batch_keeps_batch_statistics_in_frozen_modules_but_not_the
         t = Terms()
         t.add("mse", nets["back"](nets["front"](x)).pow(2).mean(1))
         return t.out()
+
     for mode, expect_training in (("eval", False), ("batch", True)):
         nets = nn.ModuleDict({"front": _bn_net(), "back": _bn_net()})
-        back_weights = copy.deepcopy({k: v for k, v in nets["back"].state_dict().items() if "running" not in k and "num" not in k})
+        back_weights = copy.deepcopy(
+            {k: v for k, v in nets["back"].state_dict().items() if "running" not in k and "num" not in k}
+        )
         system = System(nets=nets, phases=[Phase("p", ("front",), loss, OptimizerSpec("sgd", 0.1), frozen_norms=mode)])
         train_system(_cfg(steps=2), system, _toy_data())
         assert seen["back_training"] is expect_training, mode
@@ -284,24 +316,54 @@ def test_began_cs_term_is_the_code_distance_to_the_noise_and_needs_matching_size
 
 
 def test_began_infogan_with_decay_logs_the_lr_factor_and_judges_diversity(tmp_path):
-    cfg = from_kwargs({"method.name": "began", "method.arch": "infogan", "method.filters": 4, "method.gen_hidden": 16,
-                       "method.z_dim": 8, "method.h_dim": 8, "method.cs_weight": 0.1, "method.lr_decay_every": 1,
-                       "method.judge_epochs": 1, "method.judge_samples": 64, "method.n_samples": 8,
-                       "steps": 4, "batch_size": 16, "log_every": 1, "eval_every": 2, "progress": False})
+    cfg = from_kwargs(
+        {
+            "method.name": "began",
+            "method.arch": "infogan",
+            "method.filters": 4,
+            "method.gen_hidden": 16,
+            "method.z_dim": 8,
+            "method.h_dim": 8,
+            "method.cs_weight": 0.1,
+            "method.lr_decay_every": 1,
+            "method.judge_epochs": 1,
+            "method.judge_samples": 64,
+            "method.n_samples": 8,
+            "steps": 4,
+            "batch_size": 16,
+            "log_every": 1,
+            "eval_every": 2,
+            "progress": False,
+        }
+    )
     result = train_system_config(cfg, tmp_path / "run", data=_toy_data())
     from semireg import rundir
+
     records = list(rundir.read_jsonl(tmp_path / "run" / "metrics.jsonl"))
     assert [r["disc/lr_factor"] for r in records if r["kind"] == "train"]  # logged every round
     evals = [r for r in records if r["kind"] == "eval"]
-    assert len(evals) == 2 and all({"classes_covered", "max_class_share", "frechet", "kl_uniform"} <= set(r) for r in evals)
+    assert len(evals) == 2 and all(
+        {"classes_covered", "max_class_share", "frechet", "kl_uniform"} <= set(r) for r in evals
+    )
     assert 1 <= result.metrics["classes_covered"] <= 10 and result.metrics["frechet_real"] >= 0
     assert (tmp_path / "run" / "diversity.png").exists()
 
 
 def _began_cfg(steps, run_dir_ckpt=0):
-    return from_kwargs({"method.name": "began", **{f"method.{k}": v for k, v in _tiny_options("began").items()},
-                        "method.k_init": 0.05, "method.lambda_k": 0.05, "steps": steps, "batch_size": 16,
-                        "log_every": 1, "progress": False, "deterministic": True, "seed": 3})
+    return from_kwargs(
+        {
+            "method.name": "began",
+            **{f"method.{k}": v for k, v in _tiny_options("began").items()},
+            "method.k_init": 0.05,
+            "method.lambda_k": 0.05,
+            "steps": steps,
+            "batch_size": 16,
+            "log_every": 1,
+            "progress": False,
+            "deterministic": True,
+            "seed": 3,
+        }
+    )
 
 
 def test_k_weights_and_optimizer_states_are_restored_exactly_on_resume(tmp_path):
@@ -309,6 +371,7 @@ def test_k_weights_and_optimizer_states_are_restored_exactly_on_resume(tmp_path)
     whole = train_system_config(_began_cfg(6), tmp_path / "whole", data=data)
     train_system_config(_began_cfg(3), tmp_path / "split", data=data)  # stops (and checkpoints) at round 3
     from semireg import rundir
+
     half = rundir.load_checkpoint(tmp_path / "split" / rundir.CHECKPOINT)
     assert half["step"] == 3 and float(half["loss_state"]["balance.k"]) != 0.05  # k moved and was saved
     resumed = train_system_config(_began_cfg(6), tmp_path / "split", data=data, resume=True)
@@ -326,8 +389,11 @@ def test_k_weights_and_optimizer_states_are_restored_exactly_on_resume(tmp_path)
                 assert torch.equal(sa[i][key], sb[i][key]), (phase, i, key)
     assert whole.metrics["k"] == resumed.metrics["k"]
     # the resumed run's log continues the first half without a gap or a repeat
-    steps = [r["step"] for r in map(__import__("json").loads, (tmp_path / "split" / "metrics.jsonl").read_text().splitlines())
-             if r["kind"] == "train"]
+    steps = [
+        r["step"]
+        for r in map(__import__("json").loads, (tmp_path / "split" / "metrics.jsonl").read_text().splitlines())
+        if r["kind"] == "train"
+    ]
     assert steps == list(range(1, 7))
 
 
@@ -338,15 +404,26 @@ def test_fit_system_with_a_user_module_and_a_user_defined_system():
     data = _toy_data(n=64, shape=(1, 8, 8))
     adversary = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 10))
     before = copy.deepcopy(adversary.state_dict())
-    result = semireg.fit_system("disentangle", (data.x_l, data.y_l), steps=3, batch_size=16,
-                                eval_data=data.eval_sets["test"], modules={"clf_z": adversary},
-                                **_tiny_options("disentangle"))
+    result = semireg.fit_system(
+        "disentangle",
+        (data.x_l, data.y_l),
+        steps=3,
+        batch_size=16,
+        eval_data=data.eval_sets["test"],
+        modules={"clf_z": adversary},
+        **_tiny_options("disentangle"),
+    )
     assert result.system.nets["clf_z"] is adversary
     assert not torch.equal(before["0.weight"], adversary.state_dict()["0.weight"])
     assert 0.0 <= result.metrics["z_probe_mlp"] <= 1.0
     with pytest.raises(ConfigError, match="no module"):
-        semireg.fit_system("disentangle", (data.x_l, data.y_l), steps=1, eval_data=data.eval_sets["test"],
-                           modules={"encoder": adversary})
+        semireg.fit_system(
+            "disentangle",
+            (data.x_l, data.y_l),
+            steps=1,
+            eval_data=data.eval_sets["test"],
+            modules={"encoder": adversary},
+        )
 
     # A system of the user's own: two phases, a counter as loss state.
     class Count(nn.Module):
@@ -361,8 +438,11 @@ def test_fit_system_with_a_user_module_and_a_user_defined_system():
         return t.out()
 
     nets = nn.ModuleDict({"a": nn.Linear(64, 8), "b": nn.Linear(8, 64)})
-    mine = System(nets=nets, phases=[Phase("a", ("a",), phase_a, steps=2), Phase("b", ("b",), phase_a, steps=1)],
-                  state=nn.ModuleDict({"count": Count()}))
+    mine = System(
+        nets=nets,
+        phases=[Phase("a", ("a",), phase_a, steps=2), Phase("b", ("b",), phase_a, steps=1)],
+        state=nn.ModuleDict({"count": Count()}),
+    )
     out = semireg.fit_system(mine, data.x_l, steps=4, batch_size=16)
     assert int(out.system.state["count"].n) == 4 * 3
 
@@ -375,7 +455,9 @@ def test_each_phase_logs_the_mean_over_its_own_steps(tmp_path):
         return t.out()
 
     nets = nn.ModuleDict({"m": nn.Linear(64, 2), "n": nn.Linear(2, 2)})
-    system = System(nets=nets, phases=[Phase("three", ("m",), constant, steps=3), Phase("once", ("n",), constant, steps=1)])
+    system = System(
+        nets=nets, phases=[Phase("three", ("m",), constant, steps=3), Phase("once", ("n",), constant, steps=1)]
+    )
     train_system(_cfg(steps=4, log_every=2), system, _toy_data(), tmp_path / "run")
     records = [r for r in map(__import__("json").loads, (tmp_path / "run" / "metrics.jsonl").read_text().splitlines())]
     assert [r["step"] for r in records] == [2, 4]
@@ -397,6 +479,7 @@ def test_fit_system_checks_what_the_system_needs_before_training():
 
 def test_kl_to_the_standard_normal_has_the_closed_form():
     from semireg.systems.disentangle import kl_to_standard_normal
+
     g = torch.Generator().manual_seed(0)
     mean, log_var = torch.randn(5, 3, generator=g), torch.randn(5, 3, generator=g)
     q = torch.distributions.Normal(mean, (0.5 * log_var).exp())
@@ -408,6 +491,7 @@ def test_kl_to_the_standard_normal_has_the_closed_form():
 
 def test_kl_capacity_term_is_the_distance_to_the_capacity_with_its_gradient():
     from semireg.systems.disentangle import kl_capacity_term
+
     for kl_values, capacity in (([1.0, 2.0, 6.0], 5.0), ([4.0, 8.0, 9.0], 5.0)):
         kl = torch.tensor(kl_values, requires_grad=True)
         term = kl_capacity_term(kl, capacity)
@@ -419,6 +503,7 @@ def test_kl_capacity_term_is_the_distance_to_the_capacity_with_its_gradient():
 
 def test_use_floor_is_a_hinge_on_the_batch_gap_with_its_gradient():
     from semireg.systems.disentangle import floor_term
+
     gap = torch.tensor([0.01, 0.02, 0.06], requires_grad=True)  # mean 0.03
     term = floor_term(gap, 0.05)
     assert term.mean().item() == pytest.approx(0.02)
@@ -433,10 +518,12 @@ def test_use_floor_is_a_hinge_on_the_batch_gap_with_its_gradient():
 
 def test_the_use_floor_term_is_logged_and_trains(tmp_path):
     from semireg.systems.disentangle import DisentangleOptions, build_disentangle
+
     data = _toy_data()
     torch.manual_seed(0)
-    system = build_disentangle((1, 8, 8), 10, DisentangleOptions(**_tiny_options("disentangle"), variational=True,
-                                                                use_floor=1.0))  # unreachable: always active
+    system = build_disentangle(
+        (1, 8, 8), 10, DisentangleOptions(**_tiny_options("disentangle"), variational=True, use_floor=1.0)
+    )  # unreachable: always active
     ae = next(p for p in system.phases if p.name == "ae")
     batches = [PhaseBatch(data.x_l[:16], data.y_l[:16]), PhaseBatch(data.x_l[16:32], data.y_l[16:32])]
     out = ae.loss(system.nets, batches, system.state)
@@ -445,8 +532,15 @@ def test_the_use_floor_term_is_logged_and_trains(tmp_path):
     assert system.nets["enc_z"][1].weight.grad.abs().sum() > 0
     # the floor trains Enc_z only: alone (every other term weighted 0), it gives the decoder no gradient
     torch.manual_seed(0)
-    system = build_disentangle((1, 8, 8), 10, DisentangleOptions(**{**_tiny_options("disentangle"), "w_recon": 0.0, "w_adv": 0.0,
-                                                                    "w_swap": 0.0}, variational=True, use_floor=1.0))
+    system = build_disentangle(
+        (1, 8, 8),
+        10,
+        DisentangleOptions(
+            **{**_tiny_options("disentangle"), "w_recon": 0.0, "w_adv": 0.0, "w_swap": 0.0},
+            variational=True,
+            use_floor=1.0,
+        ),
+    )
     ae = next(p for p in system.phases if p.name == "ae")
     ae.loss(system.nets, batches, system.state)["loss"].backward()
     assert system.nets["enc_z"][1].weight.grad.abs().sum() > 0
@@ -457,6 +551,7 @@ def test_the_use_floor_term_is_logged_and_trains(tmp_path):
 
 def test_same_class_partners_share_the_label_and_are_other_images():
     from semireg.systems.disentangle import same_class_partner
+
     torch.manual_seed(0)
     y = torch.tensor([0, 1, 0, 2, 1, 0, 1, 3])  # class 2 and 3 have one image each
     seen = set()
@@ -472,7 +567,10 @@ def test_same_class_partners_share_the_label_and_are_other_images():
 
 def test_variational_same_class_cycle_terms_enter_the_ae_loss():
     from semireg.systems.disentangle import DisentangleOptions, build_disentangle
-    opts = DisentangleOptions(**_tiny_options("disentangle"), variational=True, w_kl=0.5, s_from="same-class", w_cycle=2.0)
+
+    opts = DisentangleOptions(
+        **_tiny_options("disentangle"), variational=True, w_kl=0.5, s_from="same-class", w_cycle=2.0
+    )
     torch.manual_seed(0)
     system = build_disentangle((1, 8, 8), 10, opts)
     assert system.nets["enc_z"](torch.rand(3, 1, 8, 8)).shape == (3, 2 * opts.dim_z)  # mean and log-variance
@@ -480,8 +578,13 @@ def test_variational_same_class_cycle_terms_enter_the_ae_loss():
     batches = [PhaseBatch(data.x_l[:16], data.y_l[:16]), PhaseBatch(data.x_l[16:32], data.y_l[16:32])]
     ae = next(p for p in system.phases if p.name == "ae")
     terms = ae.loss(system.nets, batches, system.state)
-    total = (opts.w_recon * terms["recon"] + 0.5 * terms["kl"] + opts.w_adv * terms["adv_uniform"]
-             + opts.w_swap * terms["ce_swap"] + 2.0 * terms["cycle"])
+    total = (
+        opts.w_recon * terms["recon"]
+        + 0.5 * terms["kl"]
+        + opts.w_adv * terms["adv_uniform"]
+        + opts.w_swap * terms["ce_swap"]
+        + 2.0 * terms["cycle"]
+    )
     assert float(terms["loss"].detach()) == pytest.approx(float(total), rel=1e-5)
     assert float(terms["kl"]) > 0 and float(terms["cycle"]) > 0
     with pytest.raises(ConfigError, match="variational"):
@@ -491,9 +594,19 @@ def test_variational_same_class_cycle_terms_enter_the_ae_loss():
 
 
 def test_variational_disentangle_reports_probes_on_sampled_z(tmp_path):
-    cfg = from_kwargs({"method.name": "disentangle", **{f"method.{k}": v for k, v in _tiny_options("disentangle").items()},
-                       "method.variational": True, "method.w_kl": 0.1, "method.s_from": "same-class",
-                       "method.w_cycle": 1.0, "steps": 3, "batch_size": 16, "progress": False})
+    cfg = from_kwargs(
+        {
+            "method.name": "disentangle",
+            **{f"method.{k}": v for k, v in _tiny_options("disentangle").items()},
+            "method.variational": True,
+            "method.w_kl": 0.1,
+            "method.s_from": "same-class",
+            "method.w_cycle": 1.0,
+            "steps": 3,
+            "batch_size": 16,
+            "progress": False,
+        }
+    )
     result = train_system_config(cfg, tmp_path / "run", data=_toy_data())
     m = result.metrics
     for key in ("z_probe_mlp", "z_probe_mlp_sampled", "z_probe_linear_sampled", "z_std", "recon_bce_other_z"):
@@ -502,13 +615,19 @@ def test_variational_disentangle_reports_probes_on_sampled_z(tmp_path):
 
 def test_the_adversary_reads_the_mean_z_when_asked():
     from semireg.systems.disentangle import DisentangleOptions, build_disentangle
+
     data = _toy_data()
     batch = [PhaseBatch(data.x_l[:16], data.y_l[:16])]
     losses = {}
     for reads in ("sample", "mean"):
         torch.manual_seed(0)
-        system = build_disentangle((1, 8, 8), 10, DisentangleOptions(**_tiny_options("disentangle"), variational=True,
-                                                                    adversary_reads=reads, enc_dropout=0.0))
+        system = build_disentangle(
+            (1, 8, 8),
+            10,
+            DisentangleOptions(
+                **_tiny_options("disentangle"), variational=True, adversary_reads=reads, enc_dropout=0.0
+            ),
+        )
         system.nets.eval()
         adv = next(p for p in system.phases if p.name == "adv")
         losses[reads] = [float(adv.loss(system.nets, batch, system.state)["ce_z"]) for _ in range(2)]
@@ -520,14 +639,20 @@ def test_the_adversary_reads_the_mean_z_when_asked():
 
 def test_without_adversary_dropout_the_adversary_reads_the_codes_the_probes_read():
     from semireg.systems.disentangle import DisentangleOptions, adversary_codes, build_disentangle, eval_mode_mean
+
     data = _toy_data()
     x, y = data.x_l[:16], data.y_l[:16]
     batches = [PhaseBatch(x, y), PhaseBatch(data.x_l[16:32], data.y_l[16:32])]
     losses = {}
     for dropout_seen in (True, False):
         torch.manual_seed(0)
-        opts = DisentangleOptions(**_tiny_options("disentangle"), variational=True, adversary_reads="mean",
-                                  enc_dropout=0.5, adversary_dropout=dropout_seen)
+        opts = DisentangleOptions(
+            **_tiny_options("disentangle"),
+            variational=True,
+            adversary_reads="mean",
+            enc_dropout=0.5,
+            adversary_dropout=dropout_seen,
+        )
         system = build_disentangle((1, 8, 8), 10, opts)
         system.nets.train()  # as in training: dropout on
         adv = next(p for p in system.phases if p.name == "adv")
@@ -552,6 +677,7 @@ def test_without_adversary_dropout_the_adversary_reads_the_codes_the_probes_read
 
 def test_the_standardized_adversary_cannot_be_fooled_by_shrinking_z():
     from semireg.systems.disentangle import DisentangleOptions, adversary_view
+
     opts = DisentangleOptions(adversary_reads="mean-standardized")
     mean = torch.randn(64, 16, generator=torch.Generator().manual_seed(0)) * 3 + 1
     view = adversary_view(mean, mean, opts)
@@ -566,12 +692,14 @@ def test_tsne_of_collapsed_codes_draws_a_note_instead_of_crashing(tmp_path):
     # scikit-learn's t-SNE ends the process with a segmentation fault on identical points (a collapsed z),
     # which lost a run's results before the guard.
     from semireg.systems.evaluation import tsne_plot
+
     tsne_plot(torch.ones(50, 4), torch.arange(50) % 10, tmp_path / "z.png", "collapsed")
     assert (tmp_path / "z.png").stat().st_size > 0
 
 
 def test_class_moment_gap_reads_class_dependence_at_any_scale():
     from semireg.systems.disentangle import class_moment_gap
+
     g = torch.Generator().manual_seed(0)
     y = torch.arange(400) % 4
     noise = torch.randn(400, 6, generator=g)  # (400, 6)
@@ -592,6 +720,7 @@ def test_class_moment_gap_reads_class_dependence_at_any_scale():
 
 def test_class_mmd_sees_a_class_dependent_shape_that_the_moments_do_not():
     from semireg.systems.disentangle import class_mmd, class_moment_gap
+
     g = torch.Generator().manual_seed(0)
     y = torch.arange(512) % 2
     noise = torch.randn(512, 4, generator=g)  # (512, 4)
@@ -612,6 +741,7 @@ def test_class_mmd_sees_a_class_dependent_shape_that_the_moments_do_not():
 
 def test_the_code_queue_keeps_the_last_codes_and_the_queued_mmd_has_no_self_pair_bias():
     from semireg.systems.disentangle import CodeQueue, class_mmd, class_mmd_to_queue, standardize_batch
+
     queue = CodeQueue(6, 2)
     assert (queue.labels == -1).all()
     for start in (0, 4, 8):  # 12 codes into 6 slots: the last 6 (codes 6..11) remain, each with its label
@@ -645,10 +775,12 @@ def test_the_code_queue_keeps_the_last_codes_and_the_queued_mmd_has_no_self_pair
 
 def test_the_queued_class_mmd_enters_the_ae_loss_and_fills_its_queue():
     from semireg.systems.disentangle import DisentangleOptions, build_disentangle
+
     data = _toy_data()
     torch.manual_seed(0)
-    opts = DisentangleOptions(**{**_tiny_options("disentangle"), "w_recon": 0.0, "w_adv": 0.0, "w_swap": 0.0},
-                              w_class_mmd=3.0, mmd_queue=64)
+    opts = DisentangleOptions(
+        **{**_tiny_options("disentangle"), "w_recon": 0.0, "w_adv": 0.0, "w_swap": 0.0}, w_class_mmd=3.0, mmd_queue=64
+    )
     system = build_disentangle((1, 8, 8), 10, opts)
     queue = system.state["code_queue"]
     ae = next(p for p in system.phases if p.name == "ae")
@@ -668,10 +800,14 @@ def test_the_queued_class_mmd_enters_the_ae_loss_and_fills_its_queue():
 
 def test_the_class_moment_term_enters_the_ae_loss_and_trains_enc_z():
     from semireg.systems.disentangle import DisentangleOptions, build_disentangle
+
     data = _toy_data()
     torch.manual_seed(0)
-    opts = DisentangleOptions(**{**_tiny_options("disentangle"), "w_recon": 0.0, "w_adv": 0.0, "w_swap": 0.0},
-                              variational=True, w_class_moments=2.0)
+    opts = DisentangleOptions(
+        **{**_tiny_options("disentangle"), "w_recon": 0.0, "w_adv": 0.0, "w_swap": 0.0},
+        variational=True,
+        w_class_moments=2.0,
+    )
     system = build_disentangle((1, 8, 8), 10, opts)
     ae = next(p for p in system.phases if p.name == "ae")
     batches = [PhaseBatch(data.x_l[:32], data.y_l[:32]), PhaseBatch(data.x_l[32:64], data.y_l[32:64])]
@@ -682,8 +818,9 @@ def test_the_class_moment_term_enters_the_ae_loss_and_trains_enc_z():
     assert system.nets["enc_z"][1].weight.grad.abs().sum() > 0
     with pytest.raises(ConfigError, match="w_class_moments"):
         build_disentangle((1, 8, 8), 10, DisentangleOptions(w_class_moments=-1.0))
-    opts = DisentangleOptions(**{**_tiny_options("disentangle"), "w_recon": 0.0, "w_adv": 0.0, "w_swap": 0.0},
-                              w_class_mmd=3.0)
+    opts = DisentangleOptions(
+        **{**_tiny_options("disentangle"), "w_recon": 0.0, "w_adv": 0.0, "w_swap": 0.0}, w_class_mmd=3.0
+    )
     system = build_disentangle((1, 8, 8), 10, opts)
     out = next(p for p in system.phases if p.name == "ae").loss(system.nets, batches, system.state)
     assert float(out["loss"].detach()) == pytest.approx(3.0 * float(out["class_mmd"]), rel=1e-5)
@@ -695,6 +832,7 @@ def test_the_class_moment_term_enters_the_ae_loss_and_trains_enc_z():
 
 def test_the_z_use_guard_sees_style_in_z_and_nothing_in_a_constant_z():
     from semireg.systems.disentangle import DisentangleOptions, z_use_guard
+
     g = torch.Generator().manual_seed(0)
     n, k = 1200, 4
     y = torch.arange(n) % k
@@ -715,6 +853,7 @@ def test_the_z_use_guard_sees_style_in_z_and_nothing_in_a_constant_z():
 
 def test_class_whitening_gives_every_class_zero_mean_and_unit_covariance():
     from semireg.systems.disentangle import ClassWhitening
+
     g = torch.Generator().manual_seed(0)
     k, d = 3, 4
     centres = torch.randn(k, d, generator=g) * 4
@@ -736,14 +875,17 @@ def test_class_whitening_gives_every_class_zero_mean_and_unit_covariance():
 
 def class_moment_gap_of(z, y):
     from semireg.systems.disentangle import class_moment_gap
+
     return float(sum(class_moment_gap(z, y)))
 
 
 def test_class_whitened_codes_are_used_in_training_and_evaluation(tmp_path):
     from semireg.systems.disentangle import DisentangleOptions, build_disentangle, codes
+
     data = _toy_data()
-    opts = DisentangleOptions(**_tiny_options("disentangle"), variational=True, s_from="same-class", w_cycle=1.0,
-                              z_norm="class-whiten")
+    opts = DisentangleOptions(
+        **_tiny_options("disentangle"), variational=True, s_from="same-class", w_cycle=1.0, z_norm="class-whiten"
+    )
     torch.manual_seed(0)
     system = build_disentangle((1, 8, 8), 10, opts)
     ae = next(p for p in system.phases if p.name == "ae")
@@ -756,9 +898,17 @@ def test_class_whitened_codes_are_used_in_training_and_evaluation(tmp_path):
     white = codes(system.nets, data.x_l, opts, state=system.state)[1]
     cls = system.nets["clf_s"](system.nets["enc_s"](data.x_l)).argmax(1)  # the class read from s, no label
     assert torch.allclose(white, system.state["z_norm"](raw, cls), atol=1e-5)
-    cfg = from_kwargs({"method.name": "disentangle", **{f"method.{k}": v for k, v in _tiny_options("disentangle").items()},
-                       "method.variational": True, "method.z_norm": "class-whiten", "steps": 3, "batch_size": 16,
-                       "progress": False})
+    cfg = from_kwargs(
+        {
+            "method.name": "disentangle",
+            **{f"method.{k}": v for k, v in _tiny_options("disentangle").items()},
+            "method.variational": True,
+            "method.z_norm": "class-whiten",
+            "steps": 3,
+            "batch_size": 16,
+            "progress": False,
+        }
+    )
     result = train_system_config(cfg, tmp_path / "run", data=data)  # checkpointed and evaluated with the state
     assert "z_recon_gain" in result.metrics
     with pytest.raises(ConfigError, match="z_norm"):
@@ -769,9 +919,14 @@ def test_class_statistics_are_those_of_the_evaluation_mode_codes():
     # Dropout in Enc_z shifts training-mode codes by a class-dependent amount; whitening with their statistics
     # put the label back into the evaluated z (docs/results.md). With momentum 1 the statistics are one batch's.
     from semireg.systems.disentangle import DisentangleOptions, build_disentangle, z_posterior
+
     data = _toy_data()
-    opts = DisentangleOptions(**{**_tiny_options("disentangle"), "enc_dropout": 0.5}, variational=True,
-                              z_norm="class-whiten", z_norm_momentum=1.0)
+    opts = DisentangleOptions(
+        **{**_tiny_options("disentangle"), "enc_dropout": 0.5},
+        variational=True,
+        z_norm="class-whiten",
+        z_norm_momentum=1.0,
+    )
     torch.manual_seed(0)
     system = build_disentangle((1, 8, 8), 10, opts)
     system.nets.train()

@@ -44,8 +44,9 @@ def test_readme_own_data_commands_run(tmp_path, monkeypatch, capsys):
         for i in range(n):
             Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(f"{folder}/{i}.png")
     for argv in commands:
-        caps = ["train.steps=10"] + (["--budget", "90s", "--folds", "2", "--methods", "supervised,fixmatch"]
-                                     if argv[1] == "select" else [])
+        caps = ["train.steps=10"] + (
+            ["--budget", "90s", "--folds", "2", "--methods", "supervised,fixmatch"] if argv[1] == "select" else []
+        )
         assert main(argv[1:] + (caps if argv[1] != "predict" else [])) == 0, argv
     out = capsys.readouterr().out
     assert "class_" in out and out.count("recommended:") == 2

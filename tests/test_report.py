@@ -19,14 +19,37 @@ from semireg.export import export_run, load_exported, predict_files
 from semireg.report.browser import check_page, find_browser
 from semireg.report.html import build_report
 
-SECTIONS = ("Final metrics", "Loss and accuracy curves", "Confusion matrix and per-class F1", "Samples",
-            "Data and split", "Code version and hardware", "Resolved configuration")
+SECTIONS = (
+    "Final metrics",
+    "Loss and accuracy curves",
+    "Confusion matrix and per-class F1",
+    "Samples",
+    "Data and split",
+    "Code version and hardware",
+    "Resolved configuration",
+)
 
 
 def _train(root, variant, steps=150):
     run = root / variant
-    assert main(["train", "demo", "--variant", variant, "--seeds", "0", "--run-dir", str(run), f"train.steps={steps}",
-                 "train.eval_every=50", "train.progress=false"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "demo",
+                "--variant",
+                variant,
+                "--seeds",
+                "0",
+                "--run-dir",
+                str(run),
+                f"train.steps={steps}",
+                "train.eval_every=50",
+                "train.progress=false",
+            ]
+        )
+        == 0
+    )
     return run
 
 
@@ -94,8 +117,10 @@ def test_the_browser_check_catches_a_broken_page(tmp_path):
     """The check above could pass vacuously; here it must fail."""
     _browser_or_skip()
     bad = tmp_path / "bad.html"
-    bad.write_text('<html><body><img src="data:image/png;base64,AAAA" alt="x"><img src="missing.png">'
-                   '<script>console.error("boom"); not_defined();</script></body></html>')
+    bad.write_text(
+        '<html><body><img src="data:image/png;base64,AAAA" alt="x"><img src="missing.png">'
+        '<script>console.error("boom"); not_defined();</script></body></html>'
+    )
     check = check_page(bad)
     assert not check.ok and len(check.broken_images) == 2
     assert any("boom" in e for e in check.errors) and any("exception" in e for e in check.errors)
@@ -162,7 +187,9 @@ def test_predict_files_npz_and_images(runs, tmp_path):
 
 
 def test_predict_refuses_a_system_run(tmp_path):
-    (tmp_path / "config.json").write_text(json.dumps({"method": {"name": "disentangle"}, "data": {"dataset": "digits"}}))
+    (tmp_path / "config.json").write_text(
+        json.dumps({"method": {"name": "disentangle"}, "data": {"dataset": "digits"}})
+    )
     torch.save({"step": 1}, tmp_path / "checkpoint.pt")
     with pytest.raises(ConfigError, match="classifier"):
         predict_files(tmp_path, [tmp_path / "x.npz"])
@@ -173,8 +200,26 @@ def test_tensorboard_logger_writes_the_jsonl_scalars(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     run = tmp_path / "run"
-    assert main(["train", "demo", "--variant", "vat", "--seeds", "0", "--run-dir", str(run), "train.steps=40",
-                 "train.eval_every=20", "train.log_every=10", "train.progress=false", "logger=tensorboard"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "demo",
+                "--variant",
+                "vat",
+                "--seeds",
+                "0",
+                "--run-dir",
+                str(run),
+                "train.steps=40",
+                "train.eval_every=20",
+                "train.log_every=10",
+                "train.progress=false",
+                "logger=tensorboard",
+            ]
+        )
+        == 0
+    )
     events = EventAccumulator(str(run / "tensorboard"))
     events.Reload()
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]

@@ -36,7 +36,11 @@ def test_nineteen_corruptions_with_cifar_constants():
     assert len(CORRUPTIONS_15) == 15 and len(CORRUPTIONS_EXTRA) == 4 and len(CORRUPTIONS) == 19
     # Spot-check constants that differ between CIFAR-10-C and ImageNet-C (imagecorruptions).
     x = torch.full((1, 3, 32, 32), 0.5)
-    assert torch.allclose(C.contrast(x + torch.linspace(-0.2, 0.2, 32), 5, None).std(), (x + torch.linspace(-0.2, 0.2, 32)).std() * 0.15, rtol=1e-4)
+    assert torch.allclose(
+        C.contrast(x + torch.linspace(-0.2, 0.2, 32), 5, None).std(),
+        (x + torch.linspace(-0.2, 0.2, 32)).std() * 0.15,
+        rtol=1e-4,
+    )
     # CIFAR gaussian noise sigma at severity 1 is 0.04 (ImageNet-C: 0.08).
     g = torch.Generator().manual_seed(0)
     noise = C.gaussian_noise(torch.full((64, 3, 32, 32), 0.5), 1, g) - 0.5
@@ -161,12 +165,45 @@ def test_robustness_command_on_a_finished_run(tmp_path, images):
     y = (np.arange(48) % 3).astype(np.int64)
     np.savez(tmp_path / "toy.npz", x=x, y=y, x_test=x[:24], y_test=y[:24])
     run = tmp_path / "run"
-    assert main(["train", "demo", "--run-dir", str(run), "--variant", "labels-only",
-                 "--seeds", "0", f"data.dataset=npz:{tmp_path / 'toy.npz'}", "data.protocol=standard",
-                 "data.n_labeled=24", "data.balanced=false", "model.name=cnn_small", "model.hidden=[8]",
-                 "train.steps=4", "train.eval_every=0", "train.progress=false"]) == 0
-    assert main(["robustness", str(run), "--n-images", "12", "--corruptions", "fog,contrast,saturate",
-                 "--severities", "1,5"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "demo",
+                "--run-dir",
+                str(run),
+                "--variant",
+                "labels-only",
+                "--seeds",
+                "0",
+                f"data.dataset=npz:{tmp_path / 'toy.npz'}",
+                "data.protocol=standard",
+                "data.n_labeled=24",
+                "data.balanced=false",
+                "model.name=cnn_small",
+                "model.hidden=[8]",
+                "train.steps=4",
+                "train.eval_every=0",
+                "train.progress=false",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "robustness",
+                str(run),
+                "--n-images",
+                "12",
+                "--corruptions",
+                "fog,contrast,saturate",
+                "--severities",
+                "1,5",
+            ]
+        )
+        == 0
+    )
     result = json.loads((run / "robustness.json").read_text())
     assert set(result["accuracy"]) == {"fog", "contrast", "saturate"} and result["n_images"] == 12
     assert result["summary"]["mean_c15"] is None  # a subset never reports the 15 x 5 mean

@@ -46,14 +46,21 @@ def test_budget_parsing_and_the_steps_that_fit():
 
 
 def selection(acc):
-    return Selection(out=None, steps=10, folds=[np.arange(10)] * len(next(iter(acc.values()))), accuracy=acc,
-                     run_time_s={m: [1.0] * len(v) for m, v in acc.items()})
+    return Selection(
+        out=None,
+        steps=10,
+        folds=[np.arange(10)] * len(next(iter(acc.values()))),
+        accuracy=acc,
+        run_time_s={m: [1.0] * len(v) for m, v in acc.items()},
+    )
 
 
 def test_the_verdict_says_when_a_difference_is_noise():
     clear = selection({"supervised": [0.70, 0.72, 0.71], "vat": [0.80, 0.83, 0.81], "pimodel": [0.60, 0.61, 0.62]})
     best, text = verdict(clear)
-    assert best == "vat" and "beats labels only by +10.33" in text and "clearly ahead of the runner-up supervised" in text
+    assert (
+        best == "vat" and "beats labels only by +10.33" in text and "clearly ahead of the runner-up supervised" in text
+    )
     assert verdict(selection({"vat": [0.8, 0.9], "fixmatch": [0.7, 0.7]}))[0] == "vat"  # no labels-only candidate
     noisy = selection({"supervised": [0.70, 0.80, 0.75], "vat": [0.78, 0.72, 0.80]})
     best, text = verdict(noisy)
@@ -66,8 +73,15 @@ def test_the_verdict_says_when_a_difference_is_noise():
 def test_select_runs_every_candidate_on_every_fold_resumes_and_fits(tmp_path):
     x, y = blobs()
     names = np.array(["a", "b", "c"])[y.numpy()]
-    kwargs = dict(methods=["supervised", "vat", "fixmatch"], folds=2, budget="120s", out=tmp_path / "sel", progress=False,
-                  eval_data=(x[200:], names[200:]), **{"model.hidden": [32], "train.steps": 40, "train.batch_size": 12})
+    kwargs = dict(
+        methods=["supervised", "vat", "fixmatch"],
+        folds=2,
+        budget="120s",
+        out=tmp_path / "sel",
+        progress=False,
+        eval_data=(x[200:], names[200:]),
+        **{"model.hidden": [32], "train.steps": 40, "train.batch_size": 12},
+    )
     start = time.perf_counter()
     sel = semireg.select((x[:24], names[:24]), x[24:200], fit=True, **kwargs)
     assert time.perf_counter() - start < 120
@@ -97,11 +111,42 @@ def test_select_from_the_command_line_on_a_csv(tmp_path, capsys):
         w.writerow([f"f{j}" for j in range(6)] + ["label"])
         for i in range(240):
             w.writerow([f"{v:.4f}" for v in x[i].tolist()] + [str(int(y[i])) if i < 18 else ""])
-    assert main(["select", f"data.dataset=csv:{path}", "data.n_labeled=-1", "data.n_test=0", "model.hidden=[32]",
-                 "train.steps=30", "--methods", "supervised,pseudolabel", "--folds", "3", "--budget", "60s",
-                 "--out", str(tmp_path / "sel")]) == 0
+    assert (
+        main(
+            [
+                "select",
+                f"data.dataset=csv:{path}",
+                "data.n_labeled=-1",
+                "data.n_test=0",
+                "model.hidden=[32]",
+                "train.steps=30",
+                "--methods",
+                "supervised,pseudolabel",
+                "--folds",
+                "3",
+                "--budget",
+                "60s",
+                "--out",
+                str(tmp_path / "sel"),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "| supervised |" in out and "| pseudolabel |" in out and "recommended:" in out
-    assert main(["select", f"data.dataset=csv:{path}", "data.n_labeled=-1", "data.n_test=0", "--methods", "consistency",
-                 "--out", str(tmp_path / "no")]) == 2
+    assert (
+        main(
+            [
+                "select",
+                f"data.dataset=csv:{path}",
+                "data.n_labeled=-1",
+                "data.n_test=0",
+                "--methods",
+                "consistency",
+                "--out",
+                str(tmp_path / "no"),
+            ]
+        )
+        == 2
+    )
     assert "distil(s) from a teacher" in capsys.readouterr().err

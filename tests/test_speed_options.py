@@ -5,22 +5,33 @@ import json
 
 import pytest
 import torch
+from conftest import TRAIN_THREADS
 
 from semireg.config import from_kwargs
 from semireg.engine import train
 
-from conftest import TRAIN_THREADS
-
 
 def digits_cfg(method="vat", **kw):
-    base = {"data": {"dataset": "digits", "n_labeled": 1000, "n_test": 400}, "model": {"name": "cnn_small"},
-            # xi 1.0 as the recipes set it: at the default float32 probe (0.1) one power iteration
-            # on samples with little curvature is steered by rounding, so two summation orders (NCHW
-            # vs NHWC convolutions) part by 0.05 in the weights after 10 steps instead of < 1e-3.
-            "method": {"name": method, **({"eps": 1.0, "xi": 1.0} if method == "vat" else {})},
-            "train": {"steps": 100, "batch_size": 32, "unlabeled_batch_size": 32, "lr": 3e-3, "progress": False,
-                      "log_every": 25, "threads": TRAIN_THREADS, "precision": "32-true", "channels_last": False},
-            "augment": {"pad": 1}}  # the float32, NCHW baseline each speed option is set against
+    base = {
+        "data": {"dataset": "digits", "n_labeled": 1000, "n_test": 400},
+        "model": {"name": "cnn_small"},
+        # xi 1.0 as the recipes set it: at the default float32 probe (0.1) one power iteration
+        # on samples with little curvature is steered by rounding, so two summation orders (NCHW
+        # vs NHWC convolutions) part by 0.05 in the weights after 10 steps instead of < 1e-3.
+        "method": {"name": method, **({"eps": 1.0, "xi": 1.0} if method == "vat" else {})},
+        "train": {
+            "steps": 100,
+            "batch_size": 32,
+            "unlabeled_batch_size": 32,
+            "lr": 3e-3,
+            "progress": False,
+            "log_every": 25,
+            "threads": TRAIN_THREADS,
+            "precision": "32-true",
+            "channels_last": False,
+        },
+        "augment": {"pad": 1},
+    }  # the float32, NCHW baseline each speed option is set against
     return from_kwargs(kw, base=base)
 
 
@@ -30,8 +41,10 @@ def baseline():
 
 
 def _max_weight_diff(a, b):
-    return max(float((x.float() - y.float()).abs().max()) for x, y in zip(a.model.state_dict().values(),
-                                                                        b.model.state_dict().values()))
+    return max(
+        float((x.float() - y.float()).abs().max())
+        for x, y in zip(a.model.state_dict().values(), b.model.state_dict().values())
+    )
 
 
 def test_channels_last_changes_nothing_but_the_memory_layout(baseline):

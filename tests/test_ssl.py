@@ -8,13 +8,13 @@ import torch
 
 from semireg.config import from_kwargs, load_recipe
 from semireg.engine import train, unlabeled_batch_size
-from semireg.traindata import TrainData
 from semireg.errors import ConfigError
 from semireg.methods import METHODS, get_method
 from semireg.methods.common import DistAlign, ramp_up, sharpen
 from semireg.methods.flexmatch import LearningStatus, class_thresholds
 from semireg.methods.freematch import SelfAdaptiveThreshold, fairness_loss
 from semireg.methods.uda import tsa_threshold
+from semireg.traindata import TrainData
 
 
 def test_ramp_up_and_sharpen():
@@ -107,10 +107,20 @@ def image_data() -> TrainData:
 
 
 def ssl_cfg(method: str, **kw):
-    base = {"method": {"name": method}, "model": {"name": "cnn_small", "hidden": [8]},
-            "train": {"steps": 12, "batch_size": 6, "progress": False, "deterministic": True, "log_every": 3,
-                      "ema_decay": 0.9, "lr": 1e-2},
-            "augment": {"pad": 1, "ra_ops": 1}}
+    base = {
+        "method": {"name": method},
+        "model": {"name": "cnn_small", "hidden": [8]},
+        "train": {
+            "steps": 12,
+            "batch_size": 6,
+            "progress": False,
+            "deterministic": True,
+            "log_every": 3,
+            "ema_decay": 0.9,
+            "lr": 1e-2,
+        },
+        "augment": {"pad": 1, "ra_ops": 1},
+    }
     return from_kwargs(kw, base=base)
 
 

@@ -7,13 +7,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import TRAIN_THREADS, mnist_available
 
 from semireg.config import config_for, load_recipe
 from semireg.engine import train
-from semireg.traindata import data_from_config
 from semireg.methods import METHODS
-
-from conftest import TRAIN_THREADS, mnist_available
+from semireg.traindata import data_from_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not mnist_available(), reason="../shared/data/mnist not present")]
 
@@ -35,18 +34,32 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(not mnist_available(), reason
 # test_mnist_real.py's holdout; evaluating all 10,000 cost each short run ~9 s of its worker.
 # train.precision = 32-true: LABELS_ONLY and the budgets are float32 measurements (precision auto on the AMD EPYC that
 # measured them); on a CPU with AMX, auto would be bf16-mixed, another numeric path than the one the margins hold for.
-SHORT = {"train.eval_every": 0, "train.progress": False, "train.threads": TRAIN_THREADS, "data.n_val": 0,
-         "data.n_test": 2000, "train.precision": "32-true"}
+SHORT = {
+    "train.eval_every": 0,
+    "train.progress": False,
+    "train.threads": TRAIN_THREADS,
+    "data.n_val": 0,
+    "data.n_test": 2000,
+    "train.precision": "32-true",
+}
 MARGIN = 0.03
 # Methods whose short real run on MNIST-100 is another test's, so the suite does not pay for two (~100 s of CPU).
 COVERED_ELSEWHERE = {"vat": ("test_mnist_real.py", "test_vat_beats_labels_only_on_mnist_100_labels")}
-SEMI_SUPERVISED = sorted(name for name, spec in METHODS.items()
-                         if spec.uses_unlabeled(spec.options()) and not spec.needs_teacher
-                         and name not in COVERED_ELSEWHERE)
+SEMI_SUPERVISED = sorted(
+    name
+    for name, spec in METHODS.items()
+    if spec.uses_unlabeled(spec.options()) and not spec.needs_teacher and name not in COVERED_ELSEWHERE
+)
 
 DEFAULT_BUDGET = {"steps": 200, "mu": 2}  # a new method starts here
-BUDGET = {"flexmatch": {"steps": 200, "mu": 1}, "freematch": {"steps": 200, "mu": 1}, "uda": {"steps": 200, "mu": 1},
-          "meanteacher": {"steps": 400, "mu": 1}, "pimodel": {"steps": 600, "mu": 1}, "pseudolabel": {"steps": 600, "mu": 2}}
+BUDGET = {
+    "flexmatch": {"steps": 200, "mu": 1},
+    "freematch": {"steps": 200, "mu": 1},
+    "uda": {"steps": 200, "mu": 1},
+    "meanteacher": {"steps": 400, "mu": 1},
+    "pimodel": {"steps": 600, "mu": 1},
+    "pseudolabel": {"steps": 600, "mu": 2},
+}
 
 
 def budget_of(method: str) -> dict:
@@ -80,7 +93,12 @@ def labels_only(steps: int, tmp_path) -> float:
 def accuracy_of(cfg, run_dir: Path) -> float:
     """Test accuracy of a short run, after checking it trains on the split the budgets were measured on."""
     data, split = data_from_config(cfg)
-    assert (len(split.labeled), len(split.unlabeled), len(split.val), len(data.eval_sets["test"][1])) == (100, 59_900, 0, 2000)
+    assert (len(split.labeled), len(split.unlabeled), len(split.val), len(data.eval_sets["test"][1])) == (
+        100,
+        59_900,
+        0,
+        2000,
+    )
     return train(cfg, run_dir, data=data, split=split).metrics["test"]["accuracy"]
 
 
@@ -91,14 +109,21 @@ def accuracy_of(cfg, run_dir: Path) -> float:
 _SLOW_STARTERS: dict[str, str] = {}
 
 
-@pytest.mark.parametrize("method", [pytest.param(m, marks=pytest.mark.xfail(reason=_SLOW_STARTERS[m], strict=True))
-                                    if m in _SLOW_STARTERS else m for m in SEMI_SUPERVISED])
+@pytest.mark.parametrize(
+    "method",
+    [
+        pytest.param(m, marks=pytest.mark.xfail(reason=_SLOW_STARTERS[m], strict=True)) if m in _SLOW_STARTERS else m
+        for m in SEMI_SUPERVISED
+    ],
+)
 def test_a_short_run_beats_the_labels_only_baseline(method, tmp_path):
     budget = budget_of(method)
     steps, mu = budget["steps"], budget["mu"]
     accuracy = accuracy_of(short_config(method, steps, mu), tmp_path / method)
     baseline = LABELS_ONLY[steps]
-    assert accuracy > baseline + MARGIN, f"{method} ({steps} steps, mu {mu}): {accuracy:.4f} vs labels only {baseline:.4f}"
+    assert accuracy > baseline + MARGIN, (
+        f"{method} ({steps} steps, mu {mu}): {accuracy:.4f} vs labels only {baseline:.4f}"
+    )
 
 
 def test_the_methods_left_out_here_have_their_short_run_elsewhere():
@@ -114,7 +139,9 @@ if __name__ == "__main__":
     import sys
     import tempfile
 
-    SHORT["train.threads"] = 1  # as in the suite's xdist workers (at 2 threads the float order, and so the figure, differ)
+    SHORT["train.threads"] = (
+        1  # as in the suite's xdist workers (at 2 threads the float order, and so the figure, differ)
+    )
     torch.set_num_threads(1)
     for arg in sys.argv[1:]:
         if arg.isdigit():
@@ -122,4 +149,7 @@ if __name__ == "__main__":
             continue
         b = budget_of(arg)
         acc = accuracy_of(short_config(arg, b["steps"], b["mu"]), Path(tempfile.mkdtemp()) / arg)
-        print(f"{arg}, {b['steps']} steps, mu {b['mu']}: {acc:.4f} (labels only {LABELS_ONLY[b['steps']]:.4f})", flush=True)
+        print(
+            f"{arg}, {b['steps']} steps, mu {b['mu']}: {acc:.4f} (labels only {LABELS_ONLY[b['steps']]:.4f})",
+            flush=True,
+        )

@@ -14,9 +14,20 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "semireg"
 LAYERS = [
     ["semireg.version", "semireg.errors", "semireg.hardware"],
     # foundations: data, inputs, networks, loss functions, files, collectives, metrics
-    ["semireg.data", "semireg.augment", "semireg.models", "semireg.methods", "semireg.phases", "semireg.rundir",
-     "semireg.distributed", "semireg.evaluation", "semireg.robustness.corruptions", "semireg.report.browser",
-     "semireg.systems.evaluation", "semireg.faults"],
+    [
+        "semireg.data",
+        "semireg.augment",
+        "semireg.models",
+        "semireg.methods",
+        "semireg.phases",
+        "semireg.rundir",
+        "semireg.distributed",
+        "semireg.evaluation",
+        "semireg.robustness.corruptions",
+        "semireg.report.browser",
+        "semireg.systems.evaluation",
+        "semireg.faults",
+    ],
     ["semireg.systems"],  # multi-network systems, built on phases
     ["semireg.config"],  # validates names against the registries below
     ["semireg.report", "semireg.traindata", "semireg.optim"],
@@ -144,7 +155,7 @@ def test_no_import_cycle():
         stack.append(m)
         for t in sorted(graph[m]):
             if state.get(t) == "open":
-                raise AssertionError("import cycle: " + " -> ".join(stack[stack.index(t):] + [t]))
+                raise AssertionError("import cycle: " + " -> ".join(stack[stack.index(t) :] + [t]))
             if t not in state:
                 visit(t)
         stack.pop()
@@ -186,9 +197,12 @@ def test_the_checks_can_fail(tmp_path, check):
     SRC_saved, ALL_saved = SRC, ALL_MODULES
     SRC, ALL_MODULES = pkg, {m for m, *_ in sources()}
     try:
-        test = {"layer": test_every_module_imports_from_its_layer_or_below_at_the_top,
-                "private": test_no_private_name_is_imported_from_another_module,
-                "cycle": test_no_import_cycle, "length": test_no_function_is_longer_than_80_lines}[check]
+        test = {
+            "layer": test_every_module_imports_from_its_layer_or_below_at_the_top,
+            "private": test_no_private_name_is_imported_from_another_module,
+            "cycle": test_no_import_cycle,
+            "length": test_no_function_is_longer_than_80_lines,
+        }[check]
         with pytest.raises(AssertionError):
             test()
     finally:

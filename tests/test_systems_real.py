@@ -2,11 +2,10 @@
 
 import pytest
 import torch
+from conftest import SHARED_DATA, TRAIN_THREADS, mnist_available
 
 import semireg
 from semireg.data import load_dataset
-
-from conftest import SHARED_DATA, TRAIN_THREADS, mnist_available
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not mnist_available(), reason="../shared/data/mnist not present")]
 
@@ -17,9 +16,19 @@ def test_disentangle_puts_the_label_in_s_and_swaps_digits(tmp_path):
     train = torch.randperm(len(ds.y_train), generator=gen)[:10000]
     test = torch.randperm(len(ds.y_test), generator=gen)[:2000]
     result = semireg.fit_system(
-        "disentangle", ds.x_train[train], ds.y_train[train], steps=300, batch_size=128, seed=0,
-        eval_data=(ds.x_test[test], ds.y_test[test]), run_dir=tmp_path / "run", threads=TRAIN_THREADS,
-        probe_train=5000, probe_epochs=5, judge_epochs=1, tsne_points=300,
+        "disentangle",
+        ds.x_train[train],
+        ds.y_train[train],
+        steps=300,
+        batch_size=128,
+        seed=0,
+        eval_data=(ds.x_test[test], ds.y_test[test]),
+        run_dir=tmp_path / "run",
+        threads=TRAIN_THREADS,
+        probe_train=5000,
+        probe_epochs=5,
+        judge_epochs=1,
+        tsne_points=300,
     )
     m = result.metrics
     assert m["clf_s_accuracy"] > 0.85, m  # chance is 0.10

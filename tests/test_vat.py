@@ -17,8 +17,9 @@ def tiny_cnn(bn: type = nn.BatchNorm2d) -> nn.Module:
 
 def smooth_net() -> nn.Module:
     # No BatchNorm, so the KL Hessian w.r.t. one sample's input is that sample's own.
-    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.Tanh(), nn.Flatten(), nn.Linear(4 * 8 * 8, 16),
-                         nn.Tanh(), nn.Linear(16, 3))
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.Tanh(), nn.Flatten(), nn.Linear(4 * 8 * 8, 16), nn.Tanh(), nn.Linear(16, 3)
+    )
 
 
 def exact_hessians(model64: nn.Module, x64: torch.Tensor) -> list[torch.Tensor]:
@@ -103,8 +104,16 @@ class HandMadeBatchNorm(nn.Module):
         return x - mean.view(1, -1, 1, 1)
 
 
-@pytest.mark.parametrize("bn", [nn.BatchNorm2d, nn.SyncBatchNorm, nn.LazyBatchNorm2d, HandMadeBatchNorm,
-                                lambda c: nn.InstanceNorm2d(c, affine=True, track_running_stats=True)])
+@pytest.mark.parametrize(
+    "bn",
+    [
+        nn.BatchNorm2d,
+        nn.SyncBatchNorm,
+        nn.LazyBatchNorm2d,
+        HandMadeBatchNorm,
+        lambda c: nn.InstanceNorm2d(c, affine=True, track_running_stats=True),
+    ],
+)
 def test_perturbed_passes_leave_running_statistics_alone(bn):
     model = tiny_cnn(bn)
     x = torch.rand(8, 1, 8, 8)

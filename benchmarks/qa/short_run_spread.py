@@ -24,7 +24,6 @@ import torch
 TESTS = Path(__file__).resolve().parents[2] / "tests"
 sys.path.insert(0, str(TESTS))
 
-import test_mnist_real  # noqa: E402
 import test_ssl_real  # noqa: E402
 
 from semireg.config import config_for, load_recipe  # noqa: E402
@@ -41,8 +40,14 @@ def config_of(case: str, seed: int, precision: str):
     pinned = {"data.split_seed": 0, "train.precision": precision}
     if case.startswith(("vat-", "vatlabels-")):
         variant, steps = case.split("-")
-        short = {"train.steps": int(steps), "train.unlabeled_batch_size": 64, "train.eval_every": 0,
-                 "train.progress": False, "data.n_test": 2000, **pinned}
+        short = {
+            "train.steps": int(steps),
+            "train.unlabeled_batch_size": 64,
+            "train.eval_every": 0,
+            "train.progress": False,
+            "data.n_test": 2000,
+            **pinned,
+        }
         return config_for(load_recipe("mnist-100-vat"), "vat" if variant == "vat" else "", seed, short)
     if case.startswith("labels-"):
         method, steps, mu = "supervised", int(case.split("-")[1]), 1
@@ -79,8 +84,15 @@ def main() -> None:
             start = time.perf_counter()
             data, split = data_from_config(cfg)
             acc = train(cfg, Path(tempfile.mkdtemp()) / case, data=data, split=split).metrics["test"]["accuracy"]
-            row = {"case": case, "seed": seed, "precision": args.precision, "accuracy": acc, "cpu": cpu_kind(),
-                   "path": path, "seconds": round(time.perf_counter() - start, 1)}
+            row = {
+                "case": case,
+                "seed": seed,
+                "precision": args.precision,
+                "accuracy": acc,
+                "cpu": cpu_kind(),
+                "path": path,
+                "seconds": round(time.perf_counter() - start, 1),
+            }
             print(json.dumps(row), flush=True)
             with args.out.open("a") as f:
                 f.write(json.dumps(row) + "\n")

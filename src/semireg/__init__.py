@@ -3,8 +3,17 @@
 from .api import evaluate, fit, fit_system, list_methods, list_models, list_systems, select
 from .version import __version__
 
-__all__ = ["SemiSupervisedClassifier", "__version__", "evaluate", "fit", "fit_system", "list_methods", "list_models",
-           "list_systems", "select"]
+__all__ = [
+    "SemiSupervisedClassifier",
+    "__version__",
+    "evaluate",
+    "fit",
+    "fit_system",
+    "list_methods",
+    "list_models",
+    "list_systems",
+    "select",
+]
 
 
 def __getattr__(name: str):

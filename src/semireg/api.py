@@ -25,8 +25,8 @@ from .methods import METHODS
 from .models import MODELS, logits_of
 from .phase_loop import SystemResult, train_system, train_system_config
 from .phases import System
-from .systems import SYSTEMS, get_system
 from .selection import Selection, parse_budget, select_runs
+from .systems import SYSTEMS, get_system
 from .traindata import TrainData, data_from_config
 
 Array = np.ndarray | torch.Tensor
@@ -48,8 +48,9 @@ def list_systems() -> list[str]:
     return sorted(SYSTEMS)
 
 
-def partition(data: Data, unlabeled: Array | None = None, what: str = "data",
-              marker: Any = UNLABELED) -> tuple[Any, np.ndarray, torch.Tensor | None]:
+def partition(
+    data: Data, unlabeled: Array | None = None, what: str = "data", marker: Any = UNLABELED
+) -> tuple[Any, np.ndarray, torch.Tensor | None]:
     """(labelled inputs, their labels, unlabelled inputs or None) from any of the ways data comes in:
     `(x, y)` with unlabelled rows marked in y, a Dataset of `(x, y)` pairs, plus `unlabeled` inputs."""
     if is_map_dataset(data):
@@ -57,8 +58,10 @@ def partition(data: Data, unlabeled: Array | None = None, what: str = "data",
     elif isinstance(data, (tuple, list)) and len(data) == 2:
         x, y = data
     else:
-        raise DataError(f"{what}: expected (x, y) with y = {marker!r} for unlabelled rows, or a Dataset of (x, y) "
-                        f"pairs; got {type(data).__name__}")
+        raise DataError(
+            f"{what}: expected (x, y) with y = {marker!r} for unlabelled rows, or a Dataset of (x, y) "
+            f"pairs; got {type(data).__name__}"
+        )
     if not hasattr(x, "__len__") or not hasattr(x, "shape") and not isinstance(x, (list, tuple)):
         raise DataError(f"{what}: x must be an array or tensor of inputs; got {type(x).__name__}")
     x_l, y_l, x_u = split_rows(x if hasattr(x, "shape") else np.asarray(x), y, marker, f"{what} y")
@@ -68,10 +71,20 @@ def partition(data: Data, unlabeled: Array | None = None, what: str = "data",
     return x_l, y_l, x_u
 
 
-def fit(model: nn.Module | str, data: Data, unlabeled: Array | None = None, *,
-        method: str = "supervised", steps: int = 1000, seed: int = 0, num_classes: int | None = None,
-        eval_data: tuple[Array, Array] | None = None, run_dir: str | Path | None = None,
-        overwrite: bool = False, **options: Any) -> Result:
+def fit(
+    model: nn.Module | str,
+    data: Data,
+    unlabeled: Array | None = None,
+    *,
+    method: str = "supervised",
+    steps: int = 1000,
+    seed: int = 0,
+    num_classes: int | None = None,
+    eval_data: tuple[Array, Array] | None = None,
+    run_dir: str | Path | None = None,
+    overwrite: bool = False,
+    **options: Any,
+) -> Result:
     """Train `model` on `data` = (x, y) (rows with y == -1 are unlabelled) or a Dataset of (x, y)
     pairs, and, for semi-supervised methods, on `unlabeled` = x_u as well.
 
@@ -87,7 +100,11 @@ def fit(model: nn.Module | str, data: Data, unlabeled: Array | None = None, *,
     """
     x_l, y_l, x_u = partition(data, unlabeled)
     data = user_data((x_l, y_l), x_u, eval_data, num_classes, model if isinstance(model, nn.Module) else None)
-    base: dict[str, Any] = {"name": "api", "method": {"name": method}, "train": {"steps": steps, "seed": seed, "progress": False}}
+    base: dict[str, Any] = {
+        "name": "api",
+        "method": {"name": method},
+        "train": {"steps": steps, "seed": seed, "progress": False},
+    }
     if isinstance(model, str):
         base["model"] = {"name": model}
     cfg = from_kwargs(options, base=base)
@@ -95,8 +112,14 @@ def fit(model: nn.Module | str, data: Data, unlabeled: Array | None = None, *,
     return train(cfg, Path(run_dir) if run_dir is not None else None, model=module, data=data, overwrite=overwrite)
 
 
-def user_data(labeled: tuple[Array, Array], unlabeled: Array | None, eval_data: tuple[Array, Array] | None,
-              num_classes: int | None, model: nn.Module | None, name: str = "api") -> TrainData:
+def user_data(
+    labeled: tuple[Array, Array],
+    unlabeled: Array | None,
+    eval_data: tuple[Array, Array] | None,
+    num_classes: int | None,
+    model: nn.Module | None,
+    name: str = "api",
+) -> TrainData:
     """A user's arrays as TrainData, every check made (and every inference said) before training."""
     x, (y, names) = as_images(labeled[0], "labeled x"), encode_labels(labeled[1], "labeled y")
     if len(x) != len(y):
@@ -110,8 +133,10 @@ def user_data(labeled: tuple[Array, Array], unlabeled: Array | None, eval_data: 
     if eval_data is not None:
         x_e, (y_e, _) = as_images(eval_data[0], "eval x"), encode_labels(eval_data[1], "eval y", classes=names)
         if len(x_e) != len(y_e) or x_e.shape[1:] != x.shape[1:]:
-            raise DataError(f"eval_data: {len(x_e)} inputs of shape {tuple(x_e.shape[1:])} and {len(y_e)} labels; "
-                            f"the labelled inputs have shape {tuple(x.shape[1:])}")
+            raise DataError(
+                f"eval_data: {len(x_e)} inputs of shape {tuple(x_e.shape[1:])} and {len(y_e)} labels; "
+                f"the labelled inputs have shape {tuple(x.shape[1:])}"
+            )
         eval_sets["test"] = (x_e, y_e)
     width = output_width(model, x) if model is not None and names is None and not num_classes else None
     k, why = infer_num_classes(y, names, num_classes, width, [t for _, t in eval_sets.values()])
@@ -121,8 +146,9 @@ def user_data(labeled: tuple[Array, Array], unlabeled: Array | None, eval_data: 
     for _, y_e in eval_sets.values():
         check_labels(y_e, k, f"eval y ({k} classes, {why})")
     check_classes_present(y, k, "labeled y", why, names)
-    return TrainData(x_l=x, y_l=y, x_u=x_u, num_classes=k, eval_sets=eval_sets, class_names=names, name=name,
-                     num_classes_reason=why)
+    return TrainData(
+        x_l=x, y_l=y, x_u=x_u, num_classes=k, eval_sets=eval_sets, class_names=names, name=name, num_classes_reason=why
+    )
 
 
 def output_width(model: nn.Module, x: torch.Tensor) -> int | None:
@@ -136,10 +162,23 @@ def output_width(model: nn.Module, x: torch.Tensor) -> int | None:
     return int(logits.shape[1]) if logits is not None and logits.ndim == 2 else None
 
 
-def select(data: Data | None = None, unlabeled: Array | None = None, *, dataset: str | None = None,
-           model: str = "mlp", methods: list[str] | None = None, budget: str | float = "10m", folds: int = 3,
-           out: str | Path = "runs/select", fit: bool = False, eval_data: tuple[Array, Array] | None = None,
-           num_classes: int | None = None, seed: int = 0, progress: bool = True, **options: Any) -> Selection:
+def select(
+    data: Data | None = None,
+    unlabeled: Array | None = None,
+    *,
+    dataset: str | None = None,
+    model: str = "mlp",
+    methods: list[str] | None = None,
+    budget: str | float = "10m",
+    folds: int = 3,
+    out: str | Path = "runs/select",
+    fit: bool = False,
+    eval_data: tuple[Array, Array] | None = None,
+    num_classes: int | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    **options: Any,
+) -> Selection:
     """Which method on this data? Labels-only and each candidate on `folds` folds of the labels, the
     same unlabelled pool in every fold, within `budget` (seconds, or '90s', '10m', '1h').
 
@@ -157,14 +196,33 @@ def select(data: Data | None = None, unlabeled: Array | None = None, *, dataset:
     else:
         x_l, y_l, x_u = partition(data, unlabeled)
         train_data = user_data((x_l, y_l), x_u, eval_data, num_classes, None, name="select")
-    return select_runs(base.to_dict(), train_data, methods=methods, folds=folds, budget_s=parse_budget(budget), out=Path(out),
-                       fit=fit, seed=seed, progress=progress)
+    return select_runs(
+        base.to_dict(),
+        train_data,
+        methods=methods,
+        folds=folds,
+        budget_s=parse_budget(budget),
+        out=Path(out),
+        fit=fit,
+        seed=seed,
+        progress=progress,
+    )
 
 
-def fit_system(system: str | System, data: Data | Array, *, unlabeled: Array | None = None, steps: int = 1000,
-               seed: int = 0, num_classes: int | None = None, eval_data: tuple[Array, Array] | None = None,
-               modules: dict[str, nn.Module] | None = None, run_dir: str | Path | None = None,
-               overwrite: bool = False, **options: Any) -> SystemResult:
+def fit_system(
+    system: str | System,
+    data: Data | Array,
+    *,
+    unlabeled: Array | None = None,
+    steps: int = 1000,
+    seed: int = 0,
+    num_classes: int | None = None,
+    eval_data: tuple[Array, Array] | None = None,
+    modules: dict[str, nn.Module] | None = None,
+    run_dir: str | Path | None = None,
+    overwrite: bool = False,
+    **options: Any,
+) -> SystemResult:
     """Train a multi-network system for `steps` rounds of its phases, on `data`: images alone (for a
     system that needs no labels), `(x, y)` or a Dataset of `(x, y)` pairs, as `fit` takes them.
     The systems learn from every image they train on, so unlabelled rows (y == -1, `unlabeled`) are
@@ -181,7 +239,9 @@ def fit_system(system: str | System, data: Data | Array, *, unlabeled: Array | N
     path = Path(run_dir) if run_dir is not None else None
     if isinstance(system, System):
         if modules:
-            raise ConfigError("modules= replaces the networks of a registered system; a System object already holds its own")
+            raise ConfigError(
+                "modules= replaces the networks of a registered system; a System object already holds its own"
+            )
         cfg = from_kwargs(options, base={"name": "api", "train": {"steps": steps, "seed": seed, "progress": False}})
         return train_system(cfg, system, data, path, overwrite=overwrite)
     base = {"name": "api", "method": {"name": system}, "train": {"steps": steps, "seed": seed, "progress": False}}
@@ -193,18 +253,23 @@ def fit_system(system: str | System, data: Data | Array, *, unlabeled: Array | N
     return train_system_config(cfg, path, data=data, overwrite=overwrite, modules=modules)
 
 
-def system_data(data: Data | Array, unlabeled: Array | None, num_classes: int | None,
-                eval_data: tuple[Array, Array] | None) -> tuple[torch.Tensor, torch.Tensor | None, int, dict]:
+def system_data(
+    data: Data | Array, unlabeled: Array | None, num_classes: int | None, eval_data: tuple[Array, Array] | None
+) -> tuple[torch.Tensor, torch.Tensor | None, int, dict]:
     """Images, labels (None for images alone), class count and evaluation sets of a system's data."""
     if unlabeled is not None:
-        raise DataError("unlabeled: the multi-network systems train on every image they are given; pass the images "
-                        "in data (alone, for a system that needs no labels)")
+        raise DataError(
+            "unlabeled: the multi-network systems train on every image they are given; pass the images "
+            "in data (alone, for a system that needs no labels)"
+        )
     if is_map_dataset(data) or isinstance(data, (tuple, list)):
         x_l, y_l, x_u = partition(data, None)
         if x_u is not None:
             rows = np.flatnonzero(partition_mask(data))
-            raise DataError(f"data y: row {int(rows[0])} is unlabelled ({len(rows)} such rows); the multi-network "
-                            "systems learn from labelled images or from images alone (pass x without y)")
+            raise DataError(
+                f"data y: row {int(rows[0])} is unlabelled ({len(rows)} such rows); the multi-network "
+                "systems learn from labelled images or from images alone (pass x without y)"
+            )
         x, (y, names) = as_images(x_l, "images"), encode_labels(y_l, "labels")
     else:
         x, y, names = as_images(data, "images"), None, None

@@ -29,8 +29,9 @@ data's own distribution per feature, which is what a flip or a crop does for an 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -191,7 +192,9 @@ def equalize(img: Tensor, v: Tensor, fill: float) -> Tensor:
     last_nonzero = torch.where(hist > 0, bins, torch.zeros_like(bins)).amax(dim=1, keepdim=True)  # (nC, 1)
     last_count = hist.gather(1, last_nonzero)
     step = torch.div(hist.sum(dim=1, keepdim=True) - last_count, 255, rounding_mode="floor")  # (nC, 1)
-    lut = torch.div(hist.cumsum(dim=1) + torch.div(step, 2, rounding_mode="floor"), step.clamp_min(1), rounding_mode="floor")
+    lut = torch.div(
+        hist.cumsum(dim=1) + torch.div(step, 2, rounding_mode="floor"), step.clamp_min(1), rounding_mode="floor"
+    )
     lut = torch.cat([torch.zeros_like(lut[:, :1]), lut[:, :-1]], dim=1).clamp_(0, 255)  # shift by one bin
     out = lut.gather(1, q) / 255.0
     out = torch.where(step > 0, out, q.float() / 255.0)  # a flat channel is left as it is
@@ -199,10 +202,20 @@ def equalize(img: Tensor, v: Tensor, fill: float) -> Tensor:
 
 
 RANDAUGMENT_OPS: list[tuple[str, Callable[[Tensor, Tensor, float], Tensor]]] = [
-    ("identity", identity), ("shear_x", shear_x), ("shear_y", shear_y), ("translate_x", translate_x),
-    ("translate_y", translate_y), ("rotate", rotate), ("brightness", brightness), ("color", color),
-    ("contrast", contrast), ("sharpness", sharpness), ("posterize", posterize), ("solarize", solarize),
-    ("autocontrast", autocontrast), ("equalize", equalize),
+    ("identity", identity),
+    ("shear_x", shear_x),
+    ("shear_y", shear_y),
+    ("translate_x", translate_x),
+    ("translate_y", translate_y),
+    ("rotate", rotate),
+    ("brightness", brightness),
+    ("color", color),
+    ("contrast", contrast),
+    ("sharpness", sharpness),
+    ("posterize", posterize),
+    ("solarize", solarize),
+    ("autocontrast", autocontrast),
+    ("equalize", equalize),
 ]
 
 
@@ -214,6 +227,7 @@ def geometric_theta(op_names: list[str], ops: Tensor, v: Tensor) -> Tensor:
     at signed levels v (n,): the matrices the five operations above build, in one batched step, so
     that all the geometric images of one position share a single gather. Non-rotations get cos 0 = 1
     and sin 0 = 0 exactly, so each image's matrix is bit for bit the one its own operation builds."""
+
     def drew(name: str) -> Tensor:
         return (ops == op_names.index(name)).to(v.dtype)
 
@@ -246,13 +260,22 @@ def _apply_grouped(grouped: Tensor, sorted_ops: Tensor, v: Tensor, counts: list[
             if op is not identity:
                 yield span, op(grouped[span], v[span], fill)
         start += count
+
+
 _first = OP_NAMES.index(GEOMETRIC[0])
 assert OP_NAMES[_first : _first + len(GEOMETRIC)] == list(GEOMETRIC), "geometric operations must be contiguous"
 
 
-def rand_augment(x: Tensor, *, num_ops: int = 2, magnitude: float = 9.0, magnitude_mode: str = "fixed",
-                 fill: float = 0.5, generator: torch.Generator | None = None,
-                 return_ops: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+def rand_augment(
+    x: Tensor,
+    *,
+    num_ops: int = 2,
+    magnitude: float = 9.0,
+    magnitude_mode: str = "fixed",
+    fill: float = 0.5,
+    generator: torch.Generator | None = None,
+    return_ops: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
     """RandAugment with operations, magnitudes and signs drawn per image. x: (B, C, H, W) in [0, 1].
 
     With `return_ops`, also returns the drawn operation indices (B, num_ops) into RANDAUGMENT_OPS.
@@ -390,8 +413,9 @@ def swap_noise(x: Tensor, fraction: float, generator: torch.Generator | None = N
 class Augmenter:
     """Weak and strong views of a batch from one generator (its state is part of a checkpoint)."""
 
-    def __init__(self, cfg: AugmentConfig, device: torch.device | str = "cpu", seed: int = 0,
-                 feature_std: Tensor | None = None) -> None:
+    def __init__(
+        self, cfg: AugmentConfig, device: torch.device | str = "cpu", seed: int = 0, feature_std: Tensor | None = None
+    ) -> None:
         validate_augment(cfg)
         self.cfg = cfg
         # (D,) spread of each feature over the training rows: the unit of the vector views' noise.
@@ -422,8 +446,14 @@ class Augmenter:
         if x_weak.ndim == 2:
             x = swap_noise(x_weak, c.swap, self.generator)
             return gaussian_noise(x, c.strong_noise * self.scale(x), self.generator) if c.strong_noise > 0 else x
-        return rand_augment(x_weak, num_ops=c.ra_ops, magnitude=c.ra_magnitude, magnitude_mode=c.ra_magnitude_mode,
-                            fill=c.fill, generator=self.generator)
+        return rand_augment(
+            x_weak,
+            num_ops=c.ra_ops,
+            magnitude=c.ra_magnitude,
+            magnitude_mode=c.ra_magnitude_mode,
+            fill=c.fill,
+            generator=self.generator,
+        )
 
     def scale(self, x: Tensor) -> Tensor:
         """(D,) the features' spread: the training rows' when known, else this batch's."""

@@ -12,7 +12,18 @@ from typing import Any
 
 from . import rundir
 from .augment import eval_transform
-from .config import RunConfig, config_for, fill_short_keys, is_system, load_recipe, merge, parse_override, parse_recipe, recipe_names, resolve
+from .config import (
+    RunConfig,
+    config_for,
+    fill_short_keys,
+    is_system,
+    load_recipe,
+    merge,
+    parse_override,
+    parse_recipe,
+    recipe_names,
+    resolve,
+)
 from .data import Split
 from .distributed import env_rank
 from .engine import train
@@ -81,8 +92,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     for v in variants:
         for seed in seeds:
             base = Path(args.run_dir) if single else None
-            dirs = {st: (base / st if st else base) if base else _run_dir_for(root, recipe.name, v, seed, len(seeds), st)
-                    for st in stage_names}
+            dirs = {
+                st: (base / st if st else base) if base else _run_dir_for(root, recipe.name, v, seed, len(seeds), st)
+                for st in stage_names
+            }
             teacher_dirs = {st: str(d.resolve()) for st, d in dirs.items()}
             for st in stages:
                 plan.append((v, seed, st, config_for(recipe, v, seed, overrides, st, teacher_dirs), dirs[st]))
@@ -114,19 +127,29 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 # What may change when a run is resumed: how it runs, never what it computes.
-RESUME_KEYS = {"train.devices", "train.num_nodes", "train.threads", "train.progress", "train.compile",
-               "train.channels_last", "data.data_dir", "logger"}
+RESUME_KEYS = {
+    "train.devices",
+    "train.num_nodes",
+    "train.threads",
+    "train.progress",
+    "train.compile",
+    "train.channels_last",
+    "data.data_dir",
+    "logger",
+}
 
 
 def _resume_config(saved: dict[str, Any], overrides: dict[str, Any]) -> RunConfig:
     flat = {}
     for key, value in fill_short_keys(overrides).items():
-        for sub, v in (value.items() if isinstance(value, dict) else [("", value)]):
+        for sub, v in value.items() if isinstance(value, dict) else [("", value)]:
             flat[f"{key}.{sub}" if sub else key] = v
     refused = sorted(set(flat) - RESUME_KEYS)
     if refused:
-        raise ConfigError(f"--resume continues the saved config; only {', '.join(sorted(RESUME_KEYS))} may change "
-                          f"(not {', '.join(refused)})")
+        raise ConfigError(
+            f"--resume continues the saved config; only {', '.join(sorted(RESUME_KEYS))} may change "
+            f"(not {', '.join(refused)})"
+        )
     return resolve(merge(saved, flat))
 
 
@@ -135,7 +158,9 @@ def _select(chosen: list[str] | None, known: list[str], what: str, recipe: str) 
         return known
     unknown = [c for c in chosen if c not in known]
     if unknown:
-        raise ConfigError(f"unknown {what}(s) {', '.join(unknown)} of {recipe} (known: {', '.join(k for k in known if k) or 'none'})")
+        raise ConfigError(
+            f"unknown {what}(s) {', '.join(unknown)} of {recipe} (known: {', '.join(k for k in known if k) or 'none'})"
+        )
     return [k for k in known if k in chosen]
 
 
@@ -153,9 +178,13 @@ def _data_for_run(cfg: RunConfig, run_dir: Path):
 
 def _row(metrics: dict[str, Any]) -> dict[str, Any]:
     test = metrics.get("test", {})
-    row = {"accuracy": test.get("accuracy"), "macro_f1": test.get("macro_f1"),
-           "train_time_s": metrics.get("train_time_s"), "time_per_epoch_s": metrics.get("time_per_epoch_s"),
-           "steps": metrics.get("steps")}
+    row = {
+        "accuracy": test.get("accuracy"),
+        "macro_f1": test.get("macro_f1"),
+        "train_time_s": metrics.get("train_time_s"),
+        "time_per_epoch_s": metrics.get("time_per_epoch_s"),
+        "steps": metrics.get("steps"),
+    }
     row.update(metrics.get("headline", {}))  # multi-network systems
     rob = metrics.get("robustness")
     if rob:
@@ -181,7 +210,10 @@ def _print_table(rows: list[tuple[str, int, dict[str, Any]]]) -> str:
         return _print_headline_table(rows)
     robust = any("mean_c15" in _row(m) for _, _, m in rows)
     head = "| variant | seed | test accuracy | macro-F1 | train time (s) | s/epoch |"
-    lines = [head + (" corrupted 15x5 | 19 @ sev 5 |" if robust else ""), "|---|---|---|---|---|---|" + ("---|---|" if robust else "")]
+    lines = [
+        head + (" corrupted 15x5 | 19 @ sev 5 |" if robust else ""),
+        "|---|---|---|---|---|---|" + ("---|---|" if robust else ""),
+    ]
     fmt = lambda v: "-" if v is None else f"{v:.4f}"
     for variant, seed, m in rows:
         r = _row(m)
@@ -193,12 +225,18 @@ def _print_table(rows: list[tuple[str, int, dict[str, Any]]]) -> str:
     for variant, _, m in rows:
         groups.setdefault(variant, []).append(_row(m))
     if any(len(g) > 1 for g in groups.values()):
-        lines += ["", "| variant | runs | test accuracy (mean ± std) | macro-F1 (mean ± std) | train time (s, mean) |", "|---|---|---|---|---|"]
+        lines += [
+            "",
+            "| variant | runs | test accuracy (mean ± std) | macro-F1 (mean ± std) | train time (s, mean) |",
+            "|---|---|---|---|---|",
+        ]
         for variant, g in groups.items():
             acc, f1 = [r["accuracy"] for r in g], [r["macro_f1"] for r in g]
             sd = lambda v: statistics.stdev(v) if len(v) > 1 else 0.0
-            lines.append(f"| {variant} | {len(g)} | {statistics.mean(acc):.4f} ± {sd(acc):.4f} | "
-                         f"{statistics.mean(f1):.4f} ± {sd(f1):.4f} | {statistics.mean(r['train_time_s'] for r in g):.1f} |")
+            lines.append(
+                f"| {variant} | {len(g)} | {statistics.mean(acc):.4f} ± {sd(acc):.4f} | "
+                f"{statistics.mean(f1):.4f} ± {sd(f1):.4f} | {statistics.mean(r['train_time_s'] for r in g):.1f} |"
+            )
     table = "\n".join(lines)
     print(table)
     return table
@@ -224,8 +262,7 @@ def _evaluate_run(run_dir: Path, cfg: RunConfig, data) -> int:
         pred = predict_logits(model, x, transform=eval_transform(cfg.augment)).argmax(1).numpy()
         m = classification_metrics(y.numpy(), pred, data.num_classes)
         out[split] = m
-        print(f"{split}: accuracy {m['accuracy']:.4f}  macro-F1 {m['macro_f1']:.4f}  (step {step}, "
-              f"{kind} weights)")
+        print(f"{split}: accuracy {m['accuracy']:.4f}  macro-F1 {m['macro_f1']:.4f}  (step {step}, {kind} weights)")
     rundir.write_json(run_dir / "eval.json", {"step": step, **out})
     return 0
 
@@ -236,16 +273,27 @@ def cmd_robustness(args: argparse.Namespace) -> int:
         corruptions = args.corruptions.split(",") if args.corruptions else None
         severities = [int(s) for s in args.severities.split(",")] if args.severities else None
         print(f"== {run_dir}", file=sys.stderr)
-        result = run_robustness(Path(run_dir), released_dir=args.released_dir, n_images=args.n_images,
-                                corruptions=corruptions, severities=severities, progress=True)
+        result = run_robustness(
+            Path(run_dir),
+            released_dir=args.released_dir,
+            n_images=args.n_images,
+            corruptions=corruptions,
+            severities=severities,
+            progress=True,
+        )
         rows.append((run_dir, result))
-    lines = ["| run | images | clean | mean 15x5 (mCE) | rel. | mean 19 @ sev 5 | rel. |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| run | images | clean | mean 15x5 (mCE) | rel. | mean 19 @ sev 5 | rel. |",
+        "|---|---|---|---|---|---|---|",
+    ]
     pct = lambda v: "-" if v is None else f"{100 * v:.2f}"
     for run_dir, result in rows:
         s = result["summary"]
         mce = "" if s["mce_c15"] is None else f" ({100 * s['mce_c15']:.2f})"
-        lines.append(f"| {run_dir} | {result['n_images']} | {pct(s['clean'])} | {pct(s['mean_c15'])}{mce} | "
-                     f"{pct(s['mean_c15_relative'])} | {pct(s['mean_c19_s5'])} | {pct(s['mean_c19_s5_relative'])} |")
+        lines.append(
+            f"| {run_dir} | {result['n_images']} | {pct(s['clean'])} | {pct(s['mean_c15'])}{mce} | "
+            f"{pct(s['mean_c15_relative'])} | {pct(s['mean_c19_s5'])} | {pct(s['mean_c19_s5_relative'])} |"
+        )
     print("\n".join(lines))
     return 0
 
@@ -289,7 +337,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         out = Path(args.out)
         if out.suffix == ".csv":
             lines = ["file,index,class,name,probability"] + [
-                f"{r['file']},{r['index']},{r['class']},{r['name']},{r['probability']:.6f}" for r in rows]
+                f"{r['file']},{r['index']},{r['class']},{r['name']},{r['probability']:.6f}" for r in rows
+            ]
             out.write_text("\n".join(lines) + "\n")
         else:
             rundir.write_json(out, rows)
@@ -323,8 +372,17 @@ def cmd_select(args: argparse.Namespace) -> int:
     cfg = config_for(recipe, recipe.variants[0][0], args.seed, _overrides(items, args))
     data, _ = data_from_config(cfg)
     methods = [m.strip() for m in args.methods.split(",")] if args.methods else None
-    sel = select_runs(cfg.to_dict(), data, methods=methods, folds=args.folds, budget_s=parse_budget(args.budget),
-                      out=Path(args.out), fit=args.fit, seed=args.seed, progress=True)
+    sel = select_runs(
+        cfg.to_dict(),
+        data,
+        methods=methods,
+        folds=args.folds,
+        budget_s=parse_budget(args.budget),
+        out=Path(args.out),
+        fit=args.fit,
+        seed=args.seed,
+        progress=True,
+    )
     print(sel.table)
     print(f"\nrecommended: {sel.recommended} ({sel.verdict})")
     for line in fitted_lines(sel):
@@ -352,7 +410,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="semireg", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+    add_training_commands(sub)
+    add_reading_commands(sub)
+    return parser
 
+
+def add_training_commands(sub) -> None:
+    """`train` and `select`: the commands that train."""
     p = sub.add_parser("train", help="train a recipe (all its variants and seeds) or resume a run")
     p.add_argument("recipe", nargs="?", help="recipe name (see `semireg recipes`) or path to a .toml file")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.steps=500 method.eps=2.0")
@@ -365,22 +429,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its checkpoint")
     p.add_argument("--data-dir", help="where data files are looked up first")
     p.add_argument("--download", action="store_true", help="download MNIST from the canonical mirrors if missing")
-    p.add_argument("--unlabeled", metavar="DIR", help="a folder (or .npz) of unlabelled inputs added to the unlabelled set")
+    p.add_argument(
+        "--unlabeled", metavar="DIR", help="a folder (or .npz) of unlabelled inputs added to the unlabelled set"
+    )
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("select", help="which method on this data? labels-only and the methods on k folds of the labels, within a time budget")
-    p.add_argument("recipe", nargs="?", help="a recipe, or key=value overrides on the defaults (data.dataset=csv:x.csv)")
+    p = sub.add_parser(
+        "select",
+        help="which method on this data? labels-only and the methods on k folds of the labels, within a time budget",
+    )
+    p.add_argument(
+        "recipe", nargs="?", help="a recipe, or key=value overrides on the defaults (data.dataset=csv:x.csv)"
+    )
     p.add_argument("overrides", nargs="*", help="key=value overrides (the model, training options, ...)")
     p.add_argument("--budget", default="10m", help="wall time of the whole search: 300, 90s, 10m, 1h (default 10m)")
     p.add_argument("--folds", type=int, default=3, help="folds of the labelled set (default 3)")
-    p.add_argument("--methods", help="comma-separated candidates (default: labels-only and every method without a teacher)")
+    p.add_argument(
+        "--methods", help="comma-separated candidates (default: labels-only and every method without a teacher)"
+    )
     p.add_argument("--out", default="runs/select", help="where the runs, the comparison page and selection.json go")
     p.add_argument("--fit", action="store_true", help="then train the recommended method and labels-only on all labels")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir", help="where data files are looked up first")
-    p.add_argument("--unlabeled", metavar="DIR", help="a folder (or .npz) of unlabelled inputs added to the unlabelled set")
+    p.add_argument(
+        "--unlabeled", metavar="DIR", help="a folder (or .npz) of unlabelled inputs added to the unlabelled set"
+    )
     p.set_defaults(func=cmd_select)
 
+
+def add_reading_commands(sub) -> None:
+    """The commands that read runs (eval, robustness, compare, report, predict, export) and the rest."""
     p = sub.add_parser("eval", help="evaluate a run directory's checkpoint on its test split")
     p.add_argument("run_dir")
     p.set_defaults(func=cmd_eval)
@@ -388,15 +466,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("robustness", help="accuracy of finished runs under the CIFAR-10-C corruptions")
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     p.add_argument("--released-dir", help="directory of the released CIFAR-10-C .npy files (instead of generating)")
-    p.add_argument("--n-images", type=int, help="corrupt only this many test images (default: the run's robustness.n_images)")
+    p.add_argument(
+        "--n-images", type=int, help="corrupt only this many test images (default: the run's robustness.n_images)"
+    )
     p.add_argument("--corruptions", help="comma-separated subset (default: all 19)")
     p.add_argument("--severities", help="comma-separated subset of 1..5")
     p.set_defaults(func=cmd_robustness)
 
     p = sub.add_parser("compare", help="table (and chart) of finished runs, mean ± std over seeds")
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
-    p.add_argument("--metric", action="append",
-                   help="dotted path into results.json (repeatable; default: test.accuracy, test.macro_f1, train_time_s)")
+    p.add_argument(
+        "--metric",
+        action="append",
+        help="dotted path into results.json (repeatable; default: test.accuracy, test.macro_f1, train_time_s)",
+    )
     p.add_argument("--out", help="also write compare.md, compare.json and compare.png (chart of the first metric) here")
     p.set_defaults(func=cmd_compare)
 
@@ -404,12 +487,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     p.add_argument("--out", help="where the comparison page goes (default: compare.html here)")
     p.add_argument("--metric", action="append", help="dotted path into results.json for the comparison (repeatable)")
-    p.add_argument("--check", action="store_true", help="open the page in headless Chromium; fail on errors or broken images")
+    p.add_argument(
+        "--check", action="store_true", help="open the page in headless Chromium; fail on errors or broken images"
+    )
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("predict", help="predict classes of image files, .npz arrays or CSV rows with a run (or an export)")
+    p = sub.add_parser(
+        "predict", help="predict classes of image files, .npz arrays or CSV rows with a run (or an export)"
+    )
     p.add_argument("source", metavar="RUN_DIR", help="a run directory, or a .safetensors file from `semireg export`")
-    p.add_argument("files", nargs="+", metavar="FILE", help="images (PNG, JPEG, ...), .npz arrays, or .csv rows (runs trained on a CSV)")
+    p.add_argument(
+        "files",
+        nargs="+",
+        metavar="FILE",
+        help="images (PNG, JPEG, ...), .npz arrays, or .csv rows (runs trained on a CSV)",
+    )
     p.add_argument("--top", type=int, default=1, help="also list the next most likely classes")
     p.add_argument("--out", help="write the predictions to a .csv or .json file")
     p.set_defaults(func=cmd_predict)
@@ -426,7 +518,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs-root", default="runs")
     p.add_argument("overrides", nargs="*", help="key=value overrides")
     p.set_defaults(func=cmd_demo)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

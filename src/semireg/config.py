@@ -108,7 +108,9 @@ class TrainConfig:
     bn_recompute: bool = False
     # Validation-driven control (needs data.n_val > 0); patience counts evaluations (eval_every).
     monitor: str = "val_loss"  # val_loss | val_accuracy
-    plateau_patience: int = 0  # > 0: multiply the learning rate by plateau_factor after this many evaluations without improvement
+    plateau_patience: int = (
+        0  # > 0: multiply the learning rate by plateau_factor after this many evaluations without improvement
+    )
     plateau_factor: float = 0.1
     early_stop_patience: int = 0  # > 0: stop after this many evaluations without improvement
     restore_best: bool = True  # with early stopping: end on the best-monitored weights
@@ -330,8 +332,10 @@ def imply_settings(cfg: RunConfig) -> None:
     spec = METHODS.get(cfg.method["name"])
     if spec is not None and spec.needs_ema and cfg.train.ema_decay <= 0:
         cfg.train.ema_decay = IMPLIED_EMA_DECAY
-        notice(f"method '{spec.name}' learns from an EMA of its weights: train.ema_decay = {IMPLIED_EMA_DECAY} "
-               "(set it to choose another)")
+        notice(
+            f"method '{spec.name}' learns from an EMA of its weights: train.ema_decay = {IMPLIED_EMA_DECAY} "
+            "(set it to choose another)"
+        )
 
 
 def is_system(name: str) -> bool:
@@ -346,13 +350,17 @@ def options_class(name: str) -> type:
     if name in SYSTEMS:
         return SYSTEMS[name].options
     if name not in METHODS:
-        raise ConfigError(f"method.name: unknown method '{name}' (methods: {', '.join(sorted(METHODS))}; "
-                          f"multi-network systems: {', '.join(sorted(SYSTEMS))})")
+        raise ConfigError(
+            f"method.name: unknown method '{name}' (methods: {', '.join(sorted(METHODS))}; "
+            f"multi-network systems: {', '.join(sorted(SYSTEMS))})"
+        )
     return get_method(name).options
 
 
 def method_options(cfg: RunConfig) -> Any:
-    return build_dataclass(options_class(cfg.method["name"]), {k: v for k, v in cfg.method.items() if k != "name"}, "method.")
+    return build_dataclass(
+        options_class(cfg.method["name"]), {k: v for k, v in cfg.method.items() if k != "name"}, "method."
+    )
 
 
 def validate(cfg: RunConfig) -> None:
@@ -369,13 +377,21 @@ def validate(cfg: RunConfig) -> None:
             raise ConfigError(f"{key}: '{value}' is not one of {', '.join(sorted(allowed))}")
     if cfg.model.name not in MODELS:
         raise ConfigError(f"model.name: unknown model '{cfg.model.name}' (known: {', '.join(sorted(MODELS))})")
-    positive = {"train.steps": t.steps, "train.batch_size": t.batch_size, "data.n_labeled": d.n_labeled if d.n_labeled != -1 else 1}
+    positive = {
+        "train.steps": t.steps,
+        "train.batch_size": t.batch_size,
+        "data.n_labeled": d.n_labeled if d.n_labeled != -1 else 1,
+    }
     for key, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{key} must be > 0, got {value}")
     # data.n_test < 0 used to mean "no test set" under holdout without a word; 0 is the way to say it.
-    for key, value in {"train.unlabeled_batch_size": t.unlabeled_batch_size, "train.mu": t.mu,
-                       "data.n_val": d.n_val, "data.n_test": d.n_test}.items():
+    for key, value in {
+        "train.unlabeled_batch_size": t.unlabeled_batch_size,
+        "train.mu": t.mu,
+        "data.n_val": d.n_val,
+        "data.n_test": d.n_test,
+    }.items():
         if value < 0:
             raise ConfigError(f"{key} must be >= 0, got {value}")
     if t.lr <= 0:
@@ -491,16 +507,28 @@ def parse_recipe(raw: dict[str, Any], name: str) -> Recipe:
         seeds = [raw.get("train", {}).get("seed", 0)]
     if not isinstance(seeds, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
         raise ConfigError(f"recipe {name}: seeds must be a list of integers")
-    recipe = Recipe(name=name, base=raw, variants=variants or [("", {})], seeds=seeds, description=description,
-                    stages=stages or [("", {})])
+    recipe = Recipe(
+        name=name,
+        base=raw,
+        variants=variants or [("", {})],
+        seeds=seeds,
+        description=description,
+        stages=stages or [("", {})],
+    )
     for vname, _ in recipe.variants:  # fail early on a bad variant or stage
         for sname, _ in recipe.stages:
             config_for(recipe, vname, 0, {}, sname, teacher_dirs={n: "-" for n, _ in recipe.stages})
     return recipe
 
 
-def config_for(recipe: Recipe, variant: str, seed: int, overrides: dict[str, Any], stage: str = "",
-               teacher_dirs: dict[str, str] | None = None) -> RunConfig:
+def config_for(
+    recipe: Recipe,
+    variant: str,
+    seed: int,
+    overrides: dict[str, Any],
+    stage: str = "",
+    teacher_dirs: dict[str, str] | None = None,
+) -> RunConfig:
     """Base < variant < stage < seed < command-line overrides. `@stage` teachers become directories."""
     variant_tree = {k: v for k, v in dict(recipe.variants)[variant].items() if k != "stages"}
     merged = merge(recipe.base, fill_short_keys(variant_tree))

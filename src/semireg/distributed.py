@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -65,8 +66,13 @@ def make_fabric(t) -> tuple[Any, bool]:
         world = int(os.environ.get("WORLD_SIZE", "1"))
         local = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
         strategy = DDPStrategy(forward_sync_buffers=False) if world > 1 else "auto"
-        fabric = Fabric(accelerator=t.device, devices=local, num_nodes=max(1, world // local), strategy=strategy,
-                        precision=precision)
+        fabric = Fabric(
+            accelerator=t.device,
+            devices=local,
+            num_nodes=max(1, world // local),
+            strategy=strategy,
+            precision=precision,
+        )
         if not _is_using_cli():  # `fabric run` set the environment up in Fabric's constructor
             fabric.launch()
         return fabric, False
@@ -77,8 +83,9 @@ def make_fabric(t) -> tuple[Any, bool]:
     # DDP's default re-broadcasts BatchNorm buffers from rank 0 at every forward: several forwards a
     # step (VAT, FixMatch) would pay one collective each. We average them at sync points instead.
     strategy = DDPStrategy(start_method="spawn", forward_sync_buffers=False)
-    return Fabric(accelerator=t.device, devices=t.devices, num_nodes=t.num_nodes, strategy=strategy,
-                  precision=precision), True
+    return Fabric(
+        accelerator=t.device, devices=t.devices, num_nodes=t.num_nodes, strategy=strategy, precision=precision
+    ), True
 
 
 @dataclass
@@ -91,7 +98,7 @@ class Ranks:
     world: int = 1
 
     @classmethod
-    def of(cls, fabric) -> "Ranks":
+    def of(cls, fabric) -> Ranks:
         return cls(fabric, fabric.global_rank, fabric.world_size)
 
     @property
@@ -101,8 +108,10 @@ class Ranks:
     def check_divisible(self, **sizes: int) -> None:
         for key, size in sizes.items():
             if size % self.world:
-                raise ConfigError(f"{key}={size} is a global batch size and must be divisible by the "
-                                  f"{self.world} data-parallel processes")
+                raise ConfigError(
+                    f"{key}={size} is a global batch size and must be divisible by the "
+                    f"{self.world} data-parallel processes"
+                )
 
     def shard(self, x: torch.Tensor) -> torch.Tensor:
         """This rank's contiguous share of a global batch: (B, ...) -> (B / world, ...)."""

@@ -23,9 +23,9 @@ from torch.optim.swa_utils import AveragedModel, update_bn
 
 from . import distributed, hardware, rundir, runs
 from .augment import Augmenter, eval_transform
-from .data.arrays import as_images
 from .config import RunConfig, is_system, method_options
 from .data import IndexSampler, Split
+from .data.arrays import as_images
 from .errors import ConfigError, RunDirError, mismatch
 from .evaluation import classification_metrics, evaluation_mode, plot_curves, predict_logits, summary
 from .finished import initial_weights, load_teacher, model_from_config
@@ -86,13 +86,16 @@ class Trainables:
 
     def state_dict(self) -> dict[str, Any]:
         return {
-            "model": self.model.state_dict(), "ema": self.ema.module.state_dict() if self.ema else None,
+            "model": self.model.state_dict(),
+            "ema": self.ema.module.state_dict() if self.ema else None,
             "ema_updates": self.ema.updates if self.ema else 0,
             "swa": self.swa.state_dict() if self.swa is not None else None,
-            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
             "labeled_sampler": self.lab_sampler.state_dict(),
             "unlabeled_sampler": self.unl_sampler.state_dict() if self.unl_sampler else None,
-            "plateau": self.plateau.state_dict(), "best_weights": self.best_weights,
+            "plateau": self.plateau.state_dict(),
+            "best_weights": self.best_weights,
             "method_state": self.method_state.state_dict() if self.method_state is not None else None,
         }
 
@@ -148,9 +151,16 @@ def recompute_bn(model: nn.Module, x: torch.Tensor, batch_size: int, view=None) 
 # ----------------------------------------------------------------------------- entry points
 
 
-def train(cfg: RunConfig, run_dir: str | Path | None = None, *, model: nn.Module | None = None,
-          data: TrainData | None = None, split: Split | None = None, resume: bool = False,
-          overwrite: bool = False) -> Result:
+def train(
+    cfg: RunConfig,
+    run_dir: str | Path | None = None,
+    *,
+    model: nn.Module | None = None,
+    data: TrainData | None = None,
+    split: Split | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+) -> Result:
     """Train `cfg` and return the trained model with its final metrics.
 
     With `run_dir`, the run directory receives config.json, meta.json, split.npz, metrics.jsonl,
@@ -160,7 +170,9 @@ def train(cfg: RunConfig, run_dir: str | Path | None = None, *, model: nn.Module
     run_dir = None if run_dir is None else Path(run_dir)  # a str from a user's script, as the CLI's paths
     if is_system(cfg.method["name"]):
         if model is not None:
-            raise ConfigError(f"'{cfg.method['name']}' is a multi-network system: pass modules to fit_system, not a model")
+            raise ConfigError(
+                f"'{cfg.method['name']}' is a multi-network system: pass modules to fit_system, not a model"
+            )
         if cfg.train.devices * cfg.train.num_nodes > 1 or distributed.launched_externally():
             raise ConfigError("multi-network systems train in one process: train.devices and train.num_nodes must be 1")
         return train_system_config(cfg, run_dir, data=data, split=split, resume=resume, overwrite=overwrite)
@@ -169,9 +181,12 @@ def train(cfg: RunConfig, run_dir: str | Path | None = None, *, model: nn.Module
         return train_rank(fabric, cfg, run_dir, model, data, split, resume, overwrite)
     # Errors the parent can see are raised here, not as a crashed child process.
     world = cfg.train.devices * cfg.train.num_nodes
-    distributed.Ranks(None, 0, world).check_divisible(**{
-        "train.batch_size": cfg.train.batch_size,
-        "unlabelled batch size": unlabeled_batch_size(cfg, get_method(cfg.method["name"]).mu)})
+    distributed.Ranks(None, 0, world).check_divisible(
+        **{
+            "train.batch_size": cfg.train.batch_size,
+            "unlabelled batch size": unlabeled_batch_size(cfg, get_method(cfg.method["name"]).mu),
+        }
+    )
     if run_dir is not None:
         rundir.check_target(run_dir, overwrite=overwrite, resume=resume)
     with tempfile.TemporaryDirectory(prefix="semireg-ranks-") as handover:
@@ -189,8 +204,16 @@ def _train_spawned_rank(fabric, result_path: Path, *args) -> None:
         torch.save(result, result_path)
 
 
-def train_rank(fabric, cfg: RunConfig, run_dir: Path | None, model: nn.Module | None, data: TrainData | None,
-               split: Split | None, resume: bool, overwrite: bool) -> Result:
+def train_rank(
+    fabric,
+    cfg: RunConfig,
+    run_dir: Path | None,
+    model: nn.Module | None,
+    data: TrainData | None,
+    split: Split | None,
+    resume: bool,
+    overwrite: bool,
+) -> Result:
     """What each data-parallel rank (or the only process) runs: checks, trainables, run, loop."""
     ranks = distributed.Ranks.of(fabric)
     spec, opts = get_method(cfg.method["name"]), method_options(cfg)
@@ -206,15 +229,22 @@ def train_rank(fabric, cfg: RunConfig, run_dir: Path | None, model: nn.Module | 
     total = runs.total_steps(cfg.train, len(data.y_l))
     parts = build_trainables(fabric, ranks, cfg, spec, opts, data, model, init, unl_batch, total)
     precision = hardware.resolve_precision(cfg.train.precision, cfg.train.device)
-    meta = {"device": str(fabric.device), "precision": precision.value, "world_size": ranks.world,
-            "speed": {"precision": vars(precision), "channels_last": vars(parts.channels_last)},
-            "data": data.summary(), "total_steps": total,
-            "unlabeled_batch_size": unl_batch if parts.unl_sampler is not None else 0,
-            "evaluated_weights": "swa" if parts.swa else "ema" if parts.ema else "model",
-            "teacher": cfg.teacher or None, "init_from": cfg.init_from or None}
+    meta = {
+        "device": str(fabric.device),
+        "precision": precision.value,
+        "world_size": ranks.world,
+        "speed": {"precision": vars(precision), "channels_last": vars(parts.channels_last)},
+        "data": data.summary(),
+        "total_steps": total,
+        "unlabeled_batch_size": unl_batch if parts.unl_sampler is not None else 0,
+        "evaluated_weights": "swa" if parts.swa else "ema" if parts.ema else "model",
+        "teacher": cfg.teacher or None,
+        "init_from": cfg.init_from or None,
+    }
     # Only now, with the data, the config and the teacher known to be good, is the directory touched.
-    run, saved = runs.open_run(cfg, run_dir, total=total, resume=resume, overwrite=overwrite, meta=meta,
-                               split=split, ranks=ranks)
+    run, saved = runs.open_run(
+        cfg, run_dir, total=total, resume=resume, overwrite=overwrite, meta=meta, split=split, ranks=ranks
+    )
     if ranks.is_main:  # once the run is this process's (a refused second writer prints only its error)
         print(hardware.describe(precision, parts.channels_last), file=sys.stderr)
     try:
@@ -229,16 +259,29 @@ def train_rank(fabric, cfg: RunConfig, run_dir: Path | None, model: nn.Module | 
         run.close()
 
 
-def build_trainables(fabric, ranks: distributed.Ranks, cfg: RunConfig, spec: MethodSpec, opts: Any,
-                     data: TrainData, model: nn.Module | None, init: dict[str, torch.Tensor] | None,
-                     unl_batch: int, total: int) -> Trainables:
+def build_trainables(
+    fabric,
+    ranks: distributed.Ranks,
+    cfg: RunConfig,
+    spec: MethodSpec,
+    opts: Any,
+    data: TrainData,
+    model: nn.Module | None,
+    init: dict[str, torch.Tensor] | None,
+    unl_batch: int,
+    total: int,
+) -> Trainables:
     """The model (the same initial weights on every rank), its optimizer, schedule, EMA/SWA,
     samplers, augmenter and the method's running state, all on the training device."""
     t, device = cfg.train, fabric.device
     runs.seed_everything(t.seed, t.deterministic)
     # Rank 0 draws the random numbers a single process would; the others their own streams.
-    augmenter = Augmenter(cfg.augment, device, seed=t.seed * 2 + 3 + runs.RANK_SEED_STRIDE * ranks.rank,
-                          feature_std=feature_std(data) if data.x_l.ndim == 2 else None)
+    augmenter = Augmenter(
+        cfg.augment,
+        device,
+        seed=t.seed * 2 + 3 + runs.RANK_SEED_STRIDE * ranks.rank,
+        feature_std=feature_std(data) if data.x_l.ndim == 2 else None,
+    )
     model = model if model is not None else model_from_config(cfg, data)
     if init is not None:
         try:
@@ -257,7 +300,9 @@ def build_trainables(fabric, ranks: distributed.Ranks, cfg: RunConfig, spec: Met
         # refuses any backward not started by `fabric.backward`, VAT's torch.autograd.grad included.
         step_model = fabric.strategy.setup_module(step_model)
     optimizer = fabric.setup_optimizers(build_optimizer(model.parameters(), cfg))
-    plateau = Plateau("min" if t.monitor == "val_loss" else "max", t.plateau_patience, t.plateau_factor, t.early_stop_patience)
+    plateau = Plateau(
+        "min" if t.monitor == "val_loss" else "max", t.plateau_patience, t.plateau_factor, t.early_stop_patience
+    )
     swa_start = int(t.swa_start * total) if t.swa else total
 
     def lr_at(s: int) -> float:
@@ -269,11 +314,16 @@ def build_trainables(fabric, ranks: distributed.Ranks, cfg: RunConfig, spec: Met
     n_u = len(data.x_u) if uses_unlabeled else 0
     # Samplers draw global batches (the same on every rank); each rank keeps its share.
     return Trainables(
-        model, step_model, optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at),
+        model,
+        step_model,
+        optimizer,
+        torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at),
         EMA(model, t.ema_decay, t.ema_warmup) if t.ema_decay > 0 else None,
         IndexSampler(len(data.y_l), t.batch_size, seed=t.seed * 2 + 1, device=device),
         IndexSampler(n_u, unl_batch, seed=t.seed * 2 + 2, device=device) if uses_unlabeled else None,
-        augmenter, plateau, AveragedModel(model) if t.swa else None,
+        augmenter,
+        plateau,
+        AveragedModel(model) if t.swa else None,
         # The method's running state (thresholds, class statistics): buffers on the device, checkpointed.
         spec.make_state(opts, data.num_classes, n_u).to(device) if spec.make_state is not None else None,
         channels_last=channels_last,
@@ -283,8 +333,16 @@ def build_trainables(fabric, ranks: distributed.Ranks, cfg: RunConfig, spec: Met
 # ----------------------------------------------------------------------------- the loop
 
 
-def step_loop(fabric, ranks: distributed.Ranks, run: runs.Run, parts: Trainables, spec: MethodSpec, opts: Any,
-              data: TrainData, teacher: nn.Module | None) -> int | None:
+def step_loop(
+    fabric,
+    ranks: distributed.Ranks,
+    run: runs.Run,
+    parts: Trainables,
+    spec: MethodSpec,
+    opts: Any,
+    data: TrainData,
+    teacher: nn.Module | None,
+) -> int | None:
     """Steps from `run.start` to the end (or an early stop, whose step is returned)."""
     t, device, aug = run.cfg.train, fabric.device, parts.augmenter
     x_l, y_l = data.x_l.to(device), data.y_l.to(device)  # on the device once; batches are index lookups
@@ -300,11 +358,19 @@ def step_loop(fabric, ranks: distributed.Ranks, run: runs.Run, parts: Trainables
         idx_u = ranks.shard(parts.unl_sampler.next()) if x_u is not None else None  # (Bu / world,)
         x_u_raw = x_u[idx_u] if x_u is not None else None
         batch = Batch(
-            x_l=to_format(aug.weak(x_l[idx])), y_l=y_l[idx],
+            x_l=to_format(aug.weak(x_l[idx])),
+            y_l=y_l[idx],
             x_u=to_format(aug.weak(x_u_raw)) if x_u_raw is not None else None,
-            strong=aug.strong, teacher=teacher, weak=aug.weak, x_u_raw=x_u_raw, idx_u=idx_u,
-            ema=parts.ema.module if parts.ema is not None else None, state=parts.method_state,
-            progress=step / run.total, gather=ranks.gather)
+            strong=aug.strong,
+            teacher=teacher,
+            weak=aug.weak,
+            x_u_raw=x_u_raw,
+            idx_u=idx_u,
+            ema=parts.ema.module if parts.ema is not None else None,
+            state=parts.method_state,
+            progress=step / run.total,
+            gather=ranks.gather,
+        )
         with fabric.autocast():
             terms = spec.step(parts.step_model, batch, opts)
         parts.optimizer.zero_grad(set_to_none=True)
@@ -322,7 +388,9 @@ def step_loop(fabric, ranks: distributed.Ranks, run: runs.Run, parts: Trainables
         if not due.log:
             continue
         logged = meter.flush(ranks.mean)
-        run.train_record(done, logged, epoch=round(done * t.batch_size / len(y_l), 4), lr=parts.scheduler.get_last_lr()[0])
+        run.train_record(
+            done, logged, epoch=round(done * t.batch_size / len(y_l), 4), lr=parts.scheduler.get_last_lr()[0]
+        )
         bar.set_postfix(loss=f"{logged.get('loss', float('nan')):.4f}", refresh=False)
         stop = False
         if due.checkpoint:
@@ -352,7 +420,9 @@ def _evaluate(run: runs.Run, parts: Trainables, data: TrainData, ranks: distribu
         if name == "val" and (t.plateau_patience or t.early_stop_patience):
             improved, stop = parts.plateau.update(m["loss"] if t.monitor == "val_loss" else m["accuracy"], done)
             if improved and t.early_stop_patience and t.restore_best and parts.swa is None:  # SWA ends on its average
-                parts.best_weights = {k: v.detach().to("cpu", copy=True) for k, v in parts.eval_model.state_dict().items()}
+                parts.best_weights = {
+                    k: v.detach().to("cpu", copy=True) for k, v in parts.eval_model.state_dict().items()
+                }
     return stop
 
 
@@ -365,16 +435,20 @@ def _sync_state(ranks: distributed.Ranks, parts: Trainables) -> None:
         ranks.assert_same("the method's state", list(parts.method_state.buffers()))
 
 
-def _wrap_up(run: runs.Run, parts: Trainables, data: TrainData, ranks: distributed.Ranks,
-             stopped_at: int | None) -> Result:
+def _wrap_up(
+    run: runs.Run, parts: Trainables, data: TrainData, ranks: distributed.Ranks, stopped_at: int | None
+) -> Result:
     """The evaluated weights (SWA average, best-monitored, EMA or the model), the final metrics,
     the last checkpoint with them, and the run's outputs."""
     t, view = run.cfg.train, parts.augmenter.eval_view
     eval_model, device = parts.eval_model, next(parts.model.parameters()).device
     final_kind = "swa" if parts.swa is not None else "ema" if parts.ema else "model"
     last_eval = parts.last_eval if parts.swa is None else None  # SWA evaluates its average, not these weights
-    if (stopped_at is not None or (t.early_stop_patience and t.restore_best)) and parts.swa is None \
-            and parts.best_weights is not None:
+    if (
+        (stopped_at is not None or (t.early_stop_patience and t.restore_best))
+        and parts.swa is None
+        and parts.best_weights is not None
+    ):
         eval_model.load_state_dict(parts.best_weights)
         final_kind += f"@best(step {parts.plateau.best_step})"
         last_eval = None
@@ -388,9 +462,13 @@ def _wrap_up(run: runs.Run, parts: Trainables, data: TrainData, ranks: distribut
         recompute_bn(parts.swa.module, data.x_l.to(device), max(t.batch_size, 256), view)
         eval_model = parts.swa.module
     epochs = run.total * t.batch_size / max(1, len(data.y_l))
-    final: dict[str, Any] = {"steps": run.total, "epochs": epochs, "train_time_s": round(run.elapsed, 2),
-                             "time_per_epoch_s": round(run.elapsed / epochs, 3) if epochs else None,
-                             "evaluated_weights": final_kind}
+    final: dict[str, Any] = {
+        "steps": run.total,
+        "epochs": epochs,
+        "train_time_s": round(run.elapsed, 2),
+        "time_per_epoch_s": round(run.elapsed / epochs, 3) if epochs else None,
+        "evaluated_weights": final_kind,
+    }
     reuse = last_eval is not None and last_eval[0] == (stopped_at or run.total)
     for name, (x, y) in data.eval_sets.items():
         final[name] = dict(last_eval[1][name]) if reuse else metrics_on(eval_model, x, y, data.num_classes, view, ranks)
@@ -408,9 +486,16 @@ def _wrap_up(run: runs.Run, parts: Trainables, data: TrainData, ranks: distribut
 # ----------------------------------------------------------------------------- helpers
 
 
-def metrics_on(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int, view=None,
-               ranks: distributed.Ranks | None = None) -> dict[str, Any]:
+def metrics_on(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    num_classes: int,
+    view=None,
+    ranks: distributed.Ranks | None = None,
+) -> dict[str, Any]:
     """Classification metrics and the cross-entropy of `model` on (x, y), split over ranks."""
+
     def predict(part: torch.Tensor) -> torch.Tensor:
         return predict_logits(model, part, transform=view)  # (n, K)
 
@@ -436,7 +521,9 @@ def adapt_model(model: nn.Module, data: TrainData, device: torch.device, view=No
         with evaluation_mode(model), torch.no_grad():
             out = model(probe)
     except Exception as exc:  # any failure here is the user's model rejecting the input shape
-        raise ConfigError(f"the model does not take inputs of shape {tuple(probe.shape[1:])}: {str(exc).splitlines()[0]}") from None
+        raise ConfigError(
+            f"the model does not take inputs of shape {tuple(probe.shape[1:])}: {str(exc).splitlines()[0]}"
+        ) from None
     logits = logits_of(out)
     expected = (len(probe), data.num_classes)
     why = f": {data.num_classes} classes, {data.num_classes_reason}" if data.num_classes_reason else ""

@@ -54,9 +54,16 @@ class SemiSupervisedClassifier(ClassifierMixin, BaseEstimator):
     method then regularises on them, as FixMatch's reference code adds labelled images to its pool).
     """
 
-    def __init__(self, method: str = DEFAULT_METHOD, model: str | nn.Module = "mlp", steps: int = 500,
-                 options: dict[str, Any] | None = None, unlabeled: Any = UNLABELED, random_state: Any = None,
-                 verbose: int = 0) -> None:
+    def __init__(
+        self,
+        method: str = DEFAULT_METHOD,
+        model: str | nn.Module = "mlp",
+        steps: int = 500,
+        options: dict[str, Any] | None = None,
+        unlabeled: Any = UNLABELED,
+        random_state: Any = None,
+        verbose: int = 0,
+    ) -> None:
         self.method = method
         self.model = model
         self.steps = steps
@@ -75,15 +82,20 @@ class SemiSupervisedClassifier(ClassifierMixin, BaseEstimator):
         """Train on the rows of X; rows whose label is `unlabeled`, None or NaN are unlabelled."""
         x = self.inputs(X, reset=True)
         if getattr(y, "ndim", 1) == 2 and y.shape[1] == 1:
-            warnings.warn("A column-vector y was passed when a 1d array was expected; it is read as shape (n_samples,)",
-                          DataConversionWarning, stacklevel=2)
+            warnings.warn(
+                "A column-vector y was passed when a 1d array was expected; it is read as shape (n_samples,)",
+                DataConversionWarning,
+                stacklevel=2,
+            )
         labels = as_label_array(y, "y")
         if len(labels) != len(x):
             raise ValueError(f"y: {len(labels)} labels for {len(x)} rows of X")
         missing = unlabeled_mask(labels, self.unlabeled)
         if missing.all():
-            raise ValueError(f"y: every row is unlabelled (marked {self.unlabeled!r}, None or NaN); "
-                             "at least one labelled row per class is needed")
+            raise ValueError(
+                f"y: every row is unlabelled (marked {self.unlabeled!r}, None or NaN); "
+                "at least one labelled row per class is needed"
+            )
         kept = labels[~missing]
         check_one_label_kind(kept, "y")
         check_classification_targets(kept)
@@ -94,8 +106,16 @@ class SemiSupervisedClassifier(ClassifierMixin, BaseEstimator):
         pool = x_u if len(x_u) else x_l
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         with self.notices():
-            result = fit_model(self.model, (x_l, np.searchsorted(self.classes_, kept)), pool, method=self.method,
-                               steps=self.steps, seed=seed, num_classes=len(self.classes_), **(self.options or {}))
+            result = fit_model(
+                self.model,
+                (x_l, np.searchsorted(self.classes_, kept)),
+                pool,
+                method=self.method,
+                steps=self.steps,
+                seed=seed,
+                num_classes=len(self.classes_),
+                **(self.options or {}),
+            )
         self.model_ = result.model.cpu().eval()
         self.config_ = result.config.to_dict()
         self.in_shape_ = tuple(x.shape[1:])

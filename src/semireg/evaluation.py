@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -60,15 +61,18 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, num_classes: 
         "accuracy": float(np.mean(y_true == y_pred)) if len(y_true) else 0.0,
         "macro_f1": float(f1.mean()),
         "per_class": {
-            "precision": precision.tolist(), "recall": recall.tolist(), "f1": f1.tolist(),
+            "precision": precision.tolist(),
+            "recall": recall.tolist(),
+            "f1": f1.tolist(),
             "support": support.tolist(),
         },
         "confusion": confusion.tolist(),
     }
 
 
-def evaluate(model: nn.Module, data: tuple[Any, Any], num_classes: int | None = None,
-             batch_size: int = 1000) -> dict[str, Any]:
+def evaluate(
+    model: nn.Module, data: tuple[Any, Any], num_classes: int | None = None, batch_size: int = 1000
+) -> dict[str, Any]:
     """Accuracy, macro-F1, per-class precision/recall/F1 and the confusion matrix of `model` on (x, y)."""
     x, y = as_images(data[0]), as_labels(data[1])
     logits = predict_logits(model, x, batch_size)
@@ -97,8 +101,9 @@ def pyplot():
     return plt
 
 
-def plot_confusion(confusion: list[list[int]], path: Path, class_names: list[str] | None = None,
-                   title: str = "confusion matrix") -> None:
+def plot_confusion(
+    confusion: list[list[int]], path: Path, class_names: list[str] | None = None, title: str = "confusion matrix"
+) -> None:
     plt = pyplot()
     cm = np.asarray(confusion)
     k = len(cm)
@@ -107,8 +112,15 @@ def plot_confusion(confusion: list[list[int]], path: Path, class_names: list[str
     ax.imshow(cm, cmap="Blues")
     for i in range(k):
         for j in range(k):
-            ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=7,
-                    color="white" if cm[i, j] > cm.max() / 2 else "black")
+            ax.text(
+                j,
+                i,
+                str(cm[i, j]),
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if cm[i, j] > cm.max() / 2 else "black",
+            )
     ax.set_xticks(range(k), names, rotation=45, ha="right")
     ax.set_yticks(range(k), names)
     ax.set_xlabel("predicted")
@@ -136,7 +148,9 @@ def plot_curves(metrics_path: Path, path: Path) -> None:
     if terms:
         ax_loss.legend(fontsize=8)
     if train:
-        ax_acc.plot([r["step"] for r in train], [r.get("train_acc", np.nan) for r in train], label="train batch acc", alpha=0.6)
+        ax_acc.plot(
+            [r["step"] for r in train], [r.get("train_acc", np.nan) for r in train], label="train batch acc", alpha=0.6
+        )
     for key in ("accuracy", "macro_f1"):
         pts = [(r["step"], r[key]) for r in evals if key in r]
         if pts:

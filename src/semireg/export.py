@@ -61,9 +61,14 @@ def export_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
         tensors, kind = evaluated_weights(state)
         _build(cfg, data, tensors, f"{run_dir}")  # only weights that load into the model they name
     metadata = {
-        "format": FORMAT, "config": json.dumps(config), "evaluated_weights": kind, "step": str(int(state["step"])),
-        "in_shape": json.dumps(data.get("in_shape")), "num_classes": str(data.get("num_classes", "")),
-        "class_names": json.dumps(data.get("class_names")), "code": json.dumps(meta.get("code", {})),
+        "format": FORMAT,
+        "config": json.dumps(config),
+        "evaluated_weights": kind,
+        "step": str(int(state["step"])),
+        "in_shape": json.dumps(data.get("in_shape")),
+        "num_classes": str(data.get("num_classes", "")),
+        "class_names": json.dumps(data.get("class_names")),
+        "code": json.dumps(meta.get("code", {})),
         "feature_stats": json.dumps(data.get("feature_stats")),
     }
     out = Path(out) if out is not None else run_dir / EXPORT_NAME
@@ -91,12 +96,17 @@ def load_exported(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
         raise RunDirError(f"{path}: not a semireg export (format {metadata.get('format')!r}, expected {FORMAT!r})")
     info = {k: json.loads(metadata[k]) for k in ("config", "in_shape", "class_names", "code")}
     info["feature_stats"] = json.loads(metadata.get("feature_stats", "null"))  # exports before CSV input had none
-    info.update(num_classes=int(metadata["num_classes"]), evaluated_weights=metadata["evaluated_weights"],
-                step=int(metadata["step"]))
+    info.update(
+        num_classes=int(metadata["num_classes"]),
+        evaluated_weights=metadata["evaluated_weights"],
+        step=int(metadata["step"]),
+    )
     cfg = resolve(info["config"])
     if is_system(cfg.method["name"]):
-        raise ConfigError(f"{path}: a '{cfg.method['name']}' system export holds several networks; "
-                          "load its tensors with safetensors.torch.load_file")
+        raise ConfigError(
+            f"{path}: a '{cfg.method['name']}' system export holds several networks; "
+            "load its tensors with safetensors.torch.load_file"
+        )
     return _build(cfg, info, weights, str(path)), info
 
 
@@ -112,9 +122,14 @@ def _model_for(source: Path) -> tuple[nn.Module, dict[str, Any]]:
     data = meta.get("data", {})
     weights, kind = evaluated_weights(state)
     model = _build(cfg, data, weights, str(source))
-    return model, {"config": config, "in_shape": data["in_shape"], "num_classes": data["num_classes"],
-                   "class_names": data.get("class_names"), "evaluated_weights": kind,
-                   "feature_stats": data.get("feature_stats")}
+    return model, {
+        "config": config,
+        "in_shape": data["in_shape"],
+        "num_classes": data["num_classes"],
+        "class_names": data.get("class_names"),
+        "evaluated_weights": kind,
+        "feature_stats": data.get("feature_stats"),
+    }
 
 
 def _build(cfg, shapes: dict[str, Any], weights: dict[str, torch.Tensor], where: str) -> nn.Module:
@@ -122,8 +137,9 @@ def _build(cfg, shapes: dict[str, Any], weights: dict[str, torch.Tensor], where:
 
     if not shapes.get("in_shape") or not shapes.get("num_classes"):
         raise RunDirError(f"{where}: the input shape and class count are not recorded")
-    model = build_model(cfg.model.name, tuple(shapes["in_shape"]), int(shapes["num_classes"]),
-                        **cfg.model.builder_options())
+    model = build_model(
+        cfg.model.name, tuple(shapes["in_shape"]), int(shapes["num_classes"]), **cfg.model.builder_options()
+    )
     try:
         model.load_state_dict(weights)
     except RuntimeError as exc:
@@ -191,8 +207,16 @@ def predict_files(source: str | Path, files: list[str | Path], top: int = 1) -> 
         probs = predict_logits(model, x, transform=view).softmax(1)  # (N, K)
         p, k = probs.topk(min(top, probs.shape[1]), dim=1)
         for i in range(len(x)):
-            rows.append({"file": str(file), "index": i, "class": int(k[i, 0]), "name": names[int(k[i, 0])],
-                         "probability": float(p[i, 0]),
-                         "top": [{"class": int(c), "name": names[int(c)], "probability": float(q)}
-                                 for c, q in zip(k[i], p[i])]})
+            rows.append(
+                {
+                    "file": str(file),
+                    "index": i,
+                    "class": int(k[i, 0]),
+                    "name": names[int(k[i, 0])],
+                    "probability": float(p[i, 0]),
+                    "top": [
+                        {"class": int(c), "name": names[int(c)], "probability": float(q)} for c, q in zip(k[i], p[i])
+                    ],
+                }
+            )
     return rows

@@ -23,8 +23,19 @@ from . import rundir
 
 # A short, deterministic CPU run: digits, MLP, VAT (its random directions come from the global
 # torch generator, so a resume that lost any random state would show).
-DRILL_ARGS = ["demo", "--variant", "vat", "--seeds", "0", "train.deterministic=true", "train.threads=1",
-              "train.progress=false", "train.log_every=5", "train.checkpoint_every=15", "train.eval_every=100"]
+DRILL_ARGS = [
+    "demo",
+    "--variant",
+    "vat",
+    "--seeds",
+    "0",
+    "train.deterministic=true",
+    "train.threads=1",
+    "train.progress=false",
+    "train.log_every=5",
+    "train.checkpoint_every=15",
+    "train.eval_every=100",
+]
 
 
 @dataclass
@@ -45,9 +56,14 @@ class Drill:
     metrics_identical: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {"steps": self.steps, "kills": [vars(k) for k in self.kills], "identical": self.identical,
-                "differing": self.differing, "metrics_identical": self.metrics_identical,
-                "restarts_from_scratch": self.restarts_from_scratch}
+        return {
+            "steps": self.steps,
+            "kills": [vars(k) for k in self.kills],
+            "identical": self.identical,
+            "differing": self.differing,
+            "metrics_identical": self.metrics_identical,
+            "restarts_from_scratch": self.restarts_from_scratch,
+        }
 
 
 def _cli(args: list[str]) -> list[str]:
@@ -66,8 +82,14 @@ def _last_step(metrics: Path) -> int:
 
 
 def run_uninterrupted(run_dir: Path, steps: int) -> None:
-    subprocess.run(_cli([*DRILL_ARGS, f"train.steps={steps}", "--run-dir", str(run_dir)]), check=True,
-                   env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=1800)
+    subprocess.run(
+        _cli([*DRILL_ARGS, f"train.steps={steps}", "--run-dir", str(run_dir)]),
+        check=True,
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        timeout=1800,
+    )
 
 
 def _kill_at(cmd: list[str], run_dir: Path, target: int, delay: float, timeout: float = 600) -> bool:
@@ -112,11 +134,13 @@ def interrupted_run(run_dir: Path, steps: int, kills: int, seed: int) -> Drill:
             break  # it finished first
         ckpt = run_dir / rundir.CHECKPOINT
         step = int(rundir.load_checkpoint(ckpt)["step"]) if ckpt.exists() else 0
-        drill.kills.append(Kill(target, _last_step(run_dir / "metrics.jsonl"), step,
-                                (run_dir / (rundir.CHECKPOINT + ".tmp")).exists()))
+        drill.kills.append(
+            Kill(target, _last_step(run_dir / "metrics.jsonl"), step, (run_dir / (rundir.CHECKPOINT + ".tmp")).exists())
+        )
     final_cmd = resume if (run_dir / rundir.CHECKPOINT).exists() else [*fresh, "--overwrite"]
-    subprocess.run(final_cmd, check=True, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                   timeout=1800)
+    subprocess.run(
+        final_cmd, check=True, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=1800
+    )
     return drill
 
 
@@ -128,8 +152,9 @@ def compare_runs(reference: Path, other: Path, drill: Drill) -> Drill:
     drill.differing = [key for key, x, y in _leaves(a, b) if not _same(x, y)]
     drill.identical = not drill.differing
     strip = lambda rs: [{k: v for k, v in r.items() if k != "time"} for r in rs]
-    drill.metrics_identical = strip(rundir.read_jsonl(reference / "metrics.jsonl")) == \
-        strip(rundir.read_jsonl(other / "metrics.jsonl"))
+    drill.metrics_identical = strip(rundir.read_jsonl(reference / "metrics.jsonl")) == strip(
+        rundir.read_jsonl(other / "metrics.jsonl")
+    )
     return drill
 
 

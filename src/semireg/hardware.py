@@ -90,6 +90,7 @@ def resolve_channels_last(requested: bool | str, model: nn.Module, input_ndim: i
 
 def describe(precision: Choice, channels_last: Choice) -> str:
     """The one line printed at the start of a run."""
+
     def part(name: str, c: Choice) -> str:
         how = f"auto: {c.reason}" if c.requested == "auto" else c.reason
         return f"{name} {c.value} ({how})"

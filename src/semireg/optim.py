@@ -85,7 +85,12 @@ class Plateau:
 
     def __init__(self, mode: str, patience_lr: int, factor: float, patience_stop: int, min_delta: float = 1e-4) -> None:
         self.sign = 1.0 if mode == "min" else -1.0
-        self.patience_lr, self.factor, self.patience_stop, self.min_delta = patience_lr, factor, patience_stop, min_delta
+        self.patience_lr, self.factor, self.patience_stop, self.min_delta = (
+            patience_lr,
+            factor,
+            patience_stop,
+            min_delta,
+        )
         self.best = math.inf
         self.wait_lr = self.wait_stop = 0
         self.scale = 1.0

@@ -43,9 +43,12 @@ class PhaseState:
         self.system, self.optimizers, self.sampler = system, optimizers, sampler
 
     def state_dict(self) -> dict[str, Any]:
-        return {"nets": self.system.nets.state_dict(), "loss_state": self.system.state.state_dict(),
-                "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
-                "sampler": self.sampler.state_dict()}
+        return {
+            "nets": self.system.nets.state_dict(),
+            "loss_state": self.system.state.state_dict(),
+            "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
+            "sampler": self.sampler.state_dict(),
+        }
 
     def load_state_dict(self, state: dict[str, Any], path: Path) -> None:
         try:
@@ -58,9 +61,16 @@ class PhaseState:
         self.sampler.load_state_dict(state["sampler"])
 
 
-def train_system_config(cfg: RunConfig, run_dir: str | Path | None = None, *, data: TrainData | None = None,
-                        split: Split | None = None, resume: bool = False, overwrite: bool = False,
-                        modules: dict[str, nn.Module] | None = None) -> SystemResult:
+def train_system_config(
+    cfg: RunConfig,
+    run_dir: str | Path | None = None,
+    *,
+    data: TrainData | None = None,
+    split: Split | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    modules: dict[str, nn.Module] | None = None,
+) -> SystemResult:
     """Build the registered system `cfg.method.name` (with any user `modules`) and train it in phases."""
     spec = get_system(cfg.method["name"])
     if data is None:
@@ -70,8 +80,16 @@ def train_system_config(cfg: RunConfig, run_dir: str | Path | None = None, *, da
     return train_system(cfg, system, data, run_dir, split=split, resume=resume, overwrite=overwrite)
 
 
-def train_system(cfg: RunConfig, system: System, data: TrainData, run_dir: str | Path | None = None, *,
-                 split: Split | None = None, resume: bool = False, overwrite: bool = False) -> SystemResult:
+def train_system(
+    cfg: RunConfig,
+    system: System,
+    data: TrainData,
+    run_dir: str | Path | None = None,
+    *,
+    split: Split | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+) -> SystemResult:
     """Run `system`'s phases for `cfg.train.steps` rounds (or `epochs` of the training images).
 
     `data` is a TrainData: phases draw (x, y) batches of `train.batch_size` from its labelled set.
@@ -96,11 +114,24 @@ def train_system(cfg: RunConfig, system: System, data: TrainData, run_dir: str |
     sampler = IndexSampler(len(data.x_l), t.batch_size, seed=t.seed * 2 + 1, device=fabric.device)
     parts = PhaseState(system, optimizers, sampler)
     total = runs.total_steps(t, len(data.x_l))  # rounds: `train.steps`, or `train.epochs` of the images
-    meta = {"device": str(fabric.device), "precision": precision.value, "speed": {"precision": vars(precision)},
-            "data": data.summary(), "total_rounds": total,
-            "phases": [{"name": p.name, "trains": list(p.trains), "steps": p.steps, "batches": p.batches,
-                        "optimizer": vars(p.optimizer)} for p in system.phases],
-            "parameters": {name: sum(p.numel() for p in m.parameters()) for name, m in nets.items()}}
+    meta = {
+        "device": str(fabric.device),
+        "precision": precision.value,
+        "speed": {"precision": vars(precision)},
+        "data": data.summary(),
+        "total_rounds": total,
+        "phases": [
+            {
+                "name": p.name,
+                "trains": list(p.trains),
+                "steps": p.steps,
+                "batches": p.batches,
+                "optimizer": vars(p.optimizer),
+            }
+            for p in system.phases
+        ],
+        "parameters": {name: sum(p.numel() for p in m.parameters()) for name, m in nets.items()},
+    }
     run, saved = runs.open_run(cfg, run_dir, total=total, resume=resume, overwrite=overwrite, meta=meta, split=split)
     print(f"semireg: precision {precision.value} ({precision.reason})", file=sys.stderr)
     try:
@@ -162,9 +193,13 @@ def phase_rounds(fabric, run: runs.Run, parts: PhaseState, data: TrainData) -> d
     if final is None or run.start == run.total:  # resumed at the end: nothing ran, evaluate what was saved
         final = _evaluate(run, system, data, run.total, final=True) if system.evaluate is not None else {}
     nets.eval()
-    return {"rounds": run.total, "steps_per_round": {p.name: p.steps for p in system.phases},
-            "train_time_s": round(run.elapsed, 2), **final,
-            "headline": {k: final[k] for k in system.headline if k in final}}
+    return {
+        "rounds": run.total,
+        "steps_per_round": {p.name: p.steps for p in system.phases},
+        "train_time_s": round(run.elapsed, 2),
+        **final,
+        "headline": {k: final[k] for k in system.headline if k in final},
+    }
 
 
 def _evaluate(run: runs.Run, system: System, data: TrainData, done: int, final: bool) -> dict[str, Any]:

@@ -18,9 +18,10 @@ state (buffers such as BEGAN's k) that losses update, that is logged and that ch
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 from torch import nn
@@ -60,8 +61,13 @@ class Terms:
         self.total: torch.Tensor | None = None
         self.logged: dict[str, torch.Tensor] = {}
 
-    def add(self, name: str, value: torch.Tensor, weight: float | torch.Tensor = 1.0,
-            sample_weight: torch.Tensor | None = None) -> torch.Tensor:
+    def add(
+        self,
+        name: str,
+        value: torch.Tensor,
+        weight: float | torch.Tensor = 1.0,
+        sample_weight: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """`value`: a scalar or a per-sample loss (B,); `weight` may be a tensor (loss state, e.g. -k)."""
         if name in self.logged:
             raise ValueError(f"loss term '{name}' added twice")
@@ -152,9 +158,13 @@ class System:
             seen.add(phase.name)
             unknown = [n for n in phase.trains if n not in names]
             if unknown or not phase.trains:
-                raise ConfigError(f"phase '{phase.name}' trains {unknown or 'nothing'}; the system's modules are {sorted(names)}")
+                raise ConfigError(
+                    f"phase '{phase.name}' trains {unknown or 'nothing'}; the system's modules are {sorted(names)}"
+                )
             if phase.frozen_norms not in ("eval", "batch"):
-                raise ConfigError(f"phase '{phase.name}': frozen_norms is 'eval' or 'batch', not '{phase.frozen_norms}'")
+                raise ConfigError(
+                    f"phase '{phase.name}': frozen_norms is 'eval' or 'batch', not '{phase.frozen_norms}'"
+                )
             if phase.steps < 1 or phase.batches < 1:
                 raise ConfigError(f"phase '{phase.name}': steps and batches must be >= 1")
         if any(True for _ in self.state.parameters()):
@@ -187,8 +197,11 @@ def trained_only(nets: nn.ModuleDict, trains: tuple[str, ...], frozen_norms: str
     trained_ids = {id(p) for p in trained_parameters(nets, trains)}
     trained_modules = {id(m) for name in trains for m in nets[name].modules()}
     saved_grad = [(p, p.requires_grad) for p in nets.parameters()]
-    to_eval = [m for m in nets.modules() if isinstance(m, _NormBase) and m.training and id(m) not in trained_modules] \
-        if frozen_norms == "eval" else []
+    to_eval = (
+        [m for m in nets.modules() if isinstance(m, _NormBase) and m.training and id(m) not in trained_modules]
+        if frozen_norms == "eval"
+        else []
+    )
     for p, _ in saved_grad:
         p.requires_grad_(id(p) in trained_ids)
     for m in to_eval:

@@ -11,9 +11,10 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
@@ -61,8 +62,10 @@ def read_config(run_dir: Path) -> dict[str, Any]:
         raise RunDirError(f"{path}: expected a JSON object")
     version = tree.get("version", CONFIG_VERSION)
     if isinstance(version, int) and not isinstance(version, bool) and version > CONFIG_VERSION:
-        raise ConfigError(f"{path}: config version {version} was written by a newer semireg "
-                          f"(this one reads version {CONFIG_VERSION}); upgrade semireg")
+        raise ConfigError(
+            f"{path}: config version {version} was written by a newer semireg "
+            f"(this one reads version {CONFIG_VERSION}); upgrade semireg"
+        )
     return tree
 
 
@@ -85,8 +88,9 @@ def _read_code_version() -> dict[str, Any]:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=src, capture_output=True, text=True, timeout=5)
         if commit.returncode == 0:
             info["git_commit"] = commit.stdout.strip()
-            dirty = subprocess.run(["git", "status", "--porcelain", "--", "."], cwd=src, capture_output=True,
-                                   text=True, timeout=5)
+            dirty = subprocess.run(
+                ["git", "status", "--porcelain", "--", "."], cwd=src, capture_output=True, text=True, timeout=5
+            )
             info["git_dirty"] = bool(dirty.stdout.strip())
     except (OSError, subprocess.SubprocessError):
         pass
@@ -233,8 +237,9 @@ def writer_lock(run_dir: Path, command: str = "") -> Iterator[None]:
         handle.seek(0)
         holder = handle.read().strip() or "another process"
         handle.close()
-        raise RunDirError(f"{run_dir} is being written by {holder}; wait for it to finish or stop it "
-                          "(one writer per run directory)") from None
+        raise RunDirError(
+            f"{run_dir} is being written by {holder}; wait for it to finish or stop it (one writer per run directory)"
+        ) from None
     handle.seek(0)
     handle.truncate()
     handle.write(f"process {os.getpid()} ({command or _command()}, since {time.strftime('%Y-%m-%d %H:%M:%S')})\n")

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Iterable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 import torch
@@ -170,8 +171,10 @@ class Run:
         self.elapsed += time.perf_counter() - self.tick
         if not all(math.isfinite(v) for v in logged.values()):
             where = f"; the last good checkpoint is kept in {self.dir / rundir.CHECKPOINT}" if self.dir else ""
-            raise DivergedError(f"loss became non-finite ({format_terms(logged)}) between steps "
-                                f"{self.logged_through + 1} and {done}{where}; lower train.lr or check the inputs")
+            raise DivergedError(
+                f"loss became non-finite ({format_terms(logged)}) between steps "
+                f"{self.logged_through + 1} and {done}{where}; lower train.lr or check the inputs"
+            )
         record = {"kind": "train", "step": done, **fields, "time": round(self.elapsed, 3), **logged}
         self.write(record)
         self.logged_through = done
@@ -184,8 +187,13 @@ class Run:
         if self.log is not None:
             self.log.write(record)
 
-    def save(self, done: int, state: Callable[[], dict[str, Any]], params: Iterable[torch.Tensor],
-             generators: dict[str, torch.Generator] | None = None) -> None:
+    def save(
+        self,
+        done: int,
+        state: Callable[[], dict[str, Any]],
+        params: Iterable[torch.Tensor],
+        generators: dict[str, torch.Generator] | None = None,
+    ) -> None:
         """The checkpoint at step `done`: `state()` (the loop's trainables) + step, training time,
         config and every rank's random streams, written atomically by rank 0; never written when a
         weight is not finite, so the last good checkpoint survives a divergence."""
@@ -199,10 +207,19 @@ class Run:
             extra["rng_by_rank"] = self.ranks.objects(rng_state(generators))
         if self.main:
             mine = rng_state(generators)
-            rundir.save_checkpoint(self.dir / rundir.CHECKPOINT, {
-                "step": done, "elapsed": self.elapsed, "config": self.cfg.to_dict(), **state(),
-                "torch_rng": mine["torch"], "generators": mine["generators"],
-                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [], **extra})
+            rundir.save_checkpoint(
+                self.dir / rundir.CHECKPOINT,
+                {
+                    "step": done,
+                    "elapsed": self.elapsed,
+                    "config": self.cfg.to_dict(),
+                    **state(),
+                    "torch_rng": mine["torch"],
+                    "generators": mine["generators"],
+                    "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                    **extra,
+                },
+            )
         self.ranks.barrier()  # no rank reads a checkpoint that is still being written
 
     def finish(self, results: dict[str, Any], data: Any, plot_curves: Callable[[Path, Path], None]) -> None:
@@ -213,8 +230,12 @@ class Run:
             rundir.write_json(self.dir / "results.json", results)
             test = results.get("test")
             if isinstance(test, dict) and "confusion" in test:
-                plot_confusion(test["confusion"], self.dir / "confusion.png", data.class_names,
-                               title=f"test confusion (accuracy {test['accuracy']:.4f})")
+                plot_confusion(
+                    test["confusion"],
+                    self.dir / "confusion.png",
+                    data.class_names,
+                    title=f"test confusion (accuracy {test['accuracy']:.4f})",
+                )
             plot_curves(self.dir / "metrics.jsonl", self.dir / "curves.png")
             build_report(self.dir, data)
         self.close()
@@ -225,8 +246,17 @@ class Run:
         self.held.close()
 
 
-def open_run(cfg: RunConfig, run_dir: Path | None, *, total: int, resume: bool, overwrite: bool,
-             meta: dict[str, Any], split: Split | None = None, ranks: Ranks | None = None) -> tuple[Run, dict | None]:
+def open_run(
+    cfg: RunConfig,
+    run_dir: Path | None,
+    *,
+    total: int,
+    resume: bool,
+    overwrite: bool,
+    meta: dict[str, Any],
+    split: Split | None = None,
+    ranks: Ranks | None = None,
+) -> tuple[Run, dict | None]:
     """Start a run directory (config.json, meta.json, split.npz) or resume one (its checkpoint is
     returned for the loop to load; metrics.jsonl is cut back to the checkpoint's step). Rank 0
     takes the writer lock first, so a second process writing the same directory is refused.
@@ -250,8 +280,10 @@ def open_run(cfg: RunConfig, run_dir: Path | None, *, total: int, resume: bool, 
                 rundir.truncate_jsonl(run_dir / "metrics.jsonl", run.start)
         elif run.main:
             rundir.write_json(run_dir / "config.json", cfg.to_dict())
-            rundir.write_json(run_dir / "meta.json", {
-                "code": rundir.code_version(), "seed": cfg.train.seed, "hardware": rundir.hardware(), **meta})
+            rundir.write_json(
+                run_dir / "meta.json",
+                {"code": rundir.code_version(), "seed": cfg.train.seed, "hardware": rundir.hardware(), **meta},
+            )
             if split is not None:
                 split.save(run_dir / "split.npz")
         if run.main:

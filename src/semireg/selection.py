@@ -93,9 +93,17 @@ def fold_data(data: TrainData, val: np.ndarray) -> TrainData:
     keep = torch.ones(len(data.y_l), dtype=torch.bool)
     keep[torch.from_numpy(val)] = False
     idx = torch.from_numpy(val)
-    return TrainData(x_l=data.x_l[keep], y_l=data.y_l[keep], x_u=data.x_u, num_classes=data.num_classes,
-                     eval_sets={"val": (data.x_l[idx], data.y_l[idx])}, class_names=data.class_names,
-                     name=data.name, num_classes_reason=data.num_classes_reason, feature_stats=data.feature_stats)
+    return TrainData(
+        x_l=data.x_l[keep],
+        y_l=data.y_l[keep],
+        x_u=data.x_u,
+        num_classes=data.num_classes,
+        eval_sets={"val": (data.x_l[idx], data.y_l[idx])},
+        class_names=data.class_names,
+        name=data.name,
+        num_classes_reason=data.num_classes_reason,
+        feature_stats=data.feature_stats,
+    )
 
 
 def candidate_config(base: dict[str, Any], method: str, steps: int, seed: int, name: str) -> RunConfig:
@@ -104,8 +112,14 @@ def candidate_config(base: dict[str, Any], method: str, steps: int, seed: int, n
     weights: it gets decay 0.99 when the configuration keeps none."""
     tree = json.loads(json.dumps(base))
     tree["method"] = tree["method"] if tree.get("method", {}).get("name") == method else {"name": method}
-    extra: dict[str, Any] = {"train.steps": steps, "train.epochs": 0.0, "train.seed": seed, "train.progress": False,
-                             "train.eval_every": 0, "name": name}
+    extra: dict[str, Any] = {
+        "train.steps": steps,
+        "train.epochs": 0.0,
+        "train.seed": seed,
+        "train.progress": False,
+        "train.eval_every": 0,
+        "name": name,
+    }
     if METHODS[method].needs_ema and tree.get("train", {}).get("ema_decay", 0.0) <= 0:
         extra["train.ema_decay"] = 0.99
     return resolve(merge(tree, extra))
@@ -138,8 +152,10 @@ def steps_that_fit(costs: dict[str, Cost], seconds: float, folds: int, max_steps
     steps = int((PLAN_SHARE * seconds - fixed) / per_step) if per_step > 0 else max_steps
     if steps < MIN_STEPS:
         need = fixed + MIN_STEPS * per_step
-        raise ConfigError(f"--budget leaves {seconds:.0f} s after the probe; {len(costs)} candidates x {folds} folds "
-                          f"need {need:.0f} s for {MIN_STEPS} steps each: raise --budget, or pass fewer --methods or --folds")
+        raise ConfigError(
+            f"--budget leaves {seconds:.0f} s after the probe; {len(costs)} candidates x {folds} folds "
+            f"need {need:.0f} s for {MIN_STEPS} steps each: raise --budget, or pass fewer --methods or --folds"
+        )
     return min(steps, max_steps)
 
 
@@ -159,9 +175,16 @@ class Selection:
     trained: int = 0  # candidate runs this call trained (the others were finished before)
 
     def to_json(self) -> dict[str, Any]:
-        return {"steps": self.steps, "folds": [f.tolist() for f in self.folds], "accuracy": self.accuracy,
-                "run_time_s": self.run_time_s, "recommended": self.recommended, "verdict": self.verdict,
-                "table": self.table, "fitted": self.fitted}
+        return {
+            "steps": self.steps,
+            "folds": [f.tolist() for f in self.folds],
+            "accuracy": self.accuracy,
+            "run_time_s": self.run_time_s,
+            "recommended": self.recommended,
+            "verdict": self.verdict,
+            "table": self.table,
+            "fitted": self.fitted,
+        }
 
 
 def same_config(saved: dict[str, Any], wanted: dict[str, Any]) -> bool:
@@ -175,7 +198,9 @@ def quiet_train(cfg: RunConfig, run_dir: Path, data: TrainData) -> Result:
     bar and shown only if the run fails. A finished run is read, an interrupted one resumed."""
     same = (run_dir / "config.json").exists() and same_config(rundir.read_config(run_dir), cfg.to_dict())
     if same and (run_dir / "results.json").exists() and (run_dir / rundir.CHECKPOINT).exists():
-        return Result(model=None, metrics=json.loads((run_dir / "results.json").read_text()), run_dir=run_dir, config=cfg)
+        return Result(
+            model=None, metrics=json.loads((run_dir / "results.json").read_text()), run_dir=run_dir, config=cfg
+        )
     resume = same and (run_dir / rundir.CHECKPOINT).exists()  # another configuration's run is replaced
     captured = io.StringIO()
     try:
@@ -186,8 +211,16 @@ def quiet_train(cfg: RunConfig, run_dir: Path, data: TrainData) -> Result:
         raise
 
 
-def search(base: dict[str, Any], data: TrainData, methods: list[str], folds: list[np.ndarray], steps: int,
-           out: Path, seed: int, progress: bool) -> Selection:
+def search(
+    base: dict[str, Any],
+    data: TrainData,
+    methods: list[str],
+    folds: list[np.ndarray],
+    steps: int,
+    out: Path,
+    seed: int,
+    progress: bool,
+) -> Selection:
     """Every candidate on every fold (fold-major, so a stopped search has whole folds)."""
     sel = Selection(out, steps, folds, {m: [] for m in methods}, {m: [] for m in methods})
     bar = runs.progress_bar(len(folds) * len(methods) * steps, 0, progress)
@@ -226,8 +259,10 @@ def verdict(sel: Selection) -> tuple[str, str]:
     if "supervised" in means and best != "supervised":
         d, se, every = paired(sel.accuracy[best], sel.accuracy["supervised"])
         if not beyond_noise(d, se, every):
-            return "supervised", (f"no method beats labels only beyond noise: the best mean, {best}, is ahead by "
-                                  f"{100 * d:+.2f} ± {100 * se:.2f} points" + ("" if every else ", not on every fold"))
+            return "supervised", (
+                f"no method beats labels only beyond noise: the best mean, {best}, is ahead by "
+                f"{100 * d:+.2f} ± {100 * se:.2f} points" + ("" if every else ", not on every fold")
+            )
         lead = f"{best} beats labels only by {100 * d:+.2f} ± {100 * se:.2f} points, on every fold"
     elif best == "supervised":
         lead = "labels only has the best mean: no semi-supervised method beat it"
@@ -236,15 +271,19 @@ def verdict(sel: Selection) -> tuple[str, str]:
     if others:
         d, se, every = paired(sel.accuracy[best], sel.accuracy[others[0]])
         clear = beyond_noise(d, se, every)
-        lead += (f"; {'clearly ahead of' if clear else 'within noise of'} the runner-up {others[0]} "
-                 f"({100 * d:+.2f} ± {100 * se:.2f})")
+        lead += (
+            f"; {'clearly ahead of' if clear else 'within noise of'} the runner-up {others[0]} "
+            f"({100 * d:+.2f} ± {100 * se:.2f})"
+        )
     return best, lead
 
 
 def table(sel: Selection) -> str:
     n_val = [len(f) for f in sel.folds]
-    head = ("| method | val accuracy (%), mean ± std over folds | worst fold | vs labels only (paired, ± se) | "
-            "train s/run |\n|---|---|---|---|---|")
+    head = (
+        "| method | val accuracy (%), mean ± std over folds | worst fold | vs labels only (paired, ± se) | "
+        "train s/run |\n|---|---|---|---|---|"
+    )
     lines = [head]
     for m in sorted(sel.accuracy, key=lambda m: -statistics.mean(sel.accuracy[m])):
         acc = sel.accuracy[m]
@@ -253,15 +292,20 @@ def table(sel: Selection) -> str:
         if "supervised" in sel.accuracy and m != "supervised":
             d, se, _ = paired(acc, sel.accuracy["supervised"])
             vs = f"{100 * d:+.2f} ± {100 * se:.2f}"
-        lines.append(f"| {m} | {100 * statistics.mean(acc):.2f} ± {100 * std:.2f} | {100 * min(acc):.2f} | {vs} | "
-                     f"{statistics.mean(sel.run_time_s[m]):.1f} |")
-    lines.append(f"\n{len(sel.folds)} folds of the labelled set, {min(n_val)}-{max(n_val)} validation samples each "
-                 f"(one sample = {100 / min(n_val):.1f} points); {sel.steps} steps per run; the test set unused.")
+        lines.append(
+            f"| {m} | {100 * statistics.mean(acc):.2f} ± {100 * std:.2f} | {100 * min(acc):.2f} | {vs} | "
+            f"{statistics.mean(sel.run_time_s[m]):.1f} |"
+        )
+    lines.append(
+        f"\n{len(sel.folds)} folds of the labelled set, {min(n_val)}-{max(n_val)} validation samples each "
+        f"(one sample = {100 / min(n_val):.1f} points); {sel.steps} steps per run; the test set unused."
+    )
     return "\n".join(lines)
 
 
-def plan(base: dict[str, Any], data: TrainData, methods: list[str], folds: int, budget_s: float, out: Path,
-         seed: int) -> tuple[list[np.ndarray], int, dict[str, Any]]:
+def plan(
+    base: dict[str, Any], data: TrainData, methods: list[str], folds: int, budget_s: float, out: Path, seed: int
+) -> tuple[list[np.ndarray], int, dict[str, Any]]:
     """(fold indices, steps per run, the plan as saved): a search started before continues with its
     own plan, so that resumed runs train the steps they were started with."""
     saved_path = out / PLAN
@@ -274,17 +318,33 @@ def plan(base: dict[str, Any], data: TrainData, methods: list[str], folds: int, 
     costs = probe(base, fold_data(data, val[0]), methods, seed)
     left = budget_s - (time.perf_counter() - start)
     steps = steps_that_fit(costs, left, folds, int(base.get("train", {}).get("steps", 1000)))
-    saved = {"methods": methods, "n_folds": folds, "labeled": len(data.y_l), "budget_s": budget_s, "steps": steps,
-             "probe_s": round(time.perf_counter() - start, 2), "folds": [f.tolist() for f in val],
-             "costs": {m: vars(c) for m, c in costs.items()}}
+    saved = {
+        "methods": methods,
+        "n_folds": folds,
+        "labeled": len(data.y_l),
+        "budget_s": budget_s,
+        "steps": steps,
+        "probe_s": round(time.perf_counter() - start, 2),
+        "folds": [f.tolist() for f in val],
+        "costs": {m: vars(c) for m, c in costs.items()},
+    }
     out.mkdir(parents=True, exist_ok=True)
     rundir.write_json(saved_path, {"plan": saved})
     return val, steps, saved
 
 
-def select_runs(base: dict[str, Any], data: TrainData, *, methods: list[str] | None = None, folds: int = 3,
-                budget_s: float = 600.0, out: Path = Path("runs/select"), fit: bool = False, seed: int = 0,
-                progress: bool = True) -> Selection:
+def select_runs(
+    base: dict[str, Any],
+    data: TrainData,
+    *,
+    methods: list[str] | None = None,
+    folds: int = 3,
+    budget_s: float = 600.0,
+    out: Path = Path("runs/select"),
+    fit: bool = False,
+    seed: int = 0,
+    progress: bool = True,
+) -> Selection:
     """The search (see the module's docstring); with `fit`, the recommended method and labels-only
     trained on all labels afterwards (`OUT/final/<method>`), evaluated on the data's test set."""
     methods = list(methods or default_candidates())
@@ -318,6 +378,9 @@ def fitted_lines(sel: Selection) -> list[str]:
     for method, metrics in sel.fitted.items():
         test = metrics.get("test")
         where = sel.out / "final" / method
-        lines.append(f"{method} on all labels: test accuracy {100 * test['accuracy']:.2f} % ({where})" if test
-                     else f"{method} on all labels: {where} (the data has no test set)")
+        lines.append(
+            f"{method} on all labels: test accuracy {100 * test['accuracy']:.2f} % ({where})"
+            if test
+            else f"{method} on all labels: {where} (the data has no test set)"
+        )
     return lines

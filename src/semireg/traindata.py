@@ -33,8 +33,11 @@ class TrainData:
 
     def summary(self) -> dict[str, Any]:
         return {
-            "name": self.name, "in_shape": list(self.in_shape), "num_classes": self.num_classes,
-            "class_names": self.class_names, "labeled": len(self.x_l),
+            "name": self.name,
+            "in_shape": list(self.in_shape),
+            "num_classes": self.num_classes,
+            "class_names": self.class_names,
+            "labeled": len(self.x_l),
             **({"feature_stats": self.feature_stats} if self.feature_stats else {}),
             "unlabeled": 0 if self.x_u is None else len(self.x_u),
             **{f"eval_{k}": len(v[1]) for k, v in self.eval_sets.items()},
@@ -43,12 +46,26 @@ class TrainData:
 
 def data_from_config(cfg: RunConfig) -> tuple[TrainData, Split]:
     d = cfg.data
-    ds = load_dataset(d.dataset, d.data_dir, d.download, label_column=d.label_column, drop_columns=tuple(d.drop_columns),
-                      standardize=d.standardize, unlabeled=d.unlabeled)
+    ds = load_dataset(
+        d.dataset,
+        d.data_dir,
+        d.download,
+        label_column=d.label_column,
+        drop_columns=tuple(d.drop_columns),
+        standardize=d.standardize,
+        unlabeled=d.unlabeled,
+    )
     split = make_split(
-        ds.y_train.numpy(), ds.num_classes, protocol=d.protocol, n_labeled=d.n_labeled,
-        n_unlabeled=d.n_unlabeled, n_val=d.n_val, n_test=d.n_test, balanced=d.balanced,
-        has_test_set=ds.x_test is not None, seed=cfg.train.seed if d.split_seed < 0 else d.split_seed,
+        ds.y_train.numpy(),
+        ds.num_classes,
+        protocol=d.protocol,
+        n_labeled=d.n_labeled,
+        n_unlabeled=d.n_unlabeled,
+        n_val=d.n_val,
+        n_test=d.n_test,
+        balanced=d.balanced,
+        has_test_set=ds.x_test is not None,
+        seed=cfg.train.seed if d.split_seed < 0 else d.split_seed,
     )
     take = lambda idx: torch.from_numpy(idx)
     eval_sets = {}
@@ -65,9 +82,13 @@ def data_from_config(cfg: RunConfig) -> tuple[TrainData, Split]:
     if ds.x_unlabeled is not None and len(ds.x_unlabeled):
         pools.append(ds.x_unlabeled)
     data = TrainData(
-        x_l=ds.x_train[take(split.labeled)], y_l=ds.y_train[take(split.labeled)],
+        x_l=ds.x_train[take(split.labeled)],
+        y_l=ds.y_train[take(split.labeled)],
         x_u=torch.cat(pools) if pools else None,
-        num_classes=ds.num_classes, eval_sets=eval_sets, class_names=ds.class_names, name=ds.name,
+        num_classes=ds.num_classes,
+        eval_sets=eval_sets,
+        class_names=ds.class_names,
+        name=ds.name,
         feature_stats=ds.feature_stats,
     )
     return data, split
@@ -83,6 +104,8 @@ def check_method_inputs(cfg: RunConfig, data: TrainData, spec: Any, opts: Any) -
     if spec.needs_teacher and not cfg.teacher:
         raise ConfigError(f"method '{spec.name}' needs a teacher: set teacher=RUN_DIR (a finished run)")
     if spec.needs_ema and t.ema_decay <= 0:
-        raise ConfigError(f"method '{spec.name}' learns from an EMA of its weights: set train.ema_decay > 0 (e.g. 0.999)")
+        raise ConfigError(
+            f"method '{spec.name}' learns from an EMA of its weights: set train.ema_decay > 0 (e.g. 0.999)"
+        )
     if (t.plateau_patience or t.early_stop_patience) and "val" not in data.eval_sets:
         raise ConfigError("train.plateau_patience / train.early_stop_patience need a validation split (data.n_val > 0)")

@@ -4,8 +4,9 @@ into them with one clear error (or a one-line notice) instead of a failure deep 
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,8 +41,10 @@ class ArrayDataset:
         if len(self.x_train) != len(self.y_train):
             raise DataError(f"{self.name}: {len(self.x_train)} training inputs but {len(self.y_train)} labels")
         if self.x_unlabeled is not None and self.x_unlabeled.shape[1:] != self.x_train.shape[1:]:
-            raise DataError(f"{self.name}: unlabelled inputs of shape {tuple(self.x_unlabeled.shape[1:])}, "
-                            f"labelled ones {tuple(self.x_train.shape[1:])}")
+            raise DataError(
+                f"{self.name}: unlabelled inputs of shape {tuple(self.x_unlabeled.shape[1:])}, "
+                f"labelled ones {tuple(self.x_train.shape[1:])}"
+            )
 
 
 def check_labels(y: torch.Tensor, num_classes: int, what: str) -> None:
@@ -50,11 +53,14 @@ def check_labels(y: torch.Tensor, num_classes: int, what: str) -> None:
     lo, hi = int(y.min()), int(y.max())
     if lo < 0 or hi >= num_classes:
         row = int(((y < 0) | (y >= num_classes)).nonzero()[0, 0])
-        raise DataError(f"{what}: labels must lie in [0, {num_classes}), found {lo}..{hi} (first outside: row {row}, {int(y[row])})")
+        raise DataError(
+            f"{what}: labels must lie in [0, {num_classes}), found {lo}..{hi} (first outside: row {row}, {int(y[row])})"
+        )
 
 
-def check_classes_present(y: torch.Tensor, num_classes: int, what: str, why: str = "",
-                          names: Sequence[str] | None = None) -> None:
+def check_classes_present(
+    y: torch.Tensor, num_classes: int, what: str, why: str = "", names: Sequence[str] | None = None
+) -> None:
     """Every class needs at least one labelled sample: a class without one cannot be learnt by name,
     and usually means the class count was inferred wrong."""
     counts = torch.bincount(y, minlength=num_classes)[:num_classes]
@@ -62,8 +68,10 @@ def check_classes_present(y: torch.Tensor, num_classes: int, what: str, why: str
     if empty:
         label = lambda c: repr(names[c]) if names else str(c)
         seen = ", ".join(label(c) for c in (counts > 0).nonzero().flatten().tolist()[:12])
-        raise DataError(f"{what}: class {label(empty[0])} of {num_classes}{f' ({why})' if why else ''} has no labelled "
-                        f"sample ({len(empty)} empty; labels seen: {seen}); every class needs at least one label")
+        raise DataError(
+            f"{what}: class {label(empty[0])} of {num_classes}{f' ({why})' if why else ''} has no labelled "
+            f"sample ({len(empty)} empty; labels seen: {seen}); every class needs at least one label"
+        )
 
 
 def check_finite(t: torch.Tensor, what: str) -> None:
@@ -76,8 +84,10 @@ def check_finite(t: torch.Tensor, what: str) -> None:
     row = int(bad.flatten(1).any(1).nonzero()[0, 0]) if t.ndim > 1 else int(bad.nonzero()[0, 0])
     col = f", column {int(bad[row].nonzero()[0, 0])}" if t.ndim == 2 else ""
     value = t[row].flatten()[bad[row].flatten()][0].item()
-    raise DataError(f"{what}: {value} in row {row}{col} ({int(bad.flatten(1).any(1).sum()) if t.ndim > 1 else int(bad.sum())} "
-                    "rows with NaN or inf); fill or drop them before training")
+    raise DataError(
+        f"{what}: {value} in row {row}{col} ({int(bad.flatten(1).any(1).sum()) if t.ndim > 1 else int(bad.sum())} "
+        "rows with NaN or inf); fill or drop them before training"
+    )
 
 
 def notice(message: str) -> None:
@@ -109,8 +119,10 @@ def as_images(x: Any, what: str = "x") -> torch.Tensor:
     if t.ndim not in (2, 3, 4):
         raise DataError(f"{what}: expected shape (N, C, H, W), (N, H, W, C), (N, H, W) or (N, D), got {tuple(t.shape)}")
     if looks_channels_last(tuple(t.shape)):
-        notice(f"{what}: shape {tuple(t.shape)} read as (N, H, W, C) images -> (N, C, H, W) = "
-               f"{(t.shape[0], t.shape[3], t.shape[1], t.shape[2])}")
+        notice(
+            f"{what}: shape {tuple(t.shape)} read as (N, H, W, C) images -> (N, C, H, W) = "
+            f"{(t.shape[0], t.shape[3], t.shape[1], t.shape[2])}"
+        )
         t = t.permute(0, 3, 1, 2)
     if t.dtype == torch.uint8:
         t = t.float() / 255.0
@@ -121,7 +133,9 @@ def as_images(x: Any, what: str = "x") -> torch.Tensor:
     return t.contiguous()
 
 
-def encode_labels(y: Any, what: str = "y", classes: Sequence[Any] | None = None) -> tuple[torch.Tensor, list[str] | None]:
+def encode_labels(
+    y: Any, what: str = "y", classes: Sequence[Any] | None = None
+) -> tuple[torch.Tensor, list[str] | None]:
     """(N,) int64 class indices, and the class names when the labels are not already indices.
 
     Integers (or integral floats) are class indices 0..K-1. Labels of any other hashable type
@@ -145,7 +159,9 @@ def encode_labels(y: Any, what: str = "y", classes: Sequence[Any] | None = None)
     for row, v in enumerate(values):
         key = str(v)
         if key not in index:
-            raise DataError(f"{what}: row {row} has label {v!r}, not one of the training classes ({', '.join(names[:12])})")
+            raise DataError(
+                f"{what}: row {row} has label {v!r}, not one of the training classes ({', '.join(names[:12])})"
+            )
         out[row] = index[key]
     return torch.from_numpy(out), names
 
@@ -185,8 +201,13 @@ def as_labels(y: Any, what: str = "y") -> torch.Tensor:
     return _indices(t.numpy(), what)
 
 
-def infer_num_classes(y: torch.Tensor, names: list[str] | None, given: int | None,
-                      model_width: int | None, eval_labels: Sequence[torch.Tensor] = ()) -> tuple[int, str]:
+def infer_num_classes(
+    y: torch.Tensor,
+    names: list[str] | None,
+    given: int | None,
+    model_width: int | None,
+    eval_labels: Sequence[torch.Tensor] = (),
+) -> tuple[int, str]:
     """(class count, why): given > class names > the model's output width > the largest label seen."""
     if given:
         return int(given), "num_classes given"

@@ -36,9 +36,12 @@ CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "hors
 # The only globals a CIFAR python batch needs: numpy's array and dtype reconstruction (numpy 1.x
 # and 2.x module paths). Everything else in the file must be a plain container, str, bytes or int.
 _ALLOWED_GLOBALS = {
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy", "ndarray"), ("numpy", "dtype"),
-    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
     # Python 3 writes bytes into protocol-2 pickles as _codecs.encode(str, 'latin1'): a pure
     # str -> bytes conversion, needed to read batches re-saved by Python 3.
     ("_codecs", "encode"),
@@ -103,12 +106,21 @@ def load_cifar10_python(source: Path) -> ArrayDataset:
     if missing:
         raise DataError(f"{source}: missing CIFAR-10 batches {', '.join(missing)}")
     parts = [_batch_arrays(safe_unpickle(members[n], f"{source}:{n}"), f"{source}:{n}") for n in TRAIN_BATCHES]
-    x_test, y_test = _batch_arrays(safe_unpickle(members[TEST_BATCH], f"{source}:{TEST_BATCH}"), f"{source}:{TEST_BATCH}")
+    x_test, y_test = _batch_arrays(
+        safe_unpickle(members[TEST_BATCH], f"{source}:{TEST_BATCH}"), f"{source}:{TEST_BATCH}"
+    )
     x_train = np.concatenate([p[0] for p in parts])
     y_train = np.concatenate([p[1] for p in parts])
     to_x = lambda a: torch.from_numpy(np.ascontiguousarray(a)).float().div_(255.0)
-    return ArrayDataset(to_x(x_train), torch.from_numpy(y_train), to_x(x_test), torch.from_numpy(y_test),
-                        num_classes=10, name="cifar10", class_names=list(CLASSES))
+    return ArrayDataset(
+        to_x(x_train),
+        torch.from_numpy(y_train),
+        to_x(x_test),
+        torch.from_numpy(y_test),
+        num_classes=10,
+        name="cifar10",
+        class_names=list(CLASSES),
+    )
 
 
 def find_cifar10(roots: list[Path]) -> tuple[Path, str] | None:
@@ -129,13 +141,18 @@ def load_cifar10(roots: list[Path], *, jpeg_only: bool = False) -> ArrayDataset:
         found = next(((r / JPEG_COPY, "jpeg") for r in roots if (r / JPEG_COPY).exists()), None)
     if found is None:
         where = ", ".join(str(r) for r in roots)
-        raise DataError(f"CIFAR-10 not found under {where} (looked for {ARCHIVE}, {FOLDER}/ and {JPEG_COPY}); "
-                        "pass --data-dir or set SEMIREG_DATA")
+        raise DataError(
+            f"CIFAR-10 not found under {where} (looked for {ARCHIVE}, {FOLDER}/ and {JPEG_COPY}); "
+            "pass --data-dir or set SEMIREG_DATA"
+        )
     path, kind = found
     if kind == "python":
         return load_cifar10_python(path)
     if not jpeg_only:
-        print(f"semireg: canonical CIFAR-10 not found; using the JPEG copy {path} (pixels differ slightly)", file=sys.stderr)
+        print(
+            f"semireg: canonical CIFAR-10 not found; using the JPEG copy {path} (pixels differ slightly)",
+            file=sys.stderr,
+        )
     ds = load_folder(path)
     if ds.class_names != CLASSES:
         raise DataError(f"{path}: class folders {ds.class_names} are not CIFAR-10's")

@@ -44,7 +44,9 @@ def load_npz(path: Path) -> ArrayDataset:
     if "num_classes" in arrays:
         num_classes = int(arrays["num_classes"])
     elif num_classes:
-        notice(f"{path}: {num_classes} classes (the largest label is {num_classes - 1}; an array 'num_classes' says otherwise)")
+        notice(
+            f"{path}: {num_classes} classes (the largest label is {num_classes - 1}; an array 'num_classes' says otherwise)"
+        )
     x_unl = as_images(arrays["x_unlabeled"], f"{path}:x_unlabeled") if "x_unlabeled" in arrays else None
     return ArrayDataset(x, y, x_test, y_test, num_classes=num_classes, name=path.stem, x_unlabeled=x_unl)
 
@@ -159,10 +161,13 @@ def load_folder(source: Path, cache: Path | None = None) -> ArrayDataset:
     classes = [str(c) for c in arrays["classes"]]
     has_test = "x_test" in arrays
     return ArrayDataset(
-        to_float(arrays["x_train"]), torch.from_numpy(arrays["y_train"]),
+        to_float(arrays["x_train"]),
+        torch.from_numpy(arrays["y_train"]),
         to_float(arrays["x_test"]) if has_test else None,
         torch.from_numpy(arrays["y_test"]) if has_test else None,
-        num_classes=len(classes), name=source.name.split(".")[0], class_names=classes,
+        num_classes=len(classes),
+        name=source.name.split(".")[0],
+        class_names=classes,
         x_unlabeled=to_float(arrays["x_unlabeled"]) if "x_unlabeled" in arrays else None,
     )
 

@@ -49,5 +49,7 @@ def parse_idx(data: bytes, what: str = "IDX data") -> np.ndarray:
         raise DataError(f"{what}: shape {tuple(dims)} is too large to be a real IDX file")
     expected = header + count * dtype.itemsize
     if len(data) != expected:
-        raise DataError(f"{what}: expected {expected} bytes for shape {tuple(dims)}, found {len(data)} (truncated or corrupt)")
+        raise DataError(
+            f"{what}: expected {expected} bytes for shape {tuple(dims)}, found {len(data)} (truncated or corrupt)"
+        )
     return np.frombuffer(data, dtype=dtype, count=count, offset=header).reshape(dims).astype(dtype.newbyteorder("="))

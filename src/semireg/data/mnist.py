@@ -68,12 +68,17 @@ def load_mnist(roots: list[Path], download_to: Path | None = None) -> ArrayDatas
             raise DataError(f"MNIST: {stem}[.gz] missing in {root}")
         data = read_bytes(path)
         if md5(data) != expected:
-            raise DataError(f"{path}: md5 {md5(data)} does not match the published {expected} (corrupt or truncated file)")
+            raise DataError(
+                f"{path}: md5 {md5(data)} does not match the published {expected} (corrupt or truncated file)"
+            )
         arrays[key] = parse_idx(data, str(path))
     to_x = lambda a: torch.from_numpy(a.copy()).float().div_(255.0).unsqueeze(1)  # (N, 1, 28, 28)
     to_y = lambda a: torch.from_numpy(a.astype("int64"))
     return ArrayDataset(
-        to_x(arrays["train_images"]), to_y(arrays["train_labels"]),
-        to_x(arrays["test_images"]), to_y(arrays["test_labels"]),
-        num_classes=10, name="mnist",
+        to_x(arrays["train_images"]),
+        to_y(arrays["train_labels"]),
+        to_x(arrays["test_images"]),
+        to_y(arrays["test_labels"]),
+        num_classes=10,
+        name="mnist",
     )

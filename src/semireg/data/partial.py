@@ -33,8 +33,10 @@ def is_missing(value: Any, marker: Any = UNLABELED) -> bool:
 def as_label_array(y: Any, what: str = "y") -> np.ndarray:
     """(N,) numpy labels from a list, numpy array, pandas Series or tensor; numbers stay numbers."""
     if y is None:
-        raise DataError(f"{what}: a classifier requires y to be passed, but the target y is None "
-                        "(give every row a label, -1 for an unlabelled one)")
+        raise DataError(
+            f"{what}: a classifier requires y to be passed, but the target y is None "
+            "(give every row a label, -1 for an unlabelled one)"
+        )
     if isinstance(y, torch.Tensor):
         y = y.detach().cpu().numpy()
     arr = np.asarray(y) if hasattr(y, "dtype") or hasattr(y, "__array__") else from_sequence(y)
@@ -54,7 +56,9 @@ def from_sequence(y: Any) -> np.ndarray:
     NaN), else as objects (numpy would turn [1, "a"] into two strings)."""
     values = list(y) if not isinstance(y, np.ndarray) else y
     numbers_only = [v for v in values if v is not None]
-    if numbers_only and all(isinstance(v, numbers.Number) and not isinstance(v, (bool, np.bool_)) for v in numbers_only):
+    if numbers_only and all(
+        isinstance(v, numbers.Number) and not isinstance(v, (bool, np.bool_)) for v in numbers_only
+    ):
         if len(numbers_only) == len(values):
             return np.asarray(values)
         return np.asarray([np.nan if v is None else v for v in values], dtype=np.float64)
@@ -83,9 +87,12 @@ def check_one_label_kind(y: np.ndarray, what: str = "y") -> None:
     number = isinstance(first, numbers.Number) and not isinstance(first, bool)
     for row, v in enumerate(y.tolist()):
         if (isinstance(v, numbers.Number) and not isinstance(v, bool)) != number or (
-                not number and type(v) is not type(first)):
-            raise DataError(f"{what}: mixed label types: row 0 is {first!r} ({type(first).__name__}), "
-                            f"row {row} is {v!r} ({type(v).__name__}); give every label the same type")
+            not number and type(v) is not type(first)
+        ):
+            raise DataError(
+                f"{what}: mixed label types: row 0 is {first!r} ({type(first).__name__}), "
+                f"row {row} is {v!r} ({type(v).__name__}); give every label the same type"
+            )
 
 
 def split_rows(x: Any, y: Any, marker: Any = UNLABELED, what: str = "y") -> tuple[Any, np.ndarray, Any | None]:
@@ -97,8 +104,10 @@ def split_rows(x: Any, y: Any, marker: Any = UNLABELED, what: str = "y") -> tupl
         raise DataError(f"{what}: {len(labels)} labels for {len(x)} inputs")
     missing = unlabeled_mask(labels, marker)
     if missing.all():
-        raise DataError(f"{what}: every row is unlabelled ({len(labels)} rows marked {marker!r}, None or NaN); "
-                        "at least one labelled row per class is needed")
+        raise DataError(
+            f"{what}: every row is unlabelled ({len(labels)} rows marked {marker!r}, None or NaN); "
+            "at least one labelled row per class is needed"
+        )
     kept = labels[~missing]
     check_one_label_kind(kept, what)
     take = lambda rows: x[torch.from_numpy(rows)] if isinstance(x, torch.Tensor) else np.asarray(x)[rows]
@@ -108,8 +117,9 @@ def split_rows(x: Any, y: Any, marker: Any = UNLABELED, what: str = "y") -> tupl
 
 def is_map_dataset(data: Any) -> bool:
     """A map-style dataset (len and integer indexing) that is not itself a pair or an array."""
-    return (isinstance(data, torch.utils.data.Dataset) or (hasattr(data, "__getitem__") and hasattr(data, "__len__"))) \
-        and not isinstance(data, (tuple, list, np.ndarray, torch.Tensor, dict, str))
+    return (
+        isinstance(data, torch.utils.data.Dataset) or (hasattr(data, "__getitem__") and hasattr(data, "__len__"))
+    ) and not isinstance(data, (tuple, list, np.ndarray, torch.Tensor, dict, str))
 
 
 def pairs_of_dataset(dataset: Any, what: str = "dataset") -> tuple[torch.Tensor, np.ndarray]:

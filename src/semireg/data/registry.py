@@ -35,22 +35,33 @@ def locate(location: str, roots: list[Path]) -> Path:
     return path
 
 
-def load_dataset(name: str, data_dir: str = "", download: bool = False, *, label_column: str = "",
-                 drop_columns: tuple[str, ...] = (), standardize: bool = True, unlabeled: str = "") -> ArrayDataset:
+def load_dataset(
+    name: str,
+    data_dir: str = "",
+    download: bool = False,
+    *,
+    label_column: str = "",
+    drop_columns: tuple[str, ...] = (),
+    standardize: bool = True,
+    unlabeled: str = "",
+) -> ArrayDataset:
     """The named data set; `unlabeled` adds a folder (or .npz) of unlabelled inputs to it."""
     roots = resolve_data_dir(data_dir)
     ds = _load(name, roots, download, label_column, tuple(drop_columns), standardize)
     if unlabeled:
         extra = load_unlabeled(locate(unlabeled, roots))
         if extra.shape[1:] != ds.x_train.shape[1:]:
-            raise DataError(f"data.unlabeled {unlabeled}: inputs of shape {tuple(extra.shape[1:])}, "
-                            f"the labelled ones {tuple(ds.x_train.shape[1:])}")
+            raise DataError(
+                f"data.unlabeled {unlabeled}: inputs of shape {tuple(extra.shape[1:])}, "
+                f"the labelled ones {tuple(ds.x_train.shape[1:])}"
+            )
         ds.x_unlabeled = extra if ds.x_unlabeled is None else torch.cat([ds.x_unlabeled, extra])
     return ds
 
 
-def _load(name: str, roots: list[Path], download: bool, label_column: str, drop_columns: tuple[str, ...],
-          standardize: bool) -> ArrayDataset:
+def _load(
+    name: str, roots: list[Path], download: bool, label_column: str, drop_columns: tuple[str, ...], standardize: bool
+) -> ArrayDataset:
     if name == "mnist":
         return load_mnist(roots, download_to=roots[0] if download else None)
     if name == "digits":
@@ -63,4 +74,6 @@ def _load(name: str, roots: list[Path], download: bool, label_column: str, drop_
         if kind == "csv":
             return load_csv(path, label_column, drop_columns, standardize)
         return load_npz(path) if kind == "npz" else load_folder(path)
-    raise ConfigError(f"data.dataset: unknown data set '{name}' (mnist, digits, cifar10, cifar10-jpeg, npz:PATH, folder:PATH, csv:PATH)")
+    raise ConfigError(
+        f"data.dataset: unknown data set '{name}' (mnist, digits, cifar10, cifar10-jpeg, npz:PATH, folder:PATH, csv:PATH)"
+    )

@@ -27,7 +27,7 @@ class IndexSampler:
 
     def _refill(self) -> None:
         fresh = torch.randperm(self.n, generator=self.generator).to(self.device)
-        self.perm = torch.cat([self.perm[self.pos:], fresh])
+        self.perm = torch.cat([self.perm[self.pos :], fresh])
         self.pos = 0
         self.epochs += 1
 
@@ -39,7 +39,12 @@ class IndexSampler:
         return idx
 
     def state_dict(self) -> dict[str, Any]:
-        return {"generator": self.generator.get_state(), "perm": self.perm.cpu(), "pos": self.pos, "epochs": self.epochs}
+        return {
+            "generator": self.generator.get_state(),
+            "perm": self.perm.cpu(),
+            "pos": self.pos,
+            "epochs": self.epochs,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.generator.set_state(state["generator"])

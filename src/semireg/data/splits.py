@@ -33,19 +33,22 @@ class Split:
         np.savez(path, **arrays)
 
     @classmethod
-    def load(cls, path: Path) -> "Split":
+    def load(cls, path: Path) -> Split:
         with np.load(path, allow_pickle=False) as f:
             return cls(f["labeled"], f["unlabeled"], f["val"], f["test"] if "test" in f.files else None)
 
     def summary(self) -> dict[str, int]:
         return {
-            "labeled": len(self.labeled), "unlabeled": len(self.unlabeled), "val": len(self.val),
+            "labeled": len(self.labeled),
+            "unlabeled": len(self.unlabeled),
+            "val": len(self.val),
             "test_held_out": -1 if self.test is None else len(self.test),
         }
 
 
-def _draw_labeled(rng: np.random.Generator, pool: np.ndarray, y: np.ndarray, n: int,
-                  balanced: bool, num_classes: int) -> np.ndarray:
+def _draw_labeled(
+    rng: np.random.Generator, pool: np.ndarray, y: np.ndarray, n: int, balanced: bool, num_classes: int
+) -> np.ndarray:
     if n < 0:
         return rng.permutation(pool)  # every labelled sample left, balanced or not
     if n > len(pool):
@@ -64,9 +67,19 @@ def _draw_labeled(rng: np.random.Generator, pool: np.ndarray, y: np.ndarray, n: 
     return rng.permutation(np.concatenate(picks))
 
 
-def make_split(y_train: np.ndarray, num_classes: int, *, protocol: str, n_labeled: int,
-               n_unlabeled: int = -1, n_val: int = 0, n_test: int = 10000, balanced: bool = False,
-               has_test_set: bool = True, seed: int = 0) -> Split:
+def make_split(
+    y_train: np.ndarray,
+    num_classes: int,
+    *,
+    protocol: str,
+    n_labeled: int,
+    n_unlabeled: int = -1,
+    n_val: int = 0,
+    n_test: int = 10000,
+    balanced: bool = False,
+    has_test_set: bool = True,
+    seed: int = 0,
+) -> Split:
     rng = np.random.default_rng(seed)
     pool = rng.permutation(len(y_train))
     test = None
@@ -87,8 +100,12 @@ def make_split(y_train: np.ndarray, num_classes: int, *, protocol: str, n_labele
         if n_unlabeled > len(rest):
             raise ConfigError(f"data.n_unlabeled={n_unlabeled} is larger than the {len(rest)} images left")
         rest = rest[:n_unlabeled]
-    return Split(labeled.astype(np.int64), np.sort(rest).astype(np.int64), val.astype(np.int64),
-                 None if test is None else test.astype(np.int64))
+    return Split(
+        labeled.astype(np.int64),
+        np.sort(rest).astype(np.int64),
+        val.astype(np.int64),
+        None if test is None else test.astype(np.int64),
+    )
 
 
 def official_test_subset(n_official: int, n_test: int) -> np.ndarray | None:

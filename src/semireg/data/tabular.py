@@ -35,8 +35,10 @@ def _label_column(header: list[str], wanted: str, path: Path) -> int:
     for name in LABEL_COLUMNS:
         if name in header:
             return header.index(name)
-    raise DataError(f"{path}: no label column ({', '.join(LABEL_COLUMNS)}); name it with data.label_column "
-                    f"(columns: {', '.join(header[:20])})")
+    raise DataError(
+        f"{path}: no label column ({', '.join(LABEL_COLUMNS)}); name it with data.label_column "
+        f"(columns: {', '.join(header[:20])})"
+    )
 
 
 def _float(text: str, path: Path, line: int, column: str) -> float:
@@ -45,8 +47,10 @@ def _float(text: str, path: Path, line: int, column: str) -> float:
     except ValueError:
         if text.strip() == "":
             raise DataError(f"{path}: line {line}, column '{column}': empty value; fill or drop it") from None
-        raise DataError(f"{path}: column '{column}' is not numeric (line {line}: {text[:40]!r}); encode it as "
-                        "numbers (e.g. one-hot columns) or drop it with data.drop_columns") from None
+        raise DataError(
+            f"{path}: column '{column}' is not numeric (line {line}: {text[:40]!r}); encode it as "
+            "numbers (e.g. one-hot columns) or drop it with data.drop_columns"
+        ) from None
     if not math.isfinite(value):
         raise DataError(f"{path}: line {line}, column '{column}': {text.strip()} (NaN or inf); fill or drop it")
     return value
@@ -77,12 +81,16 @@ def _table(path: Path) -> tuple[list[str], list[list[str]]]:
 
 def _numbers(path: Path, header: list[str], rows: list[list[str]], columns: list[int]) -> np.ndarray:
     """(N, len(columns)) float64 of those columns, every value finite and within float32."""
-    x = np.asarray([[_float(row[i], path, line, header[i]) for i in columns] for line, row in enumerate(rows, start=2)],
-                   dtype=np.float64).reshape(len(rows), len(columns))
+    x = np.asarray(
+        [[_float(row[i], path, line, header[i]) for i in columns] for line, row in enumerate(rows, start=2)],
+        dtype=np.float64,
+    ).reshape(len(rows), len(columns))
     huge = np.abs(x) > np.finfo(np.float32).max / 1e3  # beyond float32 (with room for standardising)
     if huge.any():
         row, col = np.argwhere(huge)[0]
-        raise DataError(f"{path}: line {row + 2}, column '{header[columns[col]]}': {x[row, col]:g} is too large for float32; rescale it")
+        raise DataError(
+            f"{path}: line {row + 2}, column '{header[columns[col]]}': {x[row, col]:g} is too large for float32; rescale it"
+        )
     return x
 
 
@@ -96,8 +104,11 @@ def read_csv(path: Path, label_column: str = "", drop_columns: tuple[str, ...] =
     keep = [i for i, h in enumerate(header) if i != label_at and h not in drop_columns]
     if not keep:
         raise DataError(f"{path}: no feature columns besides the label")
-    return {"x": _numbers(path, header, rows, keep), "labels": [row[label_at].strip() for row in rows],
-            "columns": [header[i] for i in keep]}
+    return {
+        "x": _numbers(path, header, rows, keep),
+        "labels": [row[label_at].strip() for row in rows],
+        "columns": [header[i] for i in keep],
+    }
 
 
 def read_features(path: Path, columns: list[str]) -> torch.Tensor:
@@ -109,7 +120,9 @@ def read_features(path: Path, columns: list[str]) -> torch.Tensor:
     return torch.from_numpy(_numbers(path, header, rows, [header.index(c) for c in columns]).astype(np.float32))
 
 
-def load_csv(path: Path, label_column: str = "", drop_columns: tuple[str, ...] = (), standardize: bool = True) -> ArrayDataset:
+def load_csv(
+    path: Path, label_column: str = "", drop_columns: tuple[str, ...] = (), standardize: bool = True
+) -> ArrayDataset:
     if not path.exists():
         raise DataError(f"{path}: no such file")
     table = read_csv(path, label_column, tuple(drop_columns))
@@ -127,7 +140,14 @@ def load_csv(path: Path, label_column: str = "", drop_columns: tuple[str, ...] =
         stats = {"mean": mean.tolist(), "std": std.tolist(), "columns": table["columns"]}
     y = torch.tensor([index[label] for label in labels if label], dtype=torch.long)
     x_t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-    return ArrayDataset(x_t[torch.from_numpy(labelled)], y, None, None, num_classes=len(names),
-                        name=path.stem, class_names=names,
-                        x_unlabeled=x_t[torch.from_numpy(~labelled)] if (~labelled).any() else None,
-                        feature_stats=stats)
+    return ArrayDataset(
+        x_t[torch.from_numpy(labelled)],
+        y,
+        None,
+        None,
+        num_classes=len(names),
+        name=path.stem,
+        class_names=names,
+        x_unlabeled=x_t[torch.from_numpy(~labelled)] if (~labelled).any() else None,
+        feature_stats=stats,
+    )

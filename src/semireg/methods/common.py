@@ -8,7 +8,7 @@ predictions only, never through the predictions it learns from.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -89,8 +89,13 @@ def make_dist_align(opts, num_classes: int, num_unlabeled: int) -> nn.Module:
 
 
 @torch.no_grad()
-def weak_targets(logits_weak: torch.Tensor, state: nn.Module | None, *, dist_align: bool,
-                 gather: Callable[[torch.Tensor], torch.Tensor] = _identity) -> torch.Tensor:
+def weak_targets(
+    logits_weak: torch.Tensor,
+    state: nn.Module | None,
+    *,
+    dist_align: bool,
+    gather: Callable[[torch.Tensor], torch.Tensor] = _identity,
+) -> torch.Tensor:
     """Class probabilities of the weak view, distribution-aligned if asked. (B, K) -> (B, K), no graph."""
     probs = F.softmax(logits_weak.detach().float(), dim=1)
     if dist_align:
@@ -107,4 +112,4 @@ def joint_logits(model: nn.Module, x_l: torch.Tensor, x_other: torch.Tensor) -> 
     """One forward with a graph over [x_l; x_other] (BatchNorm sees both as one batch, as in the
     papers) -> (logits of x_l (B, K), logits of x_other (Bo, K))."""
     logits = model(torch.cat([x_l, x_other]))
-    return logits[: len(x_l)], logits[len(x_l):]
+    return logits[: len(x_l)], logits[len(x_l) :]

@@ -40,15 +40,21 @@ def softened_kl(teacher_logits: torch.Tensor, student_logits: torch.Tensor, temp
     return (log_p_t.exp() * (log_p_t - log_p_s)).sum(dim=1)
 
 
-def consistency_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, *, temperature: float,
-                     t2_scaling: bool) -> torch.Tensor:
+def consistency_loss(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, *, temperature: float, t2_scaling: bool
+) -> torch.Tensor:
     kl = softened_kl(teacher_logits.detach(), student_logits, temperature).mean()
     return kl * temperature**2 if t2_scaling else kl
 
 
-@register_method("consistency", options=ConsistencyOptions, uses_unlabeled=lambda o: o.on == "both",
-                 needs_teacher=True, unsup_term="kl",
-                 description="noisy student: CE + softened KL to a frozen teacher's clean-view predictions")
+@register_method(
+    "consistency",
+    options=ConsistencyOptions,
+    uses_unlabeled=lambda o: o.on == "both",
+    needs_teacher=True,
+    unsup_term="kl",
+    description="noisy student: CE + softened KL to a frozen teacher's clean-view predictions",
+)
 def consistency_step(model: nn.Module, batch: Batch, opts: ConsistencyOptions) -> dict[str, torch.Tensor]:
     if batch.teacher is None:
         raise ConfigError("method 'consistency' needs a teacher: set `teacher` to a trained run directory")
@@ -67,5 +73,10 @@ def consistency_step(model: nn.Module, batch: Batch, opts: ConsistencyOptions) -
     ce = cross_entropy(student_logits[:n_l], batch.y_l)
     kl = consistency_loss(student_logits, teacher_logits, temperature=opts.temperature, t2_scaling=opts.t2_scaling)
     loss = opts.ce_weight * ce + opts.kl_weight * kl
-    return {"loss": loss, "ce": ce.detach(), "kl": kl, "train_acc": accuracy(student_logits[:n_l], batch.y_l),
-            "teacher_agree": (student_logits.detach().argmax(1) == teacher_logits.argmax(1)).float().mean()}
+    return {
+        "loss": loss,
+        "ce": ce.detach(),
+        "kl": kl,
+        "train_acc": accuracy(student_logits[:n_l], batch.y_l),
+        "teacher_agree": (student_logits.detach().argmax(1) == teacher_logits.argmax(1)).float().mean(),
+    }

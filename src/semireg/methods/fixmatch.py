@@ -17,7 +17,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
-from .common import joint_logits, make_dist_align, mask_rate, masked_mean, ramp_up, sharpen, soft_cross_entropy, weak_targets
+from .common import (
+    joint_logits,
+    make_dist_align,
+    mask_rate,
+    masked_mean,
+    ramp_up,
+    sharpen,
+    soft_cross_entropy,
+    weak_targets,
+)
 from .registry import Batch, accuracy, register_method
 from .supervised import cross_entropy
 
@@ -32,8 +41,9 @@ class FixMatchOptions:
     warmup: float = 0.0  # fraction of training over which the unsupervised weight ramps up linearly
 
 
-def pseudo_label_loss(logits_strong: torch.Tensor, probs_weak: torch.Tensor, mask: torch.Tensor, *,
-                      hard_labels: bool, temperature: float) -> torch.Tensor:
+def pseudo_label_loss(
+    logits_strong: torch.Tensor, probs_weak: torch.Tensor, mask: torch.Tensor, *, hard_labels: bool, temperature: float
+) -> torch.Tensor:
     """Masked cross-entropy of the strong view against the weak view's labels (hard) or sharpened
     probabilities (soft). logits_strong (B, K), probs_weak (B, K) constant, mask (B,) -> scalar."""
     if hard_labels:
@@ -56,15 +66,28 @@ def weak_logits(model: nn.Module, x_weak: torch.Tensor) -> torch.Tensor:
     return model(x_weak)
 
 
-@register_method("fixmatch", options=FixMatchOptions, uses_unlabeled=lambda o: True, mu=7, x_u_is_target=True,
-                 make_state=make_dist_align,
-                 description="confident weak-view predictions as hard labels for RandAugment views (Sohn et al. 2020)")
+@register_method(
+    "fixmatch",
+    options=FixMatchOptions,
+    uses_unlabeled=lambda o: True,
+    mu=7,
+    x_u_is_target=True,
+    make_state=make_dist_align,
+    description="confident weak-view predictions as hard labels for RandAugment views (Sohn et al. 2020)",
+)
 def fixmatch_step(model: nn.Module, batch: Batch, opts: FixMatchOptions) -> dict[str, torch.Tensor]:
-    probs_weak = weak_targets(weak_logits(model, batch.x_u), batch.state, dist_align=opts.dist_align, gather=batch.gather)  # (Bu, K)
+    probs_weak = weak_targets(
+        weak_logits(model, batch.x_u), batch.state, dist_align=opts.dist_align, gather=batch.gather
+    )  # (Bu, K)
     logits_l, logits_s = labeled_and_strong_logits(model, batch)
     ce = cross_entropy(logits_l, batch.y_l)
     mask = (probs_weak.max(dim=1).values >= opts.threshold).float()  # (Bu,)
     unsup = pseudo_label_loss(logits_s, probs_weak, mask, hard_labels=opts.hard_labels, temperature=opts.temperature)
     loss = ce + opts.weight * ramp_up(batch.progress, opts.warmup) * unsup
-    return {"loss": loss, "ce": ce.detach(), "unsup": unsup, "mask": mask_rate(mask),
-            "train_acc": accuracy(logits_l, batch.y_l)}
+    return {
+        "loss": loss,
+        "ce": ce.detach(),
+        "unsup": unsup,
+        "mask": mask_rate(mask),
+        "train_acc": accuracy(logits_l, batch.y_l),
+    }

@@ -75,14 +75,22 @@ def class_thresholds(status: torch.Tensor, threshold: float, mapping: str) -> to
     raise ConfigError(f"method.mapping: '{mapping}' is not one of convex, linear")
 
 
-@register_method("flexmatch", options=FlexMatchOptions, uses_unlabeled=lambda o: True, mu=7, x_u_is_target=True,
-                 make_state=make_flexmatch_state,
-                 description="FixMatch with per-class thresholds from each class's learning status (Zhang et al. 2021)")
+@register_method(
+    "flexmatch",
+    options=FlexMatchOptions,
+    uses_unlabeled=lambda o: True,
+    mu=7,
+    x_u_is_target=True,
+    make_state=make_flexmatch_state,
+    description="FixMatch with per-class thresholds from each class's learning status (Zhang et al. 2021)",
+)
 def flexmatch_step(model: nn.Module, batch: Batch, opts: FlexMatchOptions) -> dict[str, torch.Tensor]:
     if batch.idx_u is None or batch.state is None:
         raise ConfigError("flexmatch needs the unlabelled images' indices and its state (the engine passes both)")
     status: LearningStatus = batch.state["status"]
-    probs_weak = weak_targets(weak_logits(model, batch.x_u), batch.state, dist_align=opts.dist_align, gather=batch.gather)  # (Bu, K)
+    probs_weak = weak_targets(
+        weak_logits(model, batch.x_u), batch.state, dist_align=opts.dist_align, gather=batch.gather
+    )  # (Bu, K)
     confidence, labels = probs_weak.max(dim=1)  # (Bu,), (Bu,)
     thresholds = class_thresholds(status.refresh(opts.threshold_warmup), opts.threshold, opts.mapping)  # (K,)
     mask = (confidence >= thresholds[labels]).float()
@@ -91,5 +99,11 @@ def flexmatch_step(model: nn.Module, batch: Batch, opts: FlexMatchOptions) -> di
     ce = cross_entropy(logits_l, batch.y_l)
     unsup = pseudo_label_loss(logits_s, probs_weak, mask, hard_labels=opts.hard_labels, temperature=opts.temperature)
     loss = ce + opts.weight * ramp_up(batch.progress, opts.warmup) * unsup
-    return {"loss": loss, "ce": ce.detach(), "unsup": unsup, "mask": mask_rate(mask),
-            "threshold_mean": thresholds.mean(), "train_acc": accuracy(logits_l, batch.y_l)}
+    return {
+        "loss": loss,
+        "ce": ce.detach(),
+        "unsup": unsup,
+        "mask": mask_rate(mask),
+        "threshold_mean": thresholds.mean(),
+        "train_acc": accuracy(logits_l, batch.y_l),
+    }

@@ -68,8 +68,9 @@ def _normalise(v: torch.Tensor) -> torch.Tensor:
     return v / v.sum().clamp_min(1e-12)
 
 
-def fairness_loss(logits_strong: torch.Tensor, mask: torch.Tensor, p_model: torch.Tensor,
-                  label_hist: torch.Tensor) -> torch.Tensor:
+def fairness_loss(
+    logits_strong: torch.Tensor, mask: torch.Tensor, p_model: torch.Tensor, label_hist: torch.Tensor
+) -> torch.Tensor:
     """sum_c pbar_c log qbar_c over the masked images; 0 when none passed. (B, K), (B,), (K,), (K,) -> scalar"""
     probs_s = F.softmax(logits_strong.float(), dim=1)  # (B, K)
     n = mask.sum()
@@ -82,17 +83,32 @@ def fairness_loss(logits_strong: torch.Tensor, mask: torch.Tensor, p_model: torc
     return (p * torch.log(q + 1e-12)).sum() * (n > 0).float()
 
 
-@register_method("freematch", options=FreeMatchOptions, uses_unlabeled=lambda o: True, mu=7, x_u_is_target=True,
-                 make_state=make_freematch_state,
-                 description="self-adaptive global and per-class thresholds plus a fairness term (Wang et al. 2023)")
+@register_method(
+    "freematch",
+    options=FreeMatchOptions,
+    uses_unlabeled=lambda o: True,
+    mu=7,
+    x_u_is_target=True,
+    make_state=make_freematch_state,
+    description="self-adaptive global and per-class thresholds plus a fairness term (Wang et al. 2023)",
+)
 def freematch_step(model: nn.Module, batch: Batch, opts: FreeMatchOptions) -> dict[str, torch.Tensor]:
     sat: SelfAdaptiveThreshold = batch.state["threshold"]
-    probs_weak = weak_targets(weak_logits(model, batch.x_u), batch.state, dist_align=opts.dist_align, gather=batch.gather)  # (Bu, K)
+    probs_weak = weak_targets(
+        weak_logits(model, batch.x_u), batch.state, dist_align=opts.dist_align, gather=batch.gather
+    )  # (Bu, K)
     mask = sat.update(probs_weak, batch.gather)
     logits_l, logits_s = labeled_and_strong_logits(model, batch)
     ce = cross_entropy(logits_l, batch.y_l)
     unsup = pseudo_label_loss(logits_s, probs_weak, mask, hard_labels=opts.hard_labels, temperature=opts.temperature)
     fair = fairness_loss(logits_s, mask, sat.p_model, sat.label_hist)
     loss = ce + ramp_up(batch.progress, opts.warmup) * (opts.weight * unsup + opts.fairness_weight * fair)
-    return {"loss": loss, "ce": ce.detach(), "unsup": unsup, "fairness": fair.detach(), "mask": mask_rate(mask),
-            "tau": sat.tau.clone(), "train_acc": accuracy(logits_l, batch.y_l)}
+    return {
+        "loss": loss,
+        "ce": ce.detach(),
+        "unsup": unsup,
+        "fairness": fair.detach(),
+        "mask": mask_rate(mask),
+        "tau": sat.tau.clone(),
+        "train_acc": accuracy(logits_l, batch.y_l),
+    }

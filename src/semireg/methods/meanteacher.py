@@ -40,9 +40,15 @@ def teacher_probs(ema: nn.Module, x: torch.Tensor) -> torch.Tensor:
         ema.eval()
 
 
-@register_method("meanteacher", options=MeanTeacherOptions, uses_unlabeled=lambda o: True, mu=1, needs_ema=True,
-                 x_u_is_target=True,
-                 description="agreement with an exponential moving average of the model (Tarvainen & Valpola 2017)")
+@register_method(
+    "meanteacher",
+    options=MeanTeacherOptions,
+    uses_unlabeled=lambda o: True,
+    mu=1,
+    needs_ema=True,
+    x_u_is_target=True,
+    description="agreement with an exponential moving average of the model (Tarvainen & Valpola 2017)",
+)
 def meanteacher_step(model: nn.Module, batch: Batch, opts: MeanTeacherOptions) -> dict[str, torch.Tensor]:
     if batch.ema is None:
         raise ConfigError("meanteacher needs an EMA teacher: set train.ema_decay > 0 (e.g. 0.999)")

@@ -38,8 +38,9 @@ def second_view(batch: Batch) -> torch.Tensor:
     return batch.weak(batch.x_u_raw)
 
 
-def agreement_terms(model: nn.Module, batch: Batch, target: torch.Tensor, *, weight: float,
-                    balance: float = 0.0) -> dict[str, torch.Tensor]:
+def agreement_terms(
+    model: nn.Module, batch: Batch, target: torch.Tensor, *, weight: float, balance: float = 0.0
+) -> dict[str, torch.Tensor]:
     """CE on the labelled batch + weight * squared error between the student's probabilities on a
     second weak view and `target` (Bu, K), the probabilities it should agree with (constant),
     + balance * KL(the student's mean prediction on that view || uniform) when balance > 0."""
@@ -54,10 +55,17 @@ def agreement_terms(model: nn.Module, batch: Batch, target: torch.Tensor, *, wei
     return terms
 
 
-@register_method("pimodel", options=PiModelOptions, uses_unlabeled=lambda o: True, mu=1, x_u_is_target=True,
-                 description="agreement between two stochastic views of unlabelled images (Laine & Aila 2017)")
+@register_method(
+    "pimodel",
+    options=PiModelOptions,
+    uses_unlabeled=lambda o: True,
+    mu=1,
+    x_u_is_target=True,
+    description="agreement between two stochastic views of unlabelled images (Laine & Aila 2017)",
+)
 def pimodel_step(model: nn.Module, batch: Batch, opts: PiModelOptions) -> dict[str, torch.Tensor]:
     with torch.no_grad():
         target = F.softmax(model(batch.x_u).float(), dim=1)  # (Bu, K)
-    return agreement_terms(model, batch, target, weight=opts.weight * ramp_up(batch.progress, opts.warmup),
-                           balance=opts.balance)
+    return agreement_terms(
+        model, batch, target, weight=opts.weight * ramp_up(batch.progress, opts.warmup), balance=opts.balance
+    )

@@ -27,9 +27,14 @@ class PseudoLabelOptions:
     warmup: float = 0.4  # USB's unsup_warmup: the term ramps in over the first 40% of training
 
 
-@register_method("pseudolabel", options=PseudoLabelOptions, uses_unlabeled=lambda o: True, mu=1,
-                 make_state=make_dist_align,
-                 description="confident own predictions on unlabelled images as hard labels (Lee 2013)")
+@register_method(
+    "pseudolabel",
+    options=PseudoLabelOptions,
+    uses_unlabeled=lambda o: True,
+    mu=1,
+    make_state=make_dist_align,
+    description="confident own predictions on unlabelled images as hard labels (Lee 2013)",
+)
 def pseudolabel_step(model: nn.Module, batch: Batch, opts: PseudoLabelOptions) -> dict[str, torch.Tensor]:
     logits_l, logits_u = joint_logits(model, batch.x_l, batch.x_u)
     probs = weak_targets(logits_u, batch.state, dist_align=opts.dist_align, gather=batch.gather)  # (Bu, K), constant
@@ -38,5 +43,10 @@ def pseudolabel_step(model: nn.Module, batch: Batch, opts: PseudoLabelOptions) -
     unsup = masked_mean(F.cross_entropy(logits_u.float(), labels, reduction="none"), mask)
     ce = cross_entropy(logits_l, batch.y_l)
     loss = ce + opts.weight * ramp_up(batch.progress, opts.warmup) * unsup
-    return {"loss": loss, "ce": ce.detach(), "unsup": unsup, "mask": mask_rate(mask),
-            "train_acc": accuracy(logits_l, batch.y_l)}
+    return {
+        "loss": loss,
+        "ce": ce.detach(),
+        "unsup": unsup,
+        "mask": mask_rate(mask),
+        "train_acc": accuracy(logits_l, batch.y_l),
+    }

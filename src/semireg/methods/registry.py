@@ -1,7 +1,8 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -55,16 +56,37 @@ class MethodSpec:
 METHODS: dict[str, MethodSpec] = {}
 
 
-def register_method(name: str, *, options: type, uses_unlabeled: Callable[[Any], bool], description: str = "",
-                    needs_teacher: bool = False, needs_ema: bool = False,
-                    make_state: Callable[[Any, int, int], nn.Module] | None = None, mu: int | None = None,
-                    x_u_is_target: bool = False, unsup_term: str | None = "unsup"):
+def register_method(
+    name: str,
+    *,
+    options: type,
+    uses_unlabeled: Callable[[Any], bool],
+    description: str = "",
+    needs_teacher: bool = False,
+    needs_ema: bool = False,
+    make_state: Callable[[Any, int, int], nn.Module] | None = None,
+    mu: int | None = None,
+    x_u_is_target: bool = False,
+    unsup_term: str | None = "unsup",
+):
     def wrap(step: StepFn) -> StepFn:
         if name in METHODS:
             raise ValueError(f"method '{name}' registered twice")
-        METHODS[name] = MethodSpec(name, step, options, uses_unlabeled, description, needs_teacher, needs_ema,
-                                   make_state, mu, x_u_is_target, unsup_term)
+        METHODS[name] = MethodSpec(
+            name,
+            step,
+            options,
+            uses_unlabeled,
+            description,
+            needs_teacher,
+            needs_ema,
+            make_state,
+            mu,
+            x_u_is_target,
+            unsup_term,
+        )
         return step
+
     return wrap
 
 

@@ -54,15 +54,28 @@ def tsa_cross_entropy(logits: torch.Tensor, y: torch.Tensor, eta: float) -> torc
     return (per_sample * keep).sum() / keep.sum().clamp_min(1.0)
 
 
-@register_method("uda", options=UDAOptions, uses_unlabeled=lambda o: True, mu=7, x_u_is_target=True,
-                 make_state=make_dist_align,
-                 description="sharpened weak-view predictions as soft targets for RandAugment views (Xie et al. 2020)")
+@register_method(
+    "uda",
+    options=UDAOptions,
+    uses_unlabeled=lambda o: True,
+    mu=7,
+    x_u_is_target=True,
+    make_state=make_dist_align,
+    description="sharpened weak-view predictions as soft targets for RandAugment views (Xie et al. 2020)",
+)
 def uda_step(model: nn.Module, batch: Batch, opts: UDAOptions) -> dict[str, torch.Tensor]:
-    probs_weak = weak_targets(weak_logits(model, batch.x_u), batch.state, dist_align=opts.dist_align, gather=batch.gather)  # (Bu, K)
+    probs_weak = weak_targets(
+        weak_logits(model, batch.x_u), batch.state, dist_align=opts.dist_align, gather=batch.gather
+    )  # (Bu, K)
     logits_l, logits_s = labeled_and_strong_logits(model, batch)
     ce = tsa_cross_entropy(logits_l, batch.y_l, tsa_threshold(opts.tsa, batch.progress, logits_l.shape[1]))
     mask = (probs_weak.max(dim=1).values >= opts.threshold).float()
     unsup = masked_mean(soft_cross_entropy(logits_s, sharpen(probs_weak, opts.temperature)), mask)
     loss = ce + opts.weight * ramp_up(batch.progress, opts.warmup) * unsup
-    return {"loss": loss, "ce": ce.detach(), "unsup": unsup, "mask": mask_rate(mask),
-            "train_acc": accuracy(logits_l, batch.y_l)}
+    return {
+        "loss": loss,
+        "ce": ce.detach(),
+        "unsup": unsup,
+        "mask": mask_rate(mask),
+        "train_acc": accuracy(logits_l, batch.y_l),
+    }

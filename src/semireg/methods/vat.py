@@ -11,8 +11,8 @@ dtype, cheaper, at an xi that dtype resolves (docs/performance.md has the measur
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -47,8 +47,10 @@ def frozen_running_stats(model: nn.Module) -> Iterator[None]:
     toggled = [m for m in model.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
     saved = [
         (buf, buf.detach().clone())
-        for m in model.modules() if not isinstance(m, _BatchNorm)
-        for name, buf in m.named_buffers(recurse=False) if name.startswith(_STAT_PREFIXES)
+        for m in model.modules()
+        if not isinstance(m, _BatchNorm)
+        for name, buf in m.named_buffers(recurse=False)
+        if name.startswith(_STAT_PREFIXES)
     ]
     for m in toggled:
         m.track_running_stats = False
@@ -75,8 +77,16 @@ def l2_normalize(d: torch.Tensor) -> torch.Tensor:
     return d / norm.view(-1, *([1] * (d.ndim - 1)))
 
 
-def _power_iteration(model: nn.Module, x: torch.Tensor, target: torch.Tensor, d: torch.Tensor, *,
-                     xi: float, power_iters: int, fp32: bool = True) -> torch.Tensor:
+def _power_iteration(
+    model: nn.Module,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    d: torch.Tensor,
+    *,
+    xi: float,
+    power_iters: int,
+    fp32: bool = True,
+) -> torch.Tensor:
     """d <- normalize(grad_r KL(target || model(x + r)) at r = xi * d), `power_iters` times, in
     float32 (`fp32`) or in whatever autocast is active. The caller holds `frozen_running_stats(model)`.
     """
@@ -91,8 +101,16 @@ def _power_iteration(model: nn.Module, x: torch.Tensor, target: torch.Tensor, d:
     return d
 
 
-def vat_direction(model: nn.Module, x: torch.Tensor, logits: torch.Tensor, *, xi: float,
-                  power_iters: int, d: torch.Tensor | None = None, fp32: bool = True) -> torch.Tensor:
+def vat_direction(
+    model: nn.Module,
+    x: torch.Tensor,
+    logits: torch.Tensor,
+    *,
+    xi: float,
+    power_iters: int,
+    d: torch.Tensor | None = None,
+    fp32: bool = True,
+) -> torch.Tensor:
     """Unit-norm adversarial direction r_adv / eps, by power iteration on the KL Hessian.
 
     x: (B, ...) float inputs; logits: (B, K) clean predictions (treated as constants).
@@ -103,8 +121,16 @@ def vat_direction(model: nn.Module, x: torch.Tensor, logits: torch.Tensor, *, xi
         return _power_iteration(model, x, logits.detach().float(), d, xi=xi, power_iters=power_iters, fp32=fp32)
 
 
-def vat_loss(model: nn.Module, x: torch.Tensor, logits: torch.Tensor, *, xi: float, eps: float,
-             power_iters: int, fp32_probe: bool = True) -> torch.Tensor:
+def vat_loss(
+    model: nn.Module,
+    x: torch.Tensor,
+    logits: torch.Tensor,
+    *,
+    xi: float,
+    eps: float,
+    power_iters: int,
+    fp32_probe: bool = True,
+) -> torch.Tensor:
     """Local distributional smoothness: mean KL(p(x) || p(x + eps * d_adv)), p(x) constant."""
     x32 = x.detach().float()
     d = l2_normalize(torch.randn_like(x32))
@@ -134,8 +160,14 @@ class VATOptions:
     probe: str = "fp32"  # fp32 | autocast: the power iteration's precision under mixed precision
 
 
-@register_method("vat", options=VATOptions, uses_unlabeled=lambda o: o.on != "labeled", mu=1, unsup_term="vat",
-                 description="cross-entropy + virtual adversarial smoothness (+ optional entropy minimisation)")
+@register_method(
+    "vat",
+    options=VATOptions,
+    uses_unlabeled=lambda o: o.on != "labeled",
+    mu=1,
+    unsup_term="vat",
+    description="cross-entropy + virtual adversarial smoothness (+ optional entropy minimisation)",
+)
 def vat_step(model: nn.Module, batch: Batch, opts: VATOptions) -> dict[str, torch.Tensor]:
     if opts.on not in ("unlabeled", "labeled", "both"):
         raise ConfigError(f"method.on: '{opts.on}' is not one of unlabeled, labeled, both")
@@ -155,8 +187,9 @@ def vat_step(model: nn.Module, batch: Batch, opts: VATOptions) -> dict[str, torc
         else:
             x_vat, logits_vat = batch.x_u, logits_u
     xi = opts.xi if opts.xi is not None else DEFAULT_XI[opts.probe]
-    lds = vat_loss(model, x_vat, logits_vat, xi=xi, eps=opts.eps, power_iters=opts.power_iters,
-                   fp32_probe=opts.probe == "fp32")
+    lds = vat_loss(
+        model, x_vat, logits_vat, xi=xi, eps=opts.eps, power_iters=opts.power_iters, fp32_probe=opts.probe == "fp32"
+    )
     loss = ce + opts.weight * ramp_up(batch.progress, opts.warmup) * lds
     terms = {"ce": ce.detach(), "vat": lds, "train_acc": accuracy(logits_l, batch.y_l)}
     if opts.entmin > 0:

@@ -27,14 +27,19 @@ def cnn_seed000(in_shape: tuple[int, ...], num_classes: int, dropout: float = 0.
     if len(in_shape) != 3:
         raise ConfigError(f"cnn_seed000 takes images (C, H, W), got input shape {in_shape}")
     features = nn.Sequential(
-        nn.Conv2d(in_shape[0], 32, 3), nn.ReLU(),
-        nn.Conv2d(32, 32, 3), nn.ReLU(),
+        nn.Conv2d(in_shape[0], 32, 3),
+        nn.ReLU(),
+        nn.Conv2d(32, 32, 3),
+        nn.ReLU(),
         nn.MaxPool2d(2),
-        nn.Dropout(dropout / 2), nn.Flatten(),
+        nn.Dropout(dropout / 2),
+        nn.Flatten(),
     )
     return nn.Sequential(
         features,
-        nn.Linear(_flat_size(features, in_shape), 128), nn.ReLU(), nn.Dropout(dropout),
+        nn.Linear(_flat_size(features, in_shape), 128),
+        nn.ReLU(),
+        nn.Dropout(dropout),
         nn.Linear(128, num_classes),
     )
 
@@ -45,19 +50,29 @@ def cnn_seed001(in_shape: tuple[int, ...], num_classes: int, dropout: float = 0.
     if len(in_shape) != 3:
         raise ConfigError(f"cnn_seed001 takes images (C, H, W), got input shape {in_shape}")
     features = nn.Sequential(
-        nn.Conv2d(in_shape[0], 32, 4, padding=2), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(32, 64, 4, padding=2), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(in_shape[0], 32, 4, padding=2),
+        nn.BatchNorm2d(32),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 4, padding=2),
+        nn.BatchNorm2d(64),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
         nn.Flatten(),
     )
     return nn.Sequential(
         features,
-        nn.Linear(_flat_size(features, in_shape), 100), nn.Dropout(dropout), nn.ReLU(),
+        nn.Linear(_flat_size(features, in_shape), 100),
+        nn.Dropout(dropout),
+        nn.ReLU(),
         nn.Linear(100, num_classes),
     )
 
 
 @register_model("cnn_small")
-def cnn_small(in_shape: tuple[int, ...], num_classes: int, dropout: float = 0.0, hidden: list[int] | None = None) -> nn.Module:
+def cnn_small(
+    in_shape: tuple[int, ...], num_classes: int, dropout: float = 0.0, hidden: list[int] | None = None
+) -> nn.Module:
     """A small fast CNN for CPU runs on 32x32 colour images: conv-BN-ReLU-maxpool blocks (widths
     `hidden`, default [32, 64, 128]; about 10 M multiply-adds per image), global average pool."""
     if len(in_shape) != 3:
@@ -69,4 +84,6 @@ def cnn_small(in_shape: tuple[int, ...], num_classes: int, dropout: float = 0.0,
         layers += [nn.Conv2d(c_in, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
         layers.append(nn.MaxPool2d(2))
         c_in = width
-    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(c_in, num_classes))
+    return nn.Sequential(
+        *layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(c_in, num_classes)
+    )

@@ -12,8 +12,9 @@ VAT_HIDDEN = [1200, 600, 300, 150, 150]
 
 
 @register_model("mlp")
-def mlp(in_shape: tuple[int, ...], num_classes: int, dropout: float = 0.0,
-        hidden: list[int] | None = None) -> nn.Module:
+def mlp(
+    in_shape: tuple[int, ...], num_classes: int, dropout: float = 0.0, hidden: list[int] | None = None
+) -> nn.Module:
     sizes = [math.prod(in_shape)] + list(hidden or VAT_HIDDEN)
     layers: list[nn.Module] = [nn.Flatten()]
     for n_in, n_out in zip(sizes[:-1], sizes[1:]):

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import inspect
-from typing import Callable
+from collections.abc import Callable
 
 from torch import nn
 
@@ -16,6 +16,7 @@ def register_model(name: str):
             raise ValueError(f"model '{name}' registered twice")
         MODELS[name] = fn
         return fn
+
     return wrap
 
 

@@ -66,8 +66,17 @@ class PreActBottleneck(nn.Module):
 
 
 class PreActResNet(nn.Module):
-    def __init__(self, block: type, depths: list[int], in_channels: int, num_classes: int,
-                 stem: str = "cifar", base_width: int = 64, dropout: float = 0.0, drop_path: float = 0.0) -> None:
+    def __init__(
+        self,
+        block: type,
+        depths: list[int],
+        in_channels: int,
+        num_classes: int,
+        stem: str = "cifar",
+        base_width: int = 64,
+        dropout: float = 0.0,
+        drop_path: float = 0.0,
+    ) -> None:
         super().__init__()
         if stem == "cifar":  # 3x3 conv, stride 1: keeps 32x32 resolution
             self.stem = nn.Conv2d(in_channels, base_width, 3, 1, 1, bias=False)
@@ -83,8 +92,14 @@ class PreActResNet(nn.Module):
                 layers.append(block(c_in, width, 2 if (j == 0 and i > 0) else 1, next(rates)))
                 c_in = width * block.expansion
         self.layers = nn.Sequential(*layers)
-        self.head = nn.Sequential(nn.BatchNorm2d(c_in), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                                  nn.Dropout(dropout), nn.Linear(c_in, num_classes))
+        self.head = nn.Sequential(
+            nn.BatchNorm2d(c_in),
+            nn.ReLU(inplace=True),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Dropout(dropout),
+            nn.Linear(c_in, num_classes),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (B, C, H, W) in [0, 1]
         return self.head(self.layers(self.stem(x * 2.0 - 1.0)))  # (B, K)
@@ -97,13 +112,29 @@ def _image_channels(name: str, in_shape: tuple[int, ...]) -> int:
 
 
 @register_model("preact_resnet18")
-def preact_resnet18(in_shape: tuple[int, ...], num_classes: int, dropout: float = 0.0, drop_path: float = 0.0) -> nn.Module:
-    return PreActResNet(PreActBlock, [2, 2, 2, 2], _image_channels("preact_resnet18", in_shape), num_classes,
-                        stem="cifar", dropout=dropout, drop_path=drop_path)
+def preact_resnet18(
+    in_shape: tuple[int, ...], num_classes: int, dropout: float = 0.0, drop_path: float = 0.0
+) -> nn.Module:
+    return PreActResNet(
+        PreActBlock,
+        [2, 2, 2, 2],
+        _image_channels("preact_resnet18", in_shape),
+        num_classes,
+        stem="cifar",
+        dropout=dropout,
+        drop_path=drop_path,
+    )
 
 
 @register_model("resnet50v2")
 def resnet50v2(in_shape: tuple[int, ...], num_classes: int, dropout: float = 0.0, drop_path: float = 0.0) -> nn.Module:
     """Bottleneck pre-activation ResNet-50 with the ImageNet stem (the post's Keras ResNet50V2 at 72x72)."""
-    return PreActResNet(PreActBottleneck, [3, 4, 6, 3], _image_channels("resnet50v2", in_shape), num_classes,
-                        stem="imagenet", dropout=dropout, drop_path=drop_path)
+    return PreActResNet(
+        PreActBottleneck,
+        [3, 4, 6, 3],
+        _image_channels("resnet50v2", in_shape),
+        num_classes,
+        stem="imagenet",
+        dropout=dropout,
+        drop_path=drop_path,
+    )

@@ -15,8 +15,9 @@ def _bn(c: int) -> nn.BatchNorm2d:
 
 
 class WideBlock(nn.Module):
-    def __init__(self, c_in: int, c_out: int, stride: int, activate_before_residual: bool = False,
-                 drop_path: float = 0.0) -> None:
+    def __init__(
+        self, c_in: int, c_out: int, stride: int, activate_before_residual: bool = False, drop_path: float = 0.0
+    ) -> None:
         super().__init__()
         self.drop_path = DropPath(drop_path)
         self.bn1, self.conv1 = _bn(c_in), nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
@@ -27,15 +28,25 @@ class WideBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pre = self.act(self.bn1(x))
-        skip = self.shortcut(pre if self.activate_before_residual or self.shortcut is not None else x) \
-            if self.shortcut is not None else x
+        skip = (
+            self.shortcut(pre if self.activate_before_residual or self.shortcut is not None else x)
+            if self.shortcut is not None
+            else x
+        )
         out = self.conv2(self.act(self.bn2(self.conv1(pre))))
         return self.drop_path(out) + skip
 
 
 class WideResNet(nn.Module):
-    def __init__(self, in_channels: int, num_classes: int, depth: int = 28, widen: int = 2, dropout: float = 0.0,
-                 drop_path: float = 0.0) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        depth: int = 28,
+        widen: int = 2,
+        dropout: float = 0.0,
+        drop_path: float = 0.0,
+    ) -> None:
         super().__init__()
         if (depth - 4) % 6:
             raise ConfigError(f"WideResNet depth must be 6n + 4, got {depth}")
@@ -46,12 +57,25 @@ class WideResNet(nn.Module):
         rates = iter(block_rates(drop_path, 3 * n))
         for stage, width in enumerate(widths[1:]):
             for j in range(n):
-                blocks.append(WideBlock(c_in, width, 2 if (j == 0 and stage > 0) else 1, activate_before_residual=stage == 0,
-                                        drop_path=next(rates)))
+                blocks.append(
+                    WideBlock(
+                        c_in,
+                        width,
+                        2 if (j == 0 and stage > 0) else 1,
+                        activate_before_residual=stage == 0,
+                        drop_path=next(rates),
+                    )
+                )
                 c_in = width
         self.blocks = nn.Sequential(*blocks)
-        self.head = nn.Sequential(_bn(c_in), nn.LeakyReLU(0.1, inplace=True), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                                  nn.Dropout(dropout), nn.Linear(c_in, num_classes))
+        self.head = nn.Sequential(
+            _bn(c_in),
+            nn.LeakyReLU(0.1, inplace=True),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Dropout(dropout),
+            nn.Linear(c_in, num_classes),
+        )
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="leaky_relu")

@@ -59,8 +59,9 @@ class _Pipe:
         self.next_id = 0
         self.events: list[dict[str, Any]] = []
 
-    def send(self, method: str, params: dict[str, Any] | None = None, session: str | None = None,
-             timeout: float = 30.0) -> dict[str, Any]:
+    def send(
+        self, method: str, params: dict[str, Any] | None = None, session: str | None = None, timeout: float = 30.0
+    ) -> dict[str, Any]:
         self.next_id += 1
         msg: dict[str, Any] = {"id": self.next_id, "method": method, "params": params or {}}
         if session:
@@ -98,18 +99,23 @@ class _Pipe:
         return json.loads(raw)
 
 
-def check_page(path: str | Path, screenshot: str | Path | None = None, width: int = 1200,
-               timeout: float = 60.0) -> PageCheck:
-    """Load `path` in headless Chromium; collect errors and the state of every image."""
-    binary = find_browser()
-    if binary is None:
-        raise BrowserError("no Chromium found (install Debian's `chromium`, or set $SEMIREG_CHROMIUM)")
-    url = Path(path).resolve().as_uri()
+def start_browser(binary: str, profile: str) -> tuple[subprocess.Popen, int, int]:
+    """Headless Chromium speaking the DevTools protocol over a pipe: (process, fd to write commands
+    to, fd to read answers from)."""
     to_browser_r, to_browser_w = os.pipe()
     from_browser_r, from_browser_w = os.pipe()
-    profile = tempfile.mkdtemp(prefix="semireg-chromium-")
-    args = [binary, "--headless", "--remote-debugging-pipe", "--no-sandbox", "--disable-gpu", "--no-first-run",
-            "--disable-extensions", "--disable-dev-shm-usage", f"--user-data-dir={profile}", "about:blank"]
+    args = [
+        binary,
+        "--headless",
+        "--remote-debugging-pipe",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-extensions",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={profile}",
+        "about:blank",
+    ]
 
     def wire_fds() -> None:  # the browser reads commands on fd 3 and writes answers on fd 4
         # Through fds far above 4 first, so that neither end is clobbered by the other's dup2, and
@@ -121,10 +127,29 @@ def check_page(path: str | Path, screenshot: str | Path | None = None, width: in
 
     # close_fds=False keeps the dup2'd (inheritable) fds 3 and 4; Python's own fds are not
     # inheritable (PEP 446), so nothing else leaks into the browser.
-    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            preexec_fn=wire_fds, close_fds=False)
+    proc = subprocess.Popen(
+        args,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=wire_fds,
+        close_fds=False,
+    )
     os.close(to_browser_r)
     os.close(from_browser_w)
+    return proc, to_browser_w, from_browser_r
+
+
+def check_page(
+    path: str | Path, screenshot: str | Path | None = None, width: int = 1200, timeout: float = 60.0
+) -> PageCheck:
+    """Load `path` in headless Chromium; collect errors and the state of every image."""
+    binary = find_browser()
+    if binary is None:
+        raise BrowserError("no Chromium found (install Debian's `chromium`, or set $SEMIREG_CHROMIUM)")
+    url = Path(path).resolve().as_uri()
+    profile = tempfile.mkdtemp(prefix="semireg-chromium-")
+    proc, to_browser_w, from_browser_r = start_browser(binary, profile)
     pipe = _Pipe(proc, to_browser_w, from_browser_r)
     check = PageCheck(url=url)
     try:
@@ -132,20 +157,38 @@ def check_page(path: str | Path, screenshot: str | Path | None = None, width: in
         session = pipe.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
         for domain in ("Page", "Runtime", "Log", "Network"):
             pipe.send(f"{domain}.enable", session=session)
-        pipe.send("Emulation.setDeviceMetricsOverride",
-                  {"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": False}, session=session)
+        pipe.send(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": False},
+            session=session,
+        )
         pipe.send("Page.navigate", {"url": url}, session=session)
         pipe.wait_event("Page.loadEventFired", timeout)
-        state = pipe.send("Runtime.evaluate", {"returnByValue": True, "expression": (
-            "JSON.stringify({title: document.title, images: Array.from(document.images).map(i => "
-            "({complete: i.complete, naturalWidth: i.naturalWidth, alt: i.alt}))})")}, session=session)
+        state = pipe.send(
+            "Runtime.evaluate",
+            {
+                "returnByValue": True,
+                "expression": (
+                    "JSON.stringify({title: document.title, images: Array.from(document.images).map(i => "
+                    "({complete: i.complete, naturalWidth: i.naturalWidth, alt: i.alt}))})"
+                ),
+            },
+            session=session,
+        )
         page = json.loads(state["result"]["value"])
         check.title, check.images = page["title"], page["images"]
         if screenshot is not None:
             metrics = pipe.send("Page.getLayoutMetrics", session=session)
             height = int(metrics.get("cssContentSize", metrics.get("contentSize", {})).get("height", 900))
-            shot = pipe.send("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True, "clip": {
-                "x": 0, "y": 0, "width": width, "height": min(height, 6000), "scale": 1}}, session=session)
+            shot = pipe.send(
+                "Page.captureScreenshot",
+                {
+                    "format": "png",
+                    "captureBeyondViewport": True,
+                    "clip": {"x": 0, "y": 0, "width": width, "height": min(height, 6000), "scale": 1},
+                },
+                session=session,
+            )
             Path(screenshot).write_bytes(base64.b64decode(shot["data"]))
         check.errors = _errors(pipe.events)
     finally:

@@ -20,8 +20,14 @@ from ..evaluation import pyplot, read_jsonl
 
 DEFAULT_METRICS = ("test.accuracy", "test.macro_f1", "train_time_s")
 # Settings that do not change what a run computes, so runs differing in them are one configuration.
-_NOT_PART_OF_A_RESULT = (("train", "seed"), ("train", "threads"), ("train", "progress"), ("data", "data_dir"),
-                         ("data", "download"), ("train", "log_every"))
+_NOT_PART_OF_A_RESULT = (
+    ("train", "seed"),
+    ("train", "threads"),
+    ("train", "progress"),
+    ("data", "data_dir"),
+    ("data", "download"),
+    ("train", "log_every"),
+)
 
 
 @dataclass
@@ -78,7 +84,9 @@ def group_runs(run_dirs: list[Path], metrics: tuple[str, ...] = DEFAULT_METRICS)
         group.seeds.append(int(config.get("train", {}).get("seed", 0)))
         for m in metrics:
             group.values.setdefault(m, []).append(metric_value(results, m, run))
-    name_by_differences(list(groups.values()), {g.config_hash: _read(g.runs[0], "config.json") for g in groups.values()})
+    name_by_differences(
+        list(groups.values()), {g.config_hash: _read(g.runs[0], "config.json") for g in groups.values()}
+    )
     return list(groups.values())
 
 
@@ -138,8 +146,15 @@ def plot_comparison(groups: list[Group], metric: str, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(groups) + 2), 4.0))
     bars = ax.bar(range(len(groups)), means, yerr=stds, capsize=4, color="tab:blue", alpha=0.8)
     for bar, g, m in zip(bars, groups, means):
-        ax.annotate(f"{m:.2f}\n(n={len(g.runs)})", (bar.get_x() + bar.get_width() / 2, m), ha="center", va="bottom",
-                    fontsize=7, xytext=(0, 2), textcoords="offset points")
+        ax.annotate(
+            f"{m:.2f}\n(n={len(g.runs)})",
+            (bar.get_x() + bar.get_width() / 2, m),
+            ha="center",
+            va="bottom",
+            fontsize=7,
+            xytext=(0, 2),
+            textcoords="offset points",
+        )
     ax.set_xticks(range(len(groups)), [g.label for g in groups], rotation=30, ha="right", fontsize=8)
     ax.set_ylabel(metric + (" (%)" if scale == 100.0 else ""))
     low = min(m - s for m, s in zip(means, stds))
@@ -160,14 +175,23 @@ def plot_eval_curves(groups: list[Group], path: Any) -> int:
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, g in enumerate(groups):
         for j, run in enumerate(g.runs):
-            records = [r for r in read_jsonl(run / "metrics.jsonl")
-                       if r.get("kind") == "eval" and r.get("split", "test") == "test" and "accuracy" in r]
+            records = [
+                r
+                for r in read_jsonl(run / "metrics.jsonl")
+                if r.get("kind") == "eval" and r.get("split", "test") == "test" and "accuracy" in r
+            ]
             drawn += bool(records)
             for ax, x_key in zip(axes, ("step", "time")):
                 pts = [(r[x_key], r["accuracy"]) for r in records if x_key in r]
                 if pts:
-                    ax.plot(*zip(*pts), color=colours[i % len(colours)], alpha=0.8, marker="o", ms=2,
-                            label=g.label if j == 0 else None)
+                    ax.plot(
+                        *zip(*pts),
+                        color=colours[i % len(colours)],
+                        alpha=0.8,
+                        marker="o",
+                        ms=2,
+                        label=g.label if j == 0 else None,
+                    )
     axes[0].set_xlabel("step")
     axes[1].set_xlabel("training time (s)")
     axes[0].set_ylabel("test accuracy")
@@ -187,10 +211,24 @@ def compare(run_dirs: list[Path], metrics: tuple[str, ...] = DEFAULT_METRICS, ou
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "compare.md").write_text(table + "\n")
-        (out_dir / "compare.json").write_text(json.dumps([
-            {"configuration": g.label, "config_hash": g.config_hash, "runs": [str(r) for r in g.runs], "seeds": g.seeds,
-             **{m: {"mean": g.mean_std(m)[0], "std": g.mean_std(m)[1], "values": g.values[m]} for m in metrics}}
-            for g in groups], indent=2))
+        (out_dir / "compare.json").write_text(
+            json.dumps(
+                [
+                    {
+                        "configuration": g.label,
+                        "config_hash": g.config_hash,
+                        "runs": [str(r) for r in g.runs],
+                        "seeds": g.seeds,
+                        **{
+                            m: {"mean": g.mean_std(m)[0], "std": g.mean_std(m)[1], "values": g.values[m]}
+                            for m in metrics
+                        },
+                    }
+                    for g in groups
+                ],
+                indent=2,
+            )
+        )
         plot_comparison(groups, metrics[0], out_dir / "compare.png")
         plot_eval_curves(groups, out_dir / "curves.png")
     return table

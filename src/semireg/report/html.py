@@ -30,7 +30,7 @@ from ..augment import AugmentConfig, Augmenter
 from ..config import is_system
 from ..data import Split
 from ..errors import RunDirError
-from ..evaluation import plot_confusion, plot_curves, pyplot, read_jsonl
+from ..evaluation import plot_confusion, plot_curves, read_jsonl
 from .compare import DEFAULT_METRICS, group_runs, plot_comparison, plot_eval_curves
 from .compare import format_value as fmt_metric
 
@@ -71,8 +71,10 @@ def _table(head: list[str], rows: list[list[Any]], numeric_from: int | None = 1)
     """An HTML table; columns from `numeric_from` on are right-aligned (None: none are)."""
     out = ["<table><tr>" + "".join(f"<th>{_esc(h)}</th>" for h in head) + "</tr>"]
     for row in rows:
-        cells = [f'<td{" class=num" if numeric_from is not None and i >= numeric_from else ""}>{c if isinstance(c, _Raw) else _esc(_fmt(c))}</td>'
-                 for i, c in enumerate(row)]
+        cells = [
+            f"<td{' class=num' if numeric_from is not None and i >= numeric_from else ''}>{c if isinstance(c, _Raw) else _esc(_fmt(c))}</td>"
+            for i, c in enumerate(row)
+        ]
         out.append("<tr>" + "".join(cells) + "</tr>")
     return "".join(out) + "</table>"
 
@@ -107,7 +109,7 @@ def image_grid(x: torch.Tensor, cols: int, scale: int) -> bytes:
         imgs = np.repeat(imgs, 3, axis=3)
     for i, img in enumerate(imgs[:, :, :, :3]):
         r, col = divmod(i, cols)
-        canvas[pad + r * (h + pad): pad + r * (h + pad) + h, pad + col * (w + pad): pad + col * (w + pad) + w] = img
+        canvas[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + col * (w + pad) : pad + col * (w + pad) + w] = img
 
     image = Image.fromarray((canvas * 255).round().astype(np.uint8))
     image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
@@ -128,28 +130,43 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 # ----------------------------------------------------------------------------- sections
 
 
-def _header(run_dir: Path, config: dict[str, Any], meta: dict[str, Any], results: dict[str, Any] | None,
-            records: list[dict[str, Any]]) -> str:
+def _header(
+    run_dir: Path,
+    config: dict[str, Any],
+    meta: dict[str, Any],
+    results: dict[str, Any] | None,
+    records: list[dict[str, Any]],
+) -> str:
     name = config.get("name") or run_dir.name
     steps = [r["step"] for r in records if "step" in r]
-    status = ("finished" if results is not None
-              else f"<span class=warn>not finished: last logged step {max(steps) if steps else 0} of "
-                   f"{_esc(meta.get('total_steps', '?'))}</span>")
-    return (f"<h1>{_esc(name)}</h1><p>{_esc(config.get('description', ''))}</p>"
-            f"<p>run directory <code>{_esc(run_dir)}</code> · method <b>{_esc(config.get('method', {}).get('name', '?'))}</b>"
-            f" · model <b>{_esc(config.get('model', {}).get('name', '?'))}</b> · seed {_esc(meta.get('seed', '?'))}"
-            f" · status: {status}</p>")
+    status = (
+        "finished"
+        if results is not None
+        else f"<span class=warn>not finished: last logged step {max(steps) if steps else 0} of "
+        f"{_esc(meta.get('total_steps', '?'))}</span>"
+    )
+    return (
+        f"<h1>{_esc(name)}</h1><p>{_esc(config.get('description', ''))}</p>"
+        f"<p>run directory <code>{_esc(run_dir)}</code> · method <b>{_esc(config.get('method', {}).get('name', '?'))}</b>"
+        f" · model <b>{_esc(config.get('model', {}).get('name', '?'))}</b> · seed {_esc(meta.get('seed', '?'))}"
+        f" · status: {status}</p>"
+    )
 
 
 def _provenance(meta: dict[str, Any]) -> str:
     code = meta.get("code", {})
     rows = [[k, v] for k, v in code.items()]
     rows += [[f"hardware.{k}", v] for k, v in meta.get("hardware", {}).items()]
-    rows += [[k, meta[k]] for k in ("device", "precision", "world_size", "evaluated_weights", "teacher", "init_from")
-             if k in meta]
+    rows += [
+        [k, meta[k]]
+        for k in ("device", "precision", "world_size", "evaluated_weights", "teacher", "init_from")
+        if k in meta
+    ]
     # What "auto" resolved to, and why (hardware.Choice as meta.json holds it).
-    rows += [[f"{k} (chosen)", f"{c['value']} (asked: {c['requested']}; {c['reason']})"]
-             for k, c in meta.get("speed", {}).items()]
+    rows += [
+        [f"{k} (chosen)", f"{c['value']} (asked: {c['requested']}; {c['reason']})"]
+        for k, c in meta.get("speed", {}).items()
+    ]
     dirty = " <span class=warn>uncommitted changes in the code</span>" if code.get("git_dirty") else ""
     return "<h2>Code version and hardware</h2>" + dirty + _table(["what", "value"], rows, numeric_from=None)
 
@@ -173,8 +190,11 @@ def _data_section(meta: dict[str, Any], run_dir: Path, data) -> str:
 def _metrics_section(results: dict[str, Any] | None, run_dir: Path) -> str:
     if results is None:
         return "<h2>Final metrics</h2><p class=muted>no results.json: the run has not finished.</p>"
-    eval_rows = [[name, m.get("accuracy"), m.get("macro_f1"), m.get("loss")]
-                 for name, m in results.items() if isinstance(m, dict) and "accuracy" in m]
+    eval_rows = [
+        [name, m.get("accuracy"), m.get("macro_f1"), m.get("loss")]
+        for name, m in results.items()
+        if isinstance(m, dict) and "accuracy" in m
+    ]
     out = "<h2>Final metrics</h2>"
     if eval_rows:
         out += _table(["split", "accuracy", "macro-F1", "loss"], eval_rows)
@@ -185,8 +205,9 @@ def _metrics_section(results: dict[str, Any] | None, run_dir: Path) -> str:
     out += _table(["what", "value"], scalars)
     robust = _read_json(run_dir / "robustness.json")
     if robust and "summary" in robust:
-        out += (f"<p>robustness ({_esc(robust.get('n_images'))} test images, {_esc(robust.get('source'))})</p>"
-                + _table(["what", "accuracy"], [[k, v] for k, v in robust["summary"].items()]))
+        out += f"<p>robustness ({_esc(robust.get('n_images'))} test images, {_esc(robust.get('source'))})</p>" + _table(
+            ["what", "accuracy"], [[k, v] for k, v in robust["summary"].items()]
+        )
     return out
 
 
@@ -217,14 +238,32 @@ def _per_class_section(results: dict[str, Any] | None, class_names: list[str] | 
     k = len(test["confusion"])
     names = class_names or [str(i) for i in range(k)]
     saved = run_dir / "confusion.png"
-    png = saved.read_bytes() if _fresh(saved, run_dir / "results.json") else _figure_png(
-        lambda buf: plot_confusion(test["confusion"], buf, names, title=f"test confusion (accuracy {test['accuracy']:.4f})"))
+    png = (
+        saved.read_bytes()
+        if _fresh(saved, run_dir / "results.json")
+        else _figure_png(
+            lambda buf: plot_confusion(
+                test["confusion"], buf, names, title=f"test confusion (accuracy {test['accuracy']:.4f})"
+            )
+        )
+    )
     pc = test["per_class"]
-    rows = [[names[i], pc["precision"][i], pc["recall"][i], pc["f1"][i],
-             _Raw(f'<span class=bar style="width:{120 * pc["f1"][i]:.0f}px"></span>'), pc["support"][i]]
-            for i in range(k)]
-    return ("<h2>Confusion matrix and per-class F1 (test)</h2>" + _img(png, "confusion matrix")
-            + _table(["class", "precision", "recall", "F1", "", "support"], rows))
+    rows = [
+        [
+            names[i],
+            pc["precision"][i],
+            pc["recall"][i],
+            pc["f1"][i],
+            _Raw(f'<span class=bar style="width:{120 * pc["f1"][i]:.0f}px"></span>'),
+            pc["support"][i],
+        ]
+        for i in range(k)
+    ]
+    return (
+        "<h2>Confusion matrix and per-class F1 (test)</h2>"
+        + _img(png, "confusion matrix")
+        + _table(["class", "precision", "recall", "F1", "", "support"], rows)
+    )
 
 
 def _samples_section(data, config: dict[str, Any]) -> str:
@@ -246,18 +285,30 @@ def _samples_section(data, config: dict[str, Any]) -> str:
             if len(picked) < per_class:  # keep one row per class
                 picked = torch.cat([picked, torch.ones(per_class - len(picked), *picked.shape[1:])])
             rows.append(picked)
-        out.append(_img(image_grid(torch.cat(rows), per_class, scale), "labelled images",
-                        f"labelled images: one row per class (up to {per_class} each; blank = fewer)"))
+        out.append(
+            _img(
+                image_grid(torch.cat(rows), per_class, scale),
+                "labelled images",
+                f"labelled images: one row per class (up to {per_class} each; blank = fewer)",
+            )
+        )
     if data.x_u is not None and len(data.x_u):
         idx = torch.randperm(len(data.x_u), generator=gen)[:32]
-        out.append(_img(image_grid(data.x_u[idx], 8, scale), "unlabelled images", "unlabelled images, 32 drawn at random"))
+        out.append(
+            _img(image_grid(data.x_u[idx], 8, scale), "unlabelled images", "unlabelled images, 32 drawn at random")
+        )
     aug = AugmentConfig(**config.get("augment", {}))
     augmenter = Augmenter(aug, seed=0)  # its own generator: nothing the run drew changes
     x = data.x_l[:8]
     views = [x, augmenter.weak(x), augmenter.strong(augmenter.weak(x)), augmenter.strong(augmenter.weak(x))]
-    out.append(_img(image_grid(torch.cat(views), len(x), scale), "augmented views",
-                    "rows: original, weak view (the run's flip/pad/crop), two strong views (RandAugment "
-                    f"{aug.ra_ops} ops, magnitude {aug.ra_magnitude}) as FixMatch, UDA and consistency draw them"))
+    out.append(
+        _img(
+            image_grid(torch.cat(views), len(x), scale),
+            "augmented views",
+            "rows: original, weak view (the run's flip/pad/crop), two strong views (RandAugment "
+            f"{aug.ra_ops} ops, magnitude {aug.ra_magnitude}) as FixMatch, UDA and consistency draw them",
+        )
+    )
     return "".join(out)
 
 
@@ -274,10 +325,12 @@ def _config_section(config: dict[str, Any]) -> str:
 
 def _page(title: str, body: str) -> str:
     stamp = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
-    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{_esc(title)}</title>'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<style>{_CSS}</style></head><body>{body}"
-            f"<p class=muted>written by semireg {stamp}</p></body></html>\n")
+    return (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{_esc(title)}</title>'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<style>{_CSS}</style></head><body>{body}"
+        f"<p class=muted>written by semireg {stamp}</p></body></html>\n"
+    )
 
 
 def _write(path: Path, text: str) -> Path:
@@ -301,11 +354,19 @@ def build_report(run_dir: str | Path, data=None) -> Path:
     records = read_jsonl(run_dir / "metrics.jsonl")
     # meta.json records the class names, so a report rebuilt without the data still names them
     class_names = getattr(data, "class_names", None) or meta.get("data", {}).get("class_names")
-    body = "".join([
-        _header(run_dir, config, meta, results, records), _metrics_section(results, run_dir),
-        _curves_section(run_dir, config), _per_class_section(results, class_names, run_dir), _samples_section(data, config),
-        _method_pictures(run_dir), _data_section(meta, run_dir, data), _provenance(meta), _config_section(config),
-    ])
+    body = "".join(
+        [
+            _header(run_dir, config, meta, results, records),
+            _metrics_section(results, run_dir),
+            _curves_section(run_dir, config),
+            _per_class_section(results, class_names, run_dir),
+            _samples_section(data, config),
+            _method_pictures(run_dir),
+            _data_section(meta, run_dir, data),
+            _provenance(meta),
+            _config_section(config),
+        ]
+    )
     return _write(run_dir / REPORT, _page(f"semireg: {config.get('name', run_dir.name)}", body))
 
 
@@ -315,13 +376,18 @@ def build_comparison(run_dirs: list[Path], out: Path, metrics: tuple[str, ...] |
     if not metrics:  # a system's runs have no test accuracy: compare them on their headline metrics
         first = _read_json(Path(run_dirs[0]) / "results.json") or {}
         headline = first.get("headline") if "test" not in first else None
-        metrics = tuple(f"headline.{k}" for k, v in headline.items() if isinstance(v, (int, float))) if headline else None
+        metrics = (
+            tuple(f"headline.{k}" for k, v in headline.items() if isinstance(v, (int, float))) if headline else None
+        )
     metrics = tuple(metrics or DEFAULT_METRICS)
     groups = group_runs(run_dirs, metrics)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    rows = [[g.label, f"{len(g.runs)} ({', '.join(map(str, sorted(g.seeds)))})"]
-            + [fmt_metric(m, *g.mean_std(m), len(g.runs)) for m in metrics] for g in groups]
+    rows = [
+        [g.label, f"{len(g.runs)} ({', '.join(map(str, sorted(g.seeds)))})"]
+        + [fmt_metric(m, *g.mean_std(m), len(g.runs)) for m in metrics]
+        for g in groups
+    ]
     head = ["configuration", "runs (seeds)"] + [m + (" (%)" if m.endswith("accuracy") else "") for m in metrics]
     chart = _figure_png(lambda buf: plot_comparison(groups, metrics[0], buf))
     run_rows = []
@@ -330,10 +396,17 @@ def build_comparison(run_dirs: list[Path], out: Path, metrics: tuple[str, ...] |
             link = Path(os.path.relpath(run / REPORT, out.parent.resolve())).as_posix()
             name = _Raw(f'<a href="{_esc(link)}">{_esc(run)}</a>' if (run / REPORT).exists() else _esc(run))
             run_rows.append([name, g.label, seed] + [g.values[m][i] for m in metrics])
-    body = (f"<h1>semireg: {len(run_dirs)} runs compared</h1>"
-            "<h2>Mean ± std over seeds</h2>" + _table(head, rows, numeric_from=2)
-            + _img(chart, "comparison chart", f"{metrics[0]}: mean ± std over seeds")
-            + _img(_figure_png(lambda buf: plot_eval_curves(groups, buf)), "evaluation curves",
-                   "test accuracy against step and against training time, one line per run")
-            + "<h2>Every run</h2>" + _table(["run", "configuration", "seed", *metrics], run_rows, numeric_from=2))
+    body = (
+        f"<h1>semireg: {len(run_dirs)} runs compared</h1>"
+        "<h2>Mean ± std over seeds</h2>"
+        + _table(head, rows, numeric_from=2)
+        + _img(chart, "comparison chart", f"{metrics[0]}: mean ± std over seeds")
+        + _img(
+            _figure_png(lambda buf: plot_eval_curves(groups, buf)),
+            "evaluation curves",
+            "test accuracy against step and against training time, one line per run",
+        )
+        + "<h2>Every run</h2>"
+        + _table(["run", "configuration", "seed", *metrics], run_rows, numeric_from=2)
+    )
     return _write(out, _page("semireg: comparison", body))

@@ -24,7 +24,7 @@ from __future__ import annotations
 import io
 import math
 import zlib
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -107,8 +107,11 @@ def _motion_blur(x: Tensor, radius: float, sigma: float, angle_deg: Tensor) -> T
     weights = weights / weights.sum()
     rad = angle_deg.to(x.device) * math.pi / 180.0
     dx, dy = torch.cos(rad), torch.sin(rad)  # (N,) pixels per tap
-    ys, xs = torch.meshgrid(torch.arange(h, device=x.device, dtype=torch.float32),
-                            torch.arange(w, device=x.device, dtype=torch.float32), indexing="ij")
+    ys, xs = torch.meshgrid(
+        torch.arange(h, device=x.device, dtype=torch.float32),
+        torch.arange(w, device=x.device, dtype=torch.float32),
+        indexing="ij",
+    )
     out = torch.zeros_like(x)
     for i in range(width):
         sx = xs[None] + i * dx[:, None, None]  # (N, H, W) source coordinates
@@ -236,8 +239,12 @@ def zoom_blur(x: Tensor, severity: int, g: Gen) -> Tensor:
 
 def snow(x: Tensor, severity: int, g: Gen) -> Tensor:
     loc, scale, zoom, threshold, radius, sigma, blend = [
-        (0.1, 0.2, 1, 0.6, 8, 3, 0.95), (0.1, 0.2, 1, 0.5, 10, 4, 0.9), (0.15, 0.3, 1.75, 0.55, 10, 4, 0.9),
-        (0.25, 0.3, 2.25, 0.6, 12, 6, 0.85), (0.3, 0.3, 1.25, 0.65, 14, 12, 0.8)][severity - 1]
+        (0.1, 0.2, 1, 0.6, 8, 3, 0.95),
+        (0.1, 0.2, 1, 0.5, 10, 4, 0.9),
+        (0.15, 0.3, 1.75, 0.55, 10, 4, 0.9),
+        (0.25, 0.3, 2.25, 0.6, 12, 6, 0.85),
+        (0.3, 0.3, 1.25, 0.65, 14, 12, 0.8),
+    ][severity - 1]
     n, _, h, w = x.shape
     layer = _n((n, 1, h, w), g, x.device, loc=loc, scale=scale)
     layer = clipped_zoom(layer, zoom)
@@ -275,7 +282,11 @@ def frost(x: Tensor, severity: int, g: Gen) -> Tensor:
 def fog(x: Tensor, severity: int, g: Gen) -> Tensor:
     strength, decay = [(0.2, 3), (0.5, 3), (0.75, 2.5), (1, 2), (1.5, 1.75)][severity - 1]
     max_val = x.amax(dim=(1, 2, 3), keepdim=True)
-    x = x + strength * plasma_fractal(len(x), g, x.device, mapsize=32, wibbledecay=decay)[:, None, : x.shape[2], : x.shape[3]]
+    x = (
+        x
+        + strength
+        * plasma_fractal(len(x), g, x.device, mapsize=32, wibbledecay=decay)[:, None, : x.shape[2], : x.shape[3]]
+    )
     return (x * max_val / (max_val + strength)).clamp(0, 1)
 
 
@@ -306,14 +317,18 @@ def contrast(x: Tensor, severity: int, g: Gen) -> Tensor:
 
 def elastic_transform(x: Tensor, severity: int, g: Gen) -> Tensor:
     size = x.shape[-1]
-    alpha, sigma, affine = [(0, 0, 0.08), (0.05, 0.2, 0.07), (0.08, 0.06, 0.06), (0.1, 0.04, 0.05), (0.1, 0.03, 0.03)][severity - 1]
+    alpha, sigma, affine = [(0, 0, 0.08), (0.05, 0.2, 0.07), (0.08, 0.06, 0.06), (0.1, 0.04, 0.05), (0.1, 0.03, 0.03)][
+        severity - 1
+    ]
     alpha, sigma, affine = alpha * size, sigma * size, affine * size
     n, _, h, w = x.shape
     dev = x.device
     # Random affine: three points around the centre each moved by up to `affine` pixels.
     centre, square = float(size // 2), float(size // 3)
-    pts1 = torch.tensor([[centre + square, centre + square], [centre + square, centre - square],
-                         [centre - square, centre - square]], device=dev)  # (3, 2) as (x, y)
+    pts1 = torch.tensor(
+        [[centre + square, centre + square], [centre + square, centre - square], [centre - square, centre - square]],
+        device=dev,
+    )  # (3, 2) as (x, y)
     pts2 = pts1[None] + _u((n, 3, 2), g, dev, -affine, affine)  # (N, 3, 2)
     # Solve dst = A @ [x, y, 1] for each image, then invert: warpAffine samples src at A^-1 dst.
     ones = torch.ones(3, 1, device=dev)
@@ -321,8 +336,11 @@ def elastic_transform(x: Tensor, severity: int, g: Gen) -> Tensor:
     a = torch.linalg.solve(src[None].expand(n, 3, 3), pts2).transpose(1, 2)  # (N, 2, 3)
     full = torch.cat([a, torch.tensor([0.0, 0.0, 1.0], device=dev).expand(n, 1, 3)], dim=1)
     inv = torch.linalg.inv(full)  # (N, 3, 3)
-    ys, xs = torch.meshgrid(torch.arange(h, device=dev, dtype=torch.float32),
-                            torch.arange(w, device=dev, dtype=torch.float32), indexing="ij")
+    ys, xs = torch.meshgrid(
+        torch.arange(h, device=dev, dtype=torch.float32),
+        torch.arange(w, device=dev, dtype=torch.float32),
+        indexing="ij",
+    )
     if alpha > 0:
         noise = _u((n, 2, h, w), g, dev, -1.0, 1.0)
         disp = gaussian_filter(noise, sigma, truncate=3.0, mode="reflect") * alpha  # (N, 2, H, W): dx, dy
@@ -363,8 +381,12 @@ def jpeg_compression(x: Tensor, severity: int, g: Gen) -> Tensor:
 
 def spatter(x: Tensor, severity: int, g: Gen) -> Tensor:
     loc, scale, sigma, threshold, intensity, mud = [
-        (0.62, 0.1, 0.7, 0.7, 0.5, 0), (0.65, 0.1, 0.8, 0.7, 0.5, 0), (0.65, 0.3, 1, 0.69, 0.5, 0),
-        (0.65, 0.1, 0.7, 0.69, 0.6, 1), (0.65, 0.1, 0.5, 0.68, 0.6, 1)][severity - 1]
+        (0.62, 0.1, 0.7, 0.7, 0.5, 0),
+        (0.65, 0.1, 0.8, 0.7, 0.5, 0),
+        (0.65, 0.3, 1, 0.69, 0.5, 0),
+        (0.65, 0.1, 0.7, 0.69, 0.6, 1),
+        (0.65, 0.1, 0.5, 0.68, 0.6, 1),
+    ][severity - 1]
     n, _, h, w = x.shape
     liquid = gaussian_filter(_n((n, 1, h, w), g, x.device, loc=loc, scale=scale), sigma)
     liquid = torch.where(liquid < threshold, torch.zeros_like(liquid), liquid)
@@ -380,13 +402,27 @@ def spatter(x: Tensor, severity: int, g: Gen) -> Tensor:
 
 
 CORRUPTIONS_15: dict[str, Callable[[Tensor, int, Gen], Tensor]] = {
-    "gaussian_noise": gaussian_noise, "shot_noise": shot_noise, "impulse_noise": impulse_noise,
-    "defocus_blur": defocus_blur, "glass_blur": glass_blur, "motion_blur": motion_blur, "zoom_blur": zoom_blur,
-    "snow": snow, "frost": frost, "fog": fog, "brightness": brightness, "contrast": contrast,
-    "elastic_transform": elastic_transform, "pixelate": pixelate, "jpeg_compression": jpeg_compression,
+    "gaussian_noise": gaussian_noise,
+    "shot_noise": shot_noise,
+    "impulse_noise": impulse_noise,
+    "defocus_blur": defocus_blur,
+    "glass_blur": glass_blur,
+    "motion_blur": motion_blur,
+    "zoom_blur": zoom_blur,
+    "snow": snow,
+    "frost": frost,
+    "fog": fog,
+    "brightness": brightness,
+    "contrast": contrast,
+    "elastic_transform": elastic_transform,
+    "pixelate": pixelate,
+    "jpeg_compression": jpeg_compression,
 }
 CORRUPTIONS_EXTRA: dict[str, Callable[[Tensor, int, Gen], Tensor]] = {
-    "speckle_noise": speckle_noise, "gaussian_blur": gaussian_blur, "spatter": spatter, "saturate": saturate,
+    "speckle_noise": speckle_noise,
+    "gaussian_blur": gaussian_blur,
+    "spatter": spatter,
+    "saturate": saturate,
 }
 CORRUPTIONS = {**CORRUPTIONS_15, **CORRUPTIONS_EXTRA}
 

@@ -80,8 +80,10 @@ def released_images(released_dir: Path, name: str, severity: int, index: np.ndar
     if labels_path.exists():
         labels = np.load(labels_path, allow_pickle=False)[(severity - 1) * per + index]
         if not np.array_equal(labels.astype(np.int64), y):
-            raise DataError(f"{released_dir}: labels do not match this run's test set (the released files follow "
-                            "the canonical CIFAR-10 test order; the JPEG copy is ordered by class)")
+            raise DataError(
+                f"{released_dir}: labels do not match this run's test set (the released files follow "
+                "the canonical CIFAR-10 test order; the JPEG copy is ordered by class)"
+            )
     block = np.asarray(arr[(severity - 1) * per + index])  # (n, 32, 32, 3)
     return torch.from_numpy(block).permute(0, 3, 1, 2).float().div_(255.0)
 
@@ -99,18 +101,29 @@ def robustness_summary(acc: dict[str, dict[str, float]], clean: float) -> dict[s
     full15 = all(name in acc and len(acc[name]) == 5 for name in CORRUPTIONS_15)
     s5 = [acc[name]["5"] for name in CORRUPTIONS if name in acc and "5" in acc[name]]
     full19 = all(name in acc and "5" in acc[name] for name in CORRUPTIONS)
-    out: dict[str, Any] = {"clean": clean, "mean_c15": mean(c15) if full15 else None,
-                           "mean_c19_s5": mean(s5) if full19 else None,
-                           "mean_all": mean([v for d in acc.values() for v in d.values()])}
+    out: dict[str, Any] = {
+        "clean": clean,
+        "mean_c15": mean(c15) if full15 else None,
+        "mean_c19_s5": mean(s5) if full19 else None,
+        "mean_all": mean([v for d in acc.values() for v in d.values()]),
+    }
     out["mce_c15"] = 1.0 - out["mean_c15"] if out["mean_c15"] is not None else None
     for key in ("mean_c15", "mean_c19_s5", "mean_all"):
         out[f"{key}_relative"] = out[key] / clean if out[key] is not None and clean > 0 else None
     return out
 
 
-def run_robustness(run_dir: Path, *, cfg=None, model: nn.Module | None = None, released_dir: str | None = None,
-                   n_images: int | None = None, corruptions: list[str] | None = None,
-                   severities: list[int] | None = None, progress: bool = False) -> dict[str, Any]:
+def run_robustness(
+    run_dir: Path,
+    *,
+    cfg=None,
+    model: nn.Module | None = None,
+    released_dir: str | None = None,
+    n_images: int | None = None,
+    corruptions: list[str] | None = None,
+    severities: list[int] | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
     """Evaluate a finished run on corrupted test images; writes robustness.json and two PNGs."""
 
     run_dir = Path(run_dir)
@@ -129,7 +142,9 @@ def run_robustness(run_dir: Path, *, cfg=None, model: nn.Module | None = None, r
     data, _ = data_from_config(cfg)
     x_test, y_test = data.eval_sets["test"]
     if tuple(x_test.shape[1:]) != (3, 32, 32):
-        raise ConfigError(f"the CIFAR-10-C corruptions take 32x32 colour images; this run's are {tuple(x_test.shape[1:])}")
+        raise ConfigError(
+            f"the CIFAR-10-C corruptions take 32x32 colour images; this run's are {tuple(x_test.shape[1:])}"
+        )
     if model is None:
         model, _, _ = load_finished_model(run_dir, data)
     device = next(model.parameters()).device
@@ -142,15 +157,24 @@ def run_robustness(run_dir: Path, *, cfg=None, model: nn.Module | None = None, r
     for name in names:
         acc[name] = {}
         for s in severities:
-            xc = (released_images(Path(released), name, s, index, y.numpy()) if released
-                  else corrupted_images(x.to(device), name, s, seed=r.seed).cpu())
+            xc = (
+                released_images(Path(released), name, s, index, y.numpy())
+                if released
+                else corrupted_images(x.to(device), name, s, seed=r.seed).cpu()
+            )
             acc[name][str(s)] = _accuracy(model, xc, y, r.batch_size, view)
         if progress:
             print(f"  {name:18s} " + " ".join(f"{acc[name][str(s)]:.3f}" for s in severities), flush=True)
     result = {
-        "source": f"released:{released}" if released else f"generated (CIFAR-10-C constants, corruption code v{CORRUPTIONS_VERSION}, seed {r.seed})",
-        "data": data.name, "n_images": len(index), "severities": severities, "accuracy": acc,
-        "summary": robustness_summary(acc, clean), "time_s": round(time.perf_counter() - start, 1),
+        "source": f"released:{released}"
+        if released
+        else f"generated (CIFAR-10-C constants, corruption code v{CORRUPTIONS_VERSION}, seed {r.seed})",
+        "data": data.name,
+        "n_images": len(index),
+        "severities": severities,
+        "accuracy": acc,
+        "summary": robustness_summary(acc, clean),
+        "time_s": round(time.perf_counter() - start, 1),
         "extra_corruptions": list(CORRUPTIONS_EXTRA),
     }
     with rundir.writer_lock(run_dir):
@@ -170,7 +194,15 @@ def plot_robustness(result: dict[str, Any], run_dir: Path, title: str = "") -> N
     im = ax.imshow(grid, cmap="viridis", vmin=0, vmax=100, aspect="auto")
     for i in range(len(names)):
         for j in range(len(sev)):
-            ax.text(j, i, f"{grid[i, j]:.0f}", ha="center", va="center", fontsize=7, color="white" if grid[i, j] < 60 else "black")
+            ax.text(
+                j,
+                i,
+                f"{grid[i, j]:.0f}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if grid[i, j] < 60 else "black",
+            )
     ax.set_xticks(range(len(sev)), [f"sev {s}" for s in sev])
     ax.set_yticks(range(len(names)), names, fontsize=8)
     ax.set_title(f"{title}\naccuracy (%) under corruption; clean {clean:.1f}", fontsize=9)

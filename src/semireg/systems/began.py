@@ -110,8 +110,14 @@ class ConvDecoder(nn.Module):
         c, h, w = out_shape
         self.n, self.h0, self.w0 = n, h // 4, w // 4
         self.fc = nn.Linear(d_in, n * self.h0 * self.w0)
-        self.body = nn.Sequential(*_block(n, n), nn.Upsample(scale_factor=2), *_block(n, n),
-                                  nn.Upsample(scale_factor=2), *_block(n, n), nn.Conv2d(n, c, 3, padding=1))
+        self.body = nn.Sequential(
+            *_block(n, n),
+            nn.Upsample(scale_factor=2),
+            *_block(n, n),
+            nn.Upsample(scale_factor=2),
+            *_block(n, n),
+            nn.Conv2d(n, c, 3, padding=1),
+        )
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return self.body(self.fc(h).view(len(h), self.n, self.h0, self.w0))
@@ -124,9 +130,16 @@ class ConvEncoder(nn.Module):
         super().__init__()
         c, h, w = in_shape
         self.body = nn.Sequential(
-            nn.Conv2d(c, n, 3, padding=1), nn.ELU(), *_block(n, n),
-            nn.Conv2d(n, 2 * n, 3, stride=2, padding=1), nn.ELU(), *_block(2 * n, 2 * n),
-            nn.Conv2d(2 * n, 3 * n, 3, stride=2, padding=1), nn.ELU(), *_block(3 * n, 3 * n), nn.Flatten(),
+            nn.Conv2d(c, n, 3, padding=1),
+            nn.ELU(),
+            *_block(n, n),
+            nn.Conv2d(n, 2 * n, 3, stride=2, padding=1),
+            nn.ELU(),
+            *_block(2 * n, 2 * n),
+            nn.Conv2d(2 * n, 3 * n, 3, stride=2, padding=1),
+            nn.ELU(),
+            *_block(3 * n, 3 * n),
+            nn.Flatten(),
         )
         self.fc = nn.Linear(3 * n * ((h + 3) // 4) * ((w + 3) // 4), d_out)
 
@@ -152,11 +165,18 @@ class InfoganGenerator(nn.Sequential):
     def __init__(self, z_dim: int, hidden: int, n: int, out_shape: tuple[int, int, int], center: bool) -> None:
         c, h, w = out_shape
         super().__init__(
-            nn.Linear(z_dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(),
-            nn.Linear(hidden, 2 * n * (h // 4) * (w // 4)), nn.BatchNorm1d(2 * n * (h // 4) * (w // 4)), nn.ReLU(),
+            nn.Linear(z_dim, hidden),
+            nn.BatchNorm1d(hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, 2 * n * (h // 4) * (w // 4)),
+            nn.BatchNorm1d(2 * n * (h // 4) * (w // 4)),
+            nn.ReLU(),
             nn.Unflatten(1, (2 * n, h // 4, w // 4)),
-            nn.ConvTranspose2d(2 * n, n, 4, 2, 1), nn.BatchNorm2d(n), nn.ReLU(),
-            nn.ConvTranspose2d(n, c, 4, 2, 1), nn.Tanh() if center else nn.Sigmoid(),
+            nn.ConvTranspose2d(2 * n, n, 4, 2, 1),
+            nn.BatchNorm2d(n),
+            nn.ReLU(),
+            nn.ConvTranspose2d(n, c, 4, 2, 1),
+            nn.Tanh() if center else nn.Sigmoid(),
         )
 
 
@@ -165,21 +185,33 @@ def infogan_discriminator(in_shape: tuple[int, int, int], n: int, h_dim: int, ce
     + BN + ReLU | FC back + BN + ReLU, 4x4 stride-2 deconv to C, sigmoid unless images are centred."""
     c, h, w = in_shape
     flat = n * (h // 2) * (w // 2)
-    encoder = nn.Sequential(nn.Conv2d(c, n, 4, 2, 1), nn.ReLU(), nn.Flatten(), nn.Linear(flat, h_dim),
-                            nn.BatchNorm1d(h_dim), nn.ReLU())
-    decoder = nn.Sequential(nn.Linear(h_dim, flat), nn.BatchNorm1d(flat), nn.ReLU(), nn.Unflatten(1, (n, h // 2, w // 2)),
-                            nn.ConvTranspose2d(n, c, 4, 2, 1), *([] if center else [nn.Sigmoid()]))
+    encoder = nn.Sequential(
+        nn.Conv2d(c, n, 4, 2, 1), nn.ReLU(), nn.Flatten(), nn.Linear(flat, h_dim), nn.BatchNorm1d(h_dim), nn.ReLU()
+    )
+    decoder = nn.Sequential(
+        nn.Linear(h_dim, flat),
+        nn.BatchNorm1d(flat),
+        nn.ReLU(),
+        nn.Unflatten(1, (n, h // 2, w // 2)),
+        nn.ConvTranspose2d(n, c, 4, 2, 1),
+        *([] if center else [nn.Sigmoid()]),
+    )
     return AutoencoderDiscriminator(encoder, decoder)
 
 
 def default_networks(in_shape: tuple[int, int, int], opts: BeganOptions) -> dict[str, nn.Module]:
     if opts.arch == "post":
-        return {"gen": ConvDecoder(opts.z_dim, opts.filters, in_shape),
-                "disc": AutoencoderDiscriminator(ConvEncoder(in_shape, opts.filters, opts.h_dim),
-                                                 ConvDecoder(opts.h_dim, opts.filters, in_shape))}
+        return {
+            "gen": ConvDecoder(opts.z_dim, opts.filters, in_shape),
+            "disc": AutoencoderDiscriminator(
+                ConvEncoder(in_shape, opts.filters, opts.h_dim), ConvDecoder(opts.h_dim, opts.filters, in_shape)
+            ),
+        }
     if opts.arch == "infogan":
-        return {"gen": InfoganGenerator(opts.z_dim, opts.gen_hidden, opts.filters, in_shape, opts.center),
-                "disc": infogan_discriminator(in_shape, opts.filters, opts.h_dim, opts.center)}
+        return {
+            "gen": InfoganGenerator(opts.z_dim, opts.gen_hidden, opts.filters, in_shape, opts.center),
+            "disc": infogan_discriminator(in_shape, opts.filters, opts.h_dim, opts.center),
+        }
     raise ConfigError(f"began: unknown arch '{opts.arch}' (known: post, infogan)")
 
 
@@ -198,7 +230,11 @@ def recon_loss(disc: nn.Module, v: torch.Tensor, kind: str = "l1") -> torch.Tens
 
 def noise(n: int, z_dim: int, device: torch.device, generator: torch.Generator | None = None) -> torch.Tensor:
     # Training draws on the device (no host copy per step); a `generator` (fixed evaluation noise) is a CPU stream.
-    u = torch.rand(n, z_dim, device=device) if generator is None else torch.rand(n, z_dim, generator=generator).to(device)
+    u = (
+        torch.rand(n, z_dim, device=device)
+        if generator is None
+        else torch.rand(n, z_dim, generator=generator).to(device)
+    )
     return u * 2 - 1  # (n, z_dim) uniform in [-1, 1]
 
 
@@ -243,10 +279,15 @@ def gen_loss(nets: nn.ModuleDict, batches: list[PhaseBatch], state: nn.ModuleDic
     return terms.out()
 
 
-@register_system("began", options=BeganOptions, modules=("gen", "disc"),
-                 description="BEGAN: generator + autoencoder discriminator, k as state (seed 002)")
-def build_began(in_shape: tuple[int, ...], num_classes: int, opts: BeganOptions,
-                modules: dict[str, nn.Module] | None = None) -> System:
+@register_system(
+    "began",
+    options=BeganOptions,
+    modules=("gen", "disc"),
+    description="BEGAN: generator + autoencoder discriminator, k as state (seed 002)",
+)
+def build_began(
+    in_shape: tuple[int, ...], num_classes: int, opts: BeganOptions, modules: dict[str, nn.Module] | None = None
+) -> System:
     given = user_modules(SYSTEMS["began"], modules)
     if len(in_shape) != 3 and not {"gen", "disc"} <= set(given):
         raise ConfigError(f"began's default networks take images (C, H, W); got input shape {in_shape}")
@@ -254,22 +295,52 @@ def build_began(in_shape: tuple[int, ...], num_classes: int, opts: BeganOptions,
     if opts.recon not in ("l1", "l2norm"):
         raise ConfigError(f"began: recon is l1 or l2norm, not '{opts.recon}'")
     if opts.cs_weight and (opts.h_dim != opts.z_dim or not hasattr(nets["disc"], "encoder")):
-        raise ConfigError(f"began: cs_weight needs a discriminator with .encoder/.decoder and h_dim = z_dim "
-                          f"(the code is compared with the noise); h_dim {opts.h_dim}, z_dim {opts.z_dim}")
+        raise ConfigError(
+            f"began: cs_weight needs a discriminator with .encoder/.decoder and h_dim = z_dim "
+            f"(the code is compared with the noise); h_dim {opts.h_dim}, z_dim {opts.z_dim}"
+        )
     gen_lr = opts.gen_lr or opts.lr
-    phases = [Phase("disc", ("disc",), functools.partial(disc_loss, opts=opts),
-                    OptimizerSpec("adam", opts.lr, betas=(opts.beta1, 0.999)), opts.disc_steps,
-                    lr_scale=_decayed(opts.lr, opts) if opts.lr_decay_every else None, frozen_norms=opts.frozen_norms),
-              Phase("gen", ("gen",), functools.partial(gen_loss, opts=opts),
-                    OptimizerSpec("adam", gen_lr, betas=(opts.beta1, 0.999)), opts.gen_steps,
-                    lr_scale=_decayed(gen_lr, opts) if opts.lr_decay_every else None, frozen_norms=opts.frozen_norms)]
+    phases = [
+        Phase(
+            "disc",
+            ("disc",),
+            functools.partial(disc_loss, opts=opts),
+            OptimizerSpec("adam", opts.lr, betas=(opts.beta1, 0.999)),
+            opts.disc_steps,
+            lr_scale=_decayed(opts.lr, opts) if opts.lr_decay_every else None,
+            frozen_norms=opts.frozen_norms,
+        ),
+        Phase(
+            "gen",
+            ("gen",),
+            functools.partial(gen_loss, opts=opts),
+            OptimizerSpec("adam", gen_lr, betas=(opts.beta1, 0.999)),
+            opts.gen_steps,
+            lr_scale=_decayed(gen_lr, opts) if opts.lr_decay_every else None,
+            frozen_norms=opts.frozen_norms,
+        ),
+    ]
     # M_global is updated once per discriminator step: a window of lr_decay_every rounds
-    state = nn.ModuleDict({"balance": Balance(opts.gamma, opts.lambda_k, opts.k_init,
-                                              opts.lr_decay_every * opts.disc_steps, opts.k_clip)})
-    return System(nets=nets, phases=phases, state=state,
-                  evaluate=functools.partial(evaluate_began, opts=opts, cache={}),
-                  headline=("k", "m_global_start", "m_global_end", "classes_covered", "max_class_share",
-                            "kl_uniform", "frechet", "frechet_real", "judge_confidence"))
+    state = nn.ModuleDict(
+        {"balance": Balance(opts.gamma, opts.lambda_k, opts.k_init, opts.lr_decay_every * opts.disc_steps, opts.k_clip)}
+    )
+    return System(
+        nets=nets,
+        phases=phases,
+        state=state,
+        evaluate=functools.partial(evaluate_began, opts=opts, cache={}),
+        headline=(
+            "k",
+            "m_global_start",
+            "m_global_end",
+            "classes_covered",
+            "max_class_share",
+            "kl_uniform",
+            "frechet",
+            "frechet_real",
+            "judge_confidence",
+        ),
+    )
 
 
 def _decayed(lr: float, opts: BeganOptions):
@@ -284,20 +355,30 @@ def samples(nets: nn.ModuleDict, opts: BeganOptions, n: int, seed: int = 0) -> t
     return image_range(batched(nets["gen"], noise(n, opts.z_dim, device, torch.Generator().manual_seed(seed))), opts)
 
 
-def evaluate_began(system: System, data, out_dir: Path | None, step: int, final: bool, *, opts: BeganOptions,
-                   cache: dict[str, Any]) -> dict[str, Any]:
+def evaluate_began(
+    system: System, data, out_dir: Path | None, step: int, final: bool, *, opts: BeganOptions, cache: dict[str, Any]
+) -> dict[str, Any]:
     """k, M_global and, at every evaluation, how diverse the samples are; pictures and trends at the end."""
     nets, balance = system.nets, system.state["balance"]
-    out: dict[str, Any] = {"k": float(balance.k), "m_global": float(balance.m_global),
-                           "lr_factor": float(balance.lr_factor)}
+    out: dict[str, Any] = {
+        "k": float(balance.k),
+        "m_global": float(balance.m_global),
+        "lr_factor": float(balance.lr_factor),
+    }
     if out_dir is not None:
         (out_dir / "samples").mkdir(exist_ok=True)
-        save_tiles(out_dir / "samples" / f"round_{step:07d}.png", samples(nets, opts, opts.n_samples), cols=8,
-                   title=f"round {step}")
+        save_tiles(
+            out_dir / "samples" / f"round_{step:07d}.png",
+            samples(nets, opts, opts.n_samples),
+            cols=8,
+            title=f"round {step}",
+        )
     if data.y_l is not None and len(data.y_l):
         out.update(sample_diversity(nets, data, opts, cache))
     if final and out_dir is not None:
-        save_tiles(out_dir / "samples.png", samples(nets, opts, opts.n_samples), cols=8, title=f"BEGAN samples, round {step}")
+        save_tiles(
+            out_dir / "samples.png", samples(nets, opts, opts.n_samples), cols=8, title=f"BEGAN samples, round {step}"
+        )
         out.update(_m_global_trend(out_dir / "metrics.jsonl", plot=out_dir / "m_global.png"))
         _diversity_plot(out_dir / "metrics.jsonl", out_dir / "diversity.png", {"step": step, **out})
     return out
@@ -311,8 +392,9 @@ def sample_diversity(nets: nn.ModuleDict, data, opts: BeganOptions, cache: dict[
     images, the value a perfect generator would approach)."""
     device = next(nets.parameters()).device
     if "judge" not in cache:
-        cache["judge"] = judge = train_judge(data.x_l.to(device), data.y_l.to(device), data.num_classes,
-                                             epochs=opts.judge_epochs)
+        cache["judge"] = judge = train_judge(
+            data.x_l.to(device), data.y_l.to(device), data.num_classes, epochs=opts.judge_epochs
+        )
         real = data.eval_sets["test"][0] if "test" in data.eval_sets else data.x_l
         cache["real_features"] = judge_features(judge, real[: opts.judge_samples].to(device))
         train_features = judge_features(judge, data.x_l[: opts.judge_samples].to(device))
@@ -322,9 +404,12 @@ def sample_diversity(nets: nn.ModuleDict, data, opts: BeganOptions, cache: dict[
     features = judge_features(judge, fakes)  # (N, F)
     with torch.no_grad():
         probs = torch.softmax(judge[-1](features), dim=1)  # (N, K)
-    return {**class_diversity(probs.argmax(1), data.num_classes),
-            "judge_confidence": float(probs.max(1).values.mean()),
-            "frechet": frechet_distance(features, cache["real_features"]), "frechet_real": cache["frechet_real"]}
+    return {
+        **class_diversity(probs.argmax(1), data.num_classes),
+        "judge_confidence": float(probs.max(1).values.mean()),
+        "frechet": frechet_distance(features, cache["real_features"]),
+        "frechet_real": cache["frechet_real"],
+    }
 
 
 def _m_global_trend(metrics_path: Path, window: int = 5, plot: Path | None = None) -> dict[str, float]:
@@ -332,8 +417,11 @@ def _m_global_trend(metrics_path: Path, window: int = 5, plot: Path | None = Non
     and k against rounds."""
     if not metrics_path.exists():
         return {}
-    records = [r for r in map(json.loads, metrics_path.read_text().splitlines())
-               if r.get("kind") == "train" and "disc/m_global" in r]
+    records = [
+        r
+        for r in map(json.loads, metrics_path.read_text().splitlines())
+        if r.get("kind") == "train" and "disc/m_global" in r
+    ]
     values = [r["disc/m_global"] for r in records]
     if not values:
         return {}
@@ -351,15 +439,20 @@ def _m_global_trend(metrics_path: Path, window: int = 5, plot: Path | None = Non
         fig.tight_layout()
         fig.savefig(plot, dpi=110)
         plt.close(fig)
-    return {"m_global_start": sum(values[:window]) / len(values[:window]),
-            "m_global_end": sum(values[-window:]) / len(values[-window:])}
+    return {
+        "m_global_start": sum(values[:window]) / len(values[:window]),
+        "m_global_end": sum(values[-window:]) / len(values[-window:]),
+    }
 
 
 def _diversity_plot(metrics_path: Path, path: Path, current: dict[str, Any]) -> None:
     """Fréchet distance (with the real images' own value) and the largest class share at each evaluation;
     `current` is this evaluation's, not yet in the log."""
-    records = [r for r in rundir.read_jsonl(metrics_path) if r.get("kind") == "eval" and "frechet" in r
-               and r["step"] < current["step"]] + ([current] if "frechet" in current else [])
+    records = [
+        r
+        for r in rundir.read_jsonl(metrics_path)
+        if r.get("kind") == "eval" and "frechet" in r and r["step"] < current["step"]
+    ] + ([current] if "frechet" in current else [])
     if not records:
         return
     plt = pyplot()
@@ -372,7 +465,9 @@ def _diversity_plot(metrics_path: Path, path: Path, current: dict[str, Any]) -> 
     ax.set_ylabel("Fréchet distance (judge features)")
     ax.legend(fontsize=7, loc="upper left")
     ax2 = ax.twinx()
-    ax2.plot(rounds, [100 * r["max_class_share"] for r in records], color="tab:red", marker="s", label="largest class share")
+    ax2.plot(
+        rounds, [100 * r["max_class_share"] for r in records], color="tab:red", marker="s", label="largest class share"
+    )
     ax2.set_ylabel("largest class share (%)", color="tab:red")
     ax2.set_ylim(0, 100)
     ax.set_title("BEGAN sample diversity, judged by a classifier", fontsize=9)

@@ -172,7 +172,7 @@ class CodeQueue(nn.Module):
         """(B, d) codes, (B,) labels; of a batch larger than the ring only its last `size` codes are kept
         (distinct slots: index_copy_ with a repeated slot keeps an undefined one). The slot index stays a
         tensor (no host sync)."""
-        z, y = z[-len(self.codes):], y[-len(self.codes):]
+        z, y = z[-len(self.codes) :], y[-len(self.codes) :]
         slots = (self.next + torch.arange(len(z), device=z.device)) % len(self.codes)  # (B,)
         self.codes.index_copy_(0, slots, z.detach().float())
         self.labels.index_copy_(0, slots, y)
@@ -217,7 +217,9 @@ def adv_loss(nets: nn.ModuleDict, batches: list[PhaseBatch], state: nn.ModuleDic
     return terms.out()
 
 
-def z_posterior(enc_z: nn.Module, x: torch.Tensor, opts: DisentangleOptions) -> tuple[torch.Tensor, torch.Tensor | None]:
+def z_posterior(
+    enc_z: nn.Module, x: torch.Tensor, opts: DisentangleOptions
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(mean (B, dim_z), log-variance (B, dim_z) or None for a deterministic Enc_z)."""
     out = enc_z(x)
     if not opts.variational:
@@ -226,7 +228,9 @@ def z_posterior(enc_z: nn.Module, x: torch.Tensor, opts: DisentangleOptions) -> 
     return mean, log_var.clamp(-12.0, 8.0)  # exp() stays finite in float32 and bf16
 
 
-def adversary_posterior(enc_z: nn.Module, x: torch.Tensor, opts: DisentangleOptions) -> tuple[torch.Tensor, torch.Tensor | None]:
+def adversary_posterior(
+    enc_z: nn.Module, x: torch.Tensor, opts: DisentangleOptions
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The posterior the adversary reads: Enc_z as it is (dropout on in training), or in evaluation mode when
     `adversary_dropout` is off. Gradients flow either way (Enc_z's adversarial term trains through it)."""
     if opts.adversary_dropout:
@@ -252,12 +256,17 @@ def eval_mode_mean(enc_z: nn.Module, x: torch.Tensor, opts: DisentangleOptions) 
         return z_posterior(enc_z, x, opts)[0]
 
 
-def sample_z(mean: torch.Tensor, log_var: torch.Tensor | None, generator: torch.Generator | None = None) -> torch.Tensor:
+def sample_z(
+    mean: torch.Tensor, log_var: torch.Tensor | None, generator: torch.Generator | None = None
+) -> torch.Tensor:
     if log_var is None:
         return mean
     # Training draws on the device; a `generator` (evaluation's fixed draws) is a CPU stream.
-    eps = torch.randn_like(mean) if generator is None else \
-        torch.randn(mean.shape, generator=generator, dtype=mean.dtype).to(mean.device)
+    eps = (
+        torch.randn_like(mean)
+        if generator is None
+        else torch.randn(mean.shape, generator=generator, dtype=mean.dtype).to(mean.device)
+    )
     return mean + eps * (0.5 * log_var).exp()
 
 
@@ -415,15 +424,22 @@ def ae_loss(nets: nn.ModuleDict, batches: list[PhaseBatch], state: nn.ModuleDict
     return terms.out()
 
 
-def adversary_codes(enc_z: nn.Module, state: nn.ModuleDict, x: torch.Tensor, y: torch.Tensor,
-                    opts: DisentangleOptions) -> tuple[torch.Tensor, torch.Tensor]:
+def adversary_codes(
+    enc_z: nn.Module, state: nn.ModuleDict, x: torch.Tensor, y: torch.Tensor, opts: DisentangleOptions
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(mean, sample), each (B, dim_z), as the adversary reads them (`adversary_posterior`), with a graph to Enc_z."""
     mean, log_var = adversary_posterior(enc_z, x, opts)
     return normalised(state, y, mean, sample_z(mean, log_var))
 
 
-def _reverse_cycle(nets: nn.ModuleDict, state: nn.ModuleDict, a: tuple[torch.Tensor, torch.Tensor],
-                   b: tuple[torch.Tensor, torch.Tensor], shape: torch.Size, opts: DisentangleOptions) -> torch.Tensor:
+def _reverse_cycle(
+    nets: nn.ModuleDict,
+    state: nn.ModuleDict,
+    a: tuple[torch.Tensor, torch.Tensor],
+    b: tuple[torch.Tensor, torch.Tensor],
+    shape: torch.Size,
+    opts: DisentangleOptions,
+) -> torch.Tensor:
     """A z drawn from the prior, decoded with two different s and encoded again, must come back the
     same both times: (B,) L1 between the two recovered means. `a`, `b`: (s (B, dim_s), classes (B,))."""
     (s_a, y_a), (s_b, y_b) = a, b
@@ -434,11 +450,15 @@ def _reverse_cycle(nets: nn.ModuleDict, state: nn.ModuleDict, a: tuple[torch.Ten
     return (z_a - z_b).abs().float().mean(1)
 
 
-@register_system("disentangle", options=DisentangleOptions,
-                 modules=("enc_s", "enc_z", "dec", "clf_s", "clf_z", "clf_x"),
-                 description="adversarially disentangled autoencoder (seed 004): labels in s, the rest in z")
-def build_disentangle(in_shape: tuple[int, ...], num_classes: int, opts: DisentangleOptions,
-                      modules: dict[str, nn.Module] | None = None) -> System:
+@register_system(
+    "disentangle",
+    options=DisentangleOptions,
+    modules=("enc_s", "enc_z", "dec", "clf_s", "clf_z", "clf_x"),
+    description="adversarially disentangled autoencoder (seed 004): labels in s, the rest in z",
+)
+def build_disentangle(
+    in_shape: tuple[int, ...], num_classes: int, opts: DisentangleOptions, modules: dict[str, nn.Module] | None = None
+) -> System:
     if opts.recon not in ("bce", "mse", "l1"):
         raise ConfigError(f"method.recon: '{opts.recon}' is not one of bce, mse, l1")
     if opts.adv_optimizer not in ("sgd", "adam"):
@@ -446,7 +466,9 @@ def build_disentangle(in_shape: tuple[int, ...], num_classes: int, opts: Disenta
     if opts.s_from not in ("self", "same-class"):
         raise ConfigError(f"method.s_from: '{opts.s_from}' is not one of self, same-class")
     if opts.adversary_reads not in ("sample", "mean", "mean-standardized"):
-        raise ConfigError(f"method.adversary_reads: '{opts.adversary_reads}' is not one of sample, mean, mean-standardized")
+        raise ConfigError(
+            f"method.adversary_reads: '{opts.adversary_reads}' is not one of sample, mean, mean-standardized"
+        )
     if opts.kl_capacity < 0 or (opts.kl_capacity and not opts.w_kl):
         raise ConfigError("method.kl_capacity: nats >= 0, and it needs method.w_kl > 0 (the term's weight)")
     if opts.z_norm not in ("none", "class-whiten"):
@@ -475,27 +497,54 @@ def build_disentangle(in_shape: tuple[int, ...], num_classes: int, opts: Disenta
         Phase("adv", ("clf_z",), bind(adv_loss), OptimizerSpec(opts.adv_optimizer, opts.adv_lr), opts.adv_steps),
         Phase("ae", ("enc_z", "dec"), bind(ae_loss), OptimizerSpec("adam", opts.ae_lr), opts.ae_steps, batches=2),
     ]
-    state = nn.ModuleDict({"z_norm": ClassWhitening(num_classes, opts.dim_z, opts.z_norm_momentum)}
-                          if opts.z_norm == "class-whiten" else {})
+    state = nn.ModuleDict(
+        {"z_norm": ClassWhitening(num_classes, opts.dim_z, opts.z_norm_momentum)}
+        if opts.z_norm == "class-whiten"
+        else {}
+    )
     if opts.mmd_queue:
         state["code_queue"] = CodeQueue(opts.mmd_queue, opts.dim_z)
-    return System(nets=nn.ModuleDict(nets), phases=phases, state=state, needs_labels=True, needs_test_set=True,
-                  evaluate=functools.partial(evaluate_disentangle, opts=opts),
-                  headline=("clf_s_accuracy", "z_probe_mlp", "z_probe_mlp_sampled", "z_probe_linear", "s_probe_mlp",
-                            "swap_accuracy", "recon_bce", "recon_bce_other_z", "z_std", "z_recon_gain"))
+    return System(
+        nets=nn.ModuleDict(nets),
+        phases=phases,
+        state=state,
+        needs_labels=True,
+        needs_test_set=True,
+        evaluate=functools.partial(evaluate_disentangle, opts=opts),
+        headline=(
+            "clf_s_accuracy",
+            "z_probe_mlp",
+            "z_probe_mlp_sampled",
+            "z_probe_linear",
+            "s_probe_mlp",
+            "swap_accuracy",
+            "recon_bce",
+            "recon_bce_other_z",
+            "z_std",
+            "z_recon_gain",
+        ),
+    )
 
 
 # ----------------------------------------------------------------------------- evaluation
 
 
 @torch.no_grad()
-def codes(nets: nn.ModuleDict, x: torch.Tensor, opts: DisentangleOptions, generator: torch.Generator | None = None,
-          state: nn.ModuleDict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def codes(
+    nets: nn.ModuleDict,
+    x: torch.Tensor,
+    opts: DisentangleOptions,
+    generator: torch.Generator | None = None,
+    state: nn.ModuleDict | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(s, z) of x in eval mode: (N, dim_s), (N, dim_z); z is the posterior's mean, or with `generator`
     a sample from it (the same as the mean for a deterministic Enc_z); with a class-whitening `state`,
     whitened for the class clf_s reads from s (no label is used)."""
-    z = batched(lambda v: sample_z(*z_posterior(nets["enc_z"], v, opts), generator), x) if generator is not None \
+    z = (
+        batched(lambda v: sample_z(*z_posterior(nets["enc_z"], v, opts), generator), x)
+        if generator is not None
         else batched(lambda v: z_posterior(nets["enc_z"], v, opts)[0], x)
+    )
     s = batched(nets["enc_s"], x)
     if state is not None and "z_norm" in state:
         z = normalised(state, batched(nets["clf_s"], s).argmax(1), z)[0]
@@ -508,8 +557,9 @@ def decode(nets: nn.ModuleDict, z: torch.Tensor, s: torch.Tensor, shape: tuple[i
     return out.reshape(len(z), *shape)
 
 
-def evaluate_disentangle(system: System, data, out_dir: Path | None, step: int, final: bool, *,
-                         opts: DisentangleOptions) -> dict[str, Any]:
+def evaluate_disentangle(
+    system: System, data, out_dir: Path | None, step: int, final: bool, *, opts: DisentangleOptions
+) -> dict[str, Any]:
     """Clf_s accuracy, the adversary's accuracy and reconstruction error on the test set; when
     `final`, also fresh probes on frozen s and z, swap accuracy under an independent judge, pictures."""
     nets = system.nets
@@ -524,7 +574,9 @@ def evaluate_disentangle(system: System, data, out_dir: Path | None, step: int, 
     recon_other_z = decode(nets, z_test[shuffled], s_test, shape)
     out: dict[str, Any] = {
         "clf_s_accuracy": float((batched(nets["clf_s"], s_test).argmax(1) == y_test).float().mean()),
-        "clf_z_accuracy": float((batched(nets["clf_z"], adversary_view(z_test, z_test, opts)).argmax(1) == y_test).float().mean()),
+        "clf_z_accuracy": float(
+            (batched(nets["clf_z"], adversary_view(z_test, z_test, opts)).argmax(1) == y_test).float().mean()
+        ),
         "clf_x_accuracy": float((batched(nets["clf_x"], x_test).argmax(1) == y_test).float().mean()),
         "recon_bce": float(F.binary_cross_entropy(recon.clamp(1e-6, 1 - 1e-6), x_test.float())),
         "recon_mse": float((recon - x_test).pow(2).mean()),
@@ -548,7 +600,9 @@ def evaluate_disentangle(system: System, data, out_dir: Path | None, step: int, 
     if opts.variational and opts.probe_sampled:  # Jha et al.'s protocol: probes read sampled z
         z_probe_s = codes(nets, x_probe, opts, torch.Generator().manual_seed(seed + 1), system.state)[1]
         z_test_s = codes(nets, x_test, opts, torch.Generator().manual_seed(seed + 2), system.state)[1]
-        out["z_probe_mlp_sampled"] = mlp_probe(z_probe_s, y_probe, z_test_s, y_test, k, epochs=opts.probe_epochs, seed=seed)
+        out["z_probe_mlp_sampled"] = mlp_probe(
+            z_probe_s, y_probe, z_test_s, y_test, k, epochs=opts.probe_epochs, seed=seed
+        )
         out["z_probe_linear_sampled"] = linear_probe(z_probe_s, y_probe, z_test_s, y_test)
     out.update(z_use_guard(s_probe, z_probe, x_probe, s_test, z_test, x_test, opts))
 
@@ -572,8 +626,9 @@ def z_use_guard(s_probe, z_probe, x_probe, s_test, z_test, x_test, opts: Disenta
     """The third collapse guard: what the mean z adds to the reconstruction, measured by fresh decoders trained
     alike on (s, z) and on s alone (BCE per pixel on the test set). The system's own decoder can pass the
     other two guards without z carrying style, by learning to punish a wrong z (docs/results.md, trial F1)."""
-    with_z = fresh_decoder_bce(torch.cat([s_probe, z_probe], 1), x_probe, torch.cat([s_test, z_test], 1), x_test,
-                               epochs=opts.guard_epochs)
+    with_z = fresh_decoder_bce(
+        torch.cat([s_probe, z_probe], 1), x_probe, torch.cat([s_test, z_test], 1), x_test, epochs=opts.guard_epochs
+    )
     s_only = fresh_decoder_bce(s_probe, x_probe, s_test, x_test, epochs=opts.guard_epochs)
     return {"recon_bce_fresh_s_z": with_z, "recon_bce_fresh_s_only": s_only, "z_recon_gain": s_only - with_z}
 
@@ -588,14 +643,23 @@ def _pictures(nets, x_test, y_test, s_test, z_test, shape, out_dir: Path, opts: 
         (f"s from\n{lab(other)}", decode(nets, z_test[idx], s_test[other], shape)),
         ("z from\nothers", decode(nets, z_test[other], s_test[idx], shape)),
     ]
-    save_grid(out_dir / "swaps.png", rows, "rows 3-4: z of the originals with s of other images; s of the originals with z of others")
+    save_grid(
+        out_dir / "swaps.png",
+        rows,
+        "rows 3-4: z of the originals with s of other images; s of the originals with z of others",
+    )
     # Analogy grid: row i takes z (style) from image i, column j takes s (class) from digit j.
     rows_z = idx[:8]
     per_class = torch.stack([torch.nonzero(y_test == c)[0, 0] for c in range(int(y_test.max()) + 1)])
-    grid = [("z of\n" + str(int(y_test[i])), decode(nets, z_test[i].expand(len(per_class), -1), s_test[per_class], shape))
-            for i in rows_z]
-    save_grid(out_dir / "analogies.png", [("s of", x_test[per_class])] + grid,
-              "each row: one image's z with the s of one test image per class (top row)")
+    grid = [
+        ("z of\n" + str(int(y_test[i])), decode(nets, z_test[i].expand(len(per_class), -1), s_test[per_class], shape))
+        for i in rows_z
+    ]
+    save_grid(
+        out_dir / "analogies.png",
+        [("s of", x_test[per_class])] + grid,
+        "each row: one image's z with the s of one test image per class (top row)",
+    )
     n = min(opts.tsne_points, len(y_test))
     pts = torch.randperm(len(y_test), generator=gen)[:n].to(x_test.device)
     tsne_plot(s_test[pts], y_test[pts], out_dir / "tsne_s.png", f"t-SNE of s ({n} test images), coloured by label")

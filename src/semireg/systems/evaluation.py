@@ -22,11 +22,22 @@ def batched(fn, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
 
 def _two_hidden_mlp(d_in: int, hidden: int, d_out: int) -> nn.Sequential:
     """The probes' and the fresh decoders' network: d_in -> hidden -> hidden -> d_out, ReLU between."""
-    return nn.Sequential(nn.Linear(d_in, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, d_out))
+    return nn.Sequential(
+        nn.Linear(d_in, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, d_out)
+    )
 
 
-def _fit(model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, epochs: int, batch_size: int,
-         lr: float, seed: int, loss_fn=F.cross_entropy) -> nn.Module:
+def _fit(
+    model: nn.Module,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    loss_fn=F.cross_entropy,
+) -> nn.Module:
     """Adam on loss_fn(model(x), target) over shuffled mini-batches (classes for a classifier, images for a
     decoder); returns the model in evaluation mode."""
     gen = torch.Generator().manual_seed(seed)
@@ -56,9 +67,16 @@ def _train_judge(x: torch.Tensor, y: torch.Tensor, num_classes: int, epochs: int
     if x.dim() == 4:
         c, h, w = x.shape[1:]
         model = nn.Sequential(
-            nn.Conv2d(c, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Flatten(), nn.Linear(64 * (h // 4) * (w // 4), 128), nn.ReLU(), nn.Linear(128, num_classes),
+            nn.Conv2d(c, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(64 * (h // 4) * (w // 4), 128),
+            nn.ReLU(),
+            nn.Linear(128, num_classes),
         )
     else:
         model = nn.Sequential(nn.Linear(x.shape[1], 512), nn.ReLU(), nn.Linear(512, num_classes))
@@ -81,8 +99,17 @@ def linear_probe(train: torch.Tensor, y_train: torch.Tensor, test: torch.Tensor,
     return float((clf.predict(test.numpy()) == y_test.cpu().numpy()).mean())
 
 
-def mlp_probe(train: torch.Tensor, y_train: torch.Tensor, test: torch.Tensor, y_test: torch.Tensor, num_classes: int,
-              *, epochs: int = 30, hidden: int = 256, seed: int = 0) -> float:
+def mlp_probe(
+    train: torch.Tensor,
+    y_train: torch.Tensor,
+    test: torch.Tensor,
+    y_test: torch.Tensor,
+    num_classes: int,
+    *,
+    epochs: int = 30,
+    hidden: int = 256,
+    seed: int = 0,
+) -> float:
     """Test accuracy of a fresh two-hidden-layer MLP trained on frozen codes (a stronger probe than
     the adversary the system trained against, whatever that was)."""
     train, test = _standardise(train.float(), test.float())
@@ -98,8 +125,16 @@ def _mlp_probe(train, y_train, test, y_test, num_classes: int, epochs: int, hidd
         return float((model(test).argmax(1) == y_test).float().mean())
 
 
-def fresh_decoder_bce(train_codes: torch.Tensor, x_train: torch.Tensor, test_codes: torch.Tensor, x_test: torch.Tensor,
-                      *, epochs: int = 10, hidden: int = 256, seed: int = 0) -> float:
+def fresh_decoder_bce(
+    train_codes: torch.Tensor,
+    x_train: torch.Tensor,
+    test_codes: torch.Tensor,
+    x_test: torch.Tensor,
+    *,
+    epochs: int = 10,
+    hidden: int = 256,
+    seed: int = 0,
+) -> float:
     """Test reconstruction error (per-pixel BCE) of a fresh two-hidden-layer MLP decoder trained on frozen
     codes: (N, d) codes, (N, ...) images in [0, 1]. Two such decoders, one given (s, z) and one s alone,
     trained alike, measure what z adds to the image whatever the system's own decoder learned to do."""
@@ -108,8 +143,16 @@ def fresh_decoder_bce(train_codes: torch.Tensor, x_train: torch.Tensor, test_cod
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = _two_hidden_mlp(train_codes.shape[1], hidden, target_train.shape[1]).to(train_codes.device)
-        _fit(model, train_codes, target_train, epochs=epochs, batch_size=256, lr=1e-3, seed=seed,
-             loss_fn=F.binary_cross_entropy_with_logits)
+        _fit(
+            model,
+            train_codes,
+            target_train,
+            epochs=epochs,
+            batch_size=256,
+            lr=1e-3,
+            seed=seed,
+            loss_fn=F.binary_cross_entropy_with_logits,
+        )
     return float(F.binary_cross_entropy_with_logits(batched(model, test_codes), target_test))
 
 
@@ -118,7 +161,9 @@ def save_grid(path: Path, rows: list[tuple[str, torch.Tensor]], title: str = "")
 
     plt = pyplot()
     n = max(len(imgs) for _, imgs in rows)
-    fig, axes = plt.subplots(len(rows), 1, figsize=(1.0 * n + 1.6, 1.1 * len(rows) + (0.4 if title else 0)), squeeze=False)
+    fig, axes = plt.subplots(
+        len(rows), 1, figsize=(1.0 * n + 1.6, 1.1 * len(rows) + (0.4 if title else 0)), squeeze=False
+    )
     for ax, (label, imgs) in zip(axes[:, 0], rows):
         ax.imshow(tile(imgs, cols=len(imgs)), cmap="gray_r" if imgs.shape[1] == 1 else None, vmin=0, vmax=1)
         ax.set_xticks([])
@@ -198,10 +243,12 @@ def class_diversity(predicted: torch.Tensor, num_classes: int, min_share: float 
     counts = torch.bincount(predicted.flatten().cpu(), minlength=num_classes).double()  # (K,)
     share = counts / counts.sum()
     nonzero = share[share > 0]
-    return {"classes_covered": int((share >= min_share).sum()),
-            "max_class_share": float(share.max()),
-            "kl_uniform": float((nonzero * (nonzero * num_classes).log()).sum()),
-            "class_histogram": counts.long().tolist()}
+    return {
+        "classes_covered": int((share >= min_share).sum()),
+        "max_class_share": float(share.max()),
+        "kl_uniform": float((nonzero * (nonzero * num_classes).log()).sum()),
+        "class_histogram": counts.long().tolist(),
+    }
 
 
 def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:

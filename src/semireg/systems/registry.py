@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from torch import nn
 
@@ -32,6 +33,7 @@ def register_system(name: str, *, options: type, modules: tuple[str, ...], descr
             raise ValueError(f"system '{name}' registered twice")
         SYSTEMS[name] = SystemSpec(name, build, options, modules, description)
         return build
+
     return wrap
 
 
