@@ -108,7 +108,7 @@ DISENTANGLE = (
 # jha-strong-adversary with 30 adversary steps a round (2026-12-05): seed 0 is the T_adv30 trial (resumed from its
 # round-2,000 checkpoint and evaluated; config equal to these but for the run's name), copied in.
 DISENTANGLE_ADV30 = (
-    "cp -a /work/runs/s5/T_adv30/mnist-disentangle/jha/seed0 runs/issue17/adv30/mnist-disentangle/jha-strong-adversary/seed0; "
+    "cp -a ../runs/s5/T_adv30/mnist-disentangle/jha/seed0 runs/issue17/adv30/mnist-disentangle/jha-strong-adversary/seed0; "
     "semireg train mnist-disentangle --variant jha-strong-adversary --seeds S method.adv_steps=30 train.threads=1 "
     "train.progress=false --runs-root runs/issue17/adv30   # S = 1, 2 side by side, one thread each"
 )
@@ -140,7 +140,7 @@ def system_figure(
 
 # Since 2026-12-05 (commit 102c92b): the recipe on cnn_small with the weak view and the evaluated EMA, 3,000 steps.
 # The 5 seeds before (cnn_seed001, 2,000 steps, runs/issue18/after; docs/results.md) were these keys' values until
-# then; their entries were moved, as computed, to `issue18.mnist-100-vat.cnn_seed001.*` (runs no longer on this machine).
+# then; their entries were moved, as computed, to `mnist-100-vat.cnn_seed001.*` (runs no longer on this machine).
 MNIST100_VAT_RUNS = "runs/issue18/vat-cnn_small/mnist-100-vat/vat/seed*"
 MNIST100_VAT = (
     "semireg train mnist-100-vat --variant vat --seeds 0,1,2,3,4 train.progress=false "
@@ -181,8 +181,8 @@ MNIST100 = (
 # its selection run (the recipe's values as overrides), copied in.
 MNIST100_VAT_ENTMIN_CNN001 = (
     "semireg train mnist-100-vat-entmin data.n_val=5000 train.steps=3000 train.batch_size=100 train.unlabeled_batch_size=128 "
-    "method.balance=1.0 train.progress=false --runs-root /work/runs/m1/vP1   # seed 0, at 389df3d (the recipe's values "
-    "before they were the recipe's); cp -a /work/runs/m1/vP1/mnist-100-vat-entmin runs/issue18/mnist-cnn001/mnist-100-vat-entmin/seed0; "
+    "method.balance=1.0 train.progress=false --runs-root ../runs/m1/vP1   # seed 0, at 389df3d (the recipe's values "
+    "before they were the recipe's); cp -a ../runs/m1/vP1/mnist-100-vat-entmin runs/issue18/mnist-cnn001/mnist-100-vat-entmin/seed0; "
     "semireg train mnist-100-vat-entmin --seeds 1,2,3,4 train.progress=false --runs-root runs/issue18/mnist-cnn001"
     "   # at 831b654 (network cnn_seed001); defaults (2 threads, precision auto), one run at a time on an idle machine"
 )
@@ -211,7 +211,7 @@ CIFAR_CPU_METHODS = sorted(
 CIFAR_CPU = "semireg train cifar10-4000-cpu-{method} {seeds}train.progress=false --runs-root {root}"
 # The table on the machine CI runs on (2026-12-05: a 2-core Intel Xeon with AMX, precision auto = bf16-mixed), by
 # `ROOT=runs/issue18/cifar-amx/table bash benchmarks/cifar10_cpu_runs.sh`; the first table, on a 2-core fp32 AMD
-# EPYC (2026-12-03/04, runs/issue18/cifar), was moved as computed to issue18.cifar10-4000-cpu.fp32-epyc.* keys.
+# EPYC (2026-12-03/04, runs/issue18/cifar), was moved as computed to cifar10-4000-cpu.fp32-epyc.* keys.
 CIFAR_CPU_TABLE = "runs/issue18/cifar-amx/table"
 CIFAR_CPU_TABLE_EPYC = "runs/issue18/cifar"
 
@@ -335,7 +335,7 @@ DISENTANGLE_BEST = (
     "jha-strong-adversary"  # the variant whose figures are the headline (docs/results.md shows every variant)
 )
 # Its runs at 30 adversary steps a round are the headline (the rule written before seeds 1 and 2 ran: docs/results.md);
-# those at 10, the variant until 2026-12-05, keep their figures under issue17.mnist-disentangle.adv10.*.
+# those at 10, the variant until 2026-12-05, keep their figures under mnist-disentangle.adv10.*.
 DISENTANGLE_ADV10 = DISENTANGLE.format(variant=DISENTANGLE_BEST) + " (at 089e734, method.adv_steps = 10 then)"
 
 
@@ -366,27 +366,27 @@ def disentangle_figures(prefix: str, root: str, command: str) -> dict[str, dict]
 
 FP32 = "precision=32-true channels_last=false"
 FIGURES: dict[str, dict] = {
-    "issue16.mnist-100-vat.1000-steps.fp32.test_accuracy": equal_steps("mnist-100-vat", "vat", "fp32", FP32),
-    "issue16.mnist-100-vat.1000-steps.auto.test_accuracy": equal_steps("mnist-100-vat", "vat", "auto", ""),
-    "issue16.mnist-100-vat.1000-steps.auto-bf16-probe-xi0.3.test_accuracy": equal_steps(
+    "mnist-100-vat.1000-steps.fp32.test_accuracy": equal_steps("mnist-100-vat", "vat", "fp32", FP32),
+    "mnist-100-vat.1000-steps.auto.test_accuracy": equal_steps("mnist-100-vat", "vat", "auto", ""),
+    "mnist-100-vat.1000-steps.auto-bf16-probe-xi0.3.test_accuracy": equal_steps(
         "mnist-100-vat", "vat", "auto-bf16-probe-xi0.3", "method.probe=autocast method.xi=0.3"
     ),
-    "issue16.mnist-100-vat.1000-steps.auto-fp32-probe-xi0.1.test_accuracy": equal_steps(
+    "mnist-100-vat.1000-steps.auto-fp32-probe-xi0.1.test_accuracy": equal_steps(
         "mnist-100-vat", "vat", "auto-fp32-probe-xi0.1", "method.probe=fp32 method.xi=0.1"
     ),
-    "issue16.mnist-100-fixmatch.1000-steps.fp32.test_accuracy": equal_steps("mnist-100-fixmatch", "", "fp32", FP32),
-    "issue16.mnist-100-fixmatch.1000-steps.auto.test_accuracy": equal_steps("mnist-100-fixmatch", "", "auto", ""),
-    "issue16.mnist-100-vat.time_to_macro_f1_0.97": time_to(0.97),
-    "issue16.mnist-100-vat.time_to_macro_f1_0.98": time_to(0.98),
-    "issue16.speedup.wrn28_2": speedup("wrn28_2"),
-    "issue16.speedup.cnn_seed001": speedup("cnn_seed001"),
-    "issue16.speedup.cnn_small": speedup("cnn_small"),
-    "issue16.speedup.preact_resnet18": speedup("preact_resnet18"),
-    "issue16.speedup.vat_step": speedup("vat_step"),
-    "issue16.speedup.fixmatch_step_wrn28_2": speedup("fixmatch_step"),
-    "issue16.speedup.consistency_student_step": speedup("consistency_student_step"),
+    "mnist-100-fixmatch.1000-steps.fp32.test_accuracy": equal_steps("mnist-100-fixmatch", "", "fp32", FP32),
+    "mnist-100-fixmatch.1000-steps.auto.test_accuracy": equal_steps("mnist-100-fixmatch", "", "auto", ""),
+    "mnist-100-vat.time_to_macro_f1_0.97": time_to(0.97),
+    "mnist-100-vat.time_to_macro_f1_0.98": time_to(0.98),
+    "speed.bf16-over-fp32.wrn28_2": speedup("wrn28_2"),
+    "speed.bf16-over-fp32.cnn_seed001": speedup("cnn_seed001"),
+    "speed.bf16-over-fp32.cnn_small": speedup("cnn_small"),
+    "speed.bf16-over-fp32.preact_resnet18": speedup("preact_resnet18"),
+    "speed.bf16-over-fp32.vat_step": speedup("vat_step"),
+    "speed.bf16-over-fp32.fixmatch_step_wrn28_2": speedup("fixmatch_step"),
+    "speed.bf16-over-fp32.consistency_student_step": speedup("consistency_student_step"),
     **{
-        f"issue19.select.{ds}.{field}": select_figure(ds, field)
+        f"select.{ds}.{field}": select_figure(ds, field)
         for ds in ("digits", "cancer", "mnist-100")
         for field in (
             "recommended_test_accuracy",
@@ -408,22 +408,22 @@ FIGURES: dict[str, dict] = {
         "mnist-began", "public", "train_time_s", 1 / 60, lower_is_better=True, unit="min"
     ),
     **disentangle_figures("mnist-disentangle/", "runs/issue17/adv30", DISENTANGLE_ADV30),
-    **disentangle_figures("issue17.mnist-disentangle.adv10.", "runs/issue17", DISENTANGLE_ADV10),
+    **disentangle_figures("mnist-disentangle.adv10.", "runs/issue17", DISENTANGLE_ADV10),
     "mnist-100/vat/test_accuracy": mnist100_figure(MNIST100_VAT_RUNS, MNIST100_VAT),
     "mnist-100/vat/worst_seed": mnist100_figure(MNIST100_VAT_RUNS, MNIST100_VAT, worst=True),
-    "issue18.mnist-100-vat.before.test_accuracy": mnist100_figure(
+    "mnist-100-vat.before.test_accuracy": mnist100_figure(
         "runs/issue18/base/mnist-100-vat/vat/seed*",
         "semireg train mnist-100-vat --variant vat --seeds 1 train.progress=false --runs-root runs/issue18/base"
         "   # at commit fd727a7, the recipe before balance and n_val",
     ),
-    "issue18.mnist-100-vat.before-with-val.val_accuracy": mnist100_figure(
+    "mnist-100-vat.before-with-val.val_accuracy": mnist100_figure(
         "runs/issue18/before-val/mnist-100-vat/vat/seed*",
         "semireg train mnist-100-vat --variant vat --seeds 1 method.balance=0.0 train.progress=false "
         "--runs-root runs/issue18/before-val   # the selection run: today's recipe without the balance term",
         metric="val.accuracy",
     ),
     "mnist-100/vat/validation_accuracy": mnist100_figure(MNIST100_VAT_RUNS, MNIST100_VAT, metric="val.accuracy"),
-    "issue18.mnist-100-vat-entmin.cnn_seed001.test_accuracy": mnist100_figure(
+    "mnist-100-vat-entmin.cnn_seed001.test_accuracy": mnist100_figure(
         "runs/issue18/mnist-cnn001/mnist-100-vat-entmin/seed*", MNIST100_VAT_ENTMIN_CNN001
     ),
     **{
@@ -432,17 +432,17 @@ FIGURES: dict[str, dict] = {
         for field in ("test_accuracy", "wall_minutes")
     },
     **{
-        f"issue18.cifar10-4000-cpu.fp32-epyc.{m}.{field}": cifar_cpu_figure(m, field, CIFAR_CPU_TABLE_EPYC)
+        f"cifar10-4000-cpu.fp32-epyc.{m}.{field}": cifar_cpu_figure(m, field, CIFAR_CPU_TABLE_EPYC)
         for m in ("supervised", "fixmatch", "freematch", "pseudolabel")
         for field in ("test_accuracy", "wall_minutes")
     },
     **{
-        f"issue18.cifar10-4000-cpu.5000-steps.{m}.{field}": cifar_cpu_long_figure(m, field)
+        f"cifar10-4000-cpu.5000-steps.{m}.{field}": cifar_cpu_long_figure(m, field)
         for m in ("supervised", "fixmatch")
         for field in ("test_accuracy", "train_minutes")
     },
     **{
-        f"issue18.cifar10-4000-cpu.amx-15000-steps.{m}.{field}": cifar_cpu_long_figure(
+        f"cifar10-4000-cpu.amx-15000-steps.{m}.{field}": cifar_cpu_long_figure(
             m, field, "runs/issue18/cifar-amx/long", CIFAR_CPU_AMX
         )
         for m in ("supervised", "fixmatch")
@@ -455,7 +455,7 @@ FIGURES: dict[str, dict] = {
     },
     **{f"cifar10-consistency-cpu/{field}": consistency_figure(field) for field in CONSISTENCY_FIELDS},
     **{
-        f"issue17.cifar10-consistency-cpu.amx.{tag}.{field}": consistency_figure(field, tag)
+        f"cifar10-consistency-cpu.amx.{tag}.{field}": consistency_figure(field, tag)
         for tag in CONSISTENCY_AMX
         for field in CONSISTENCY_FIELDS
     },
@@ -543,6 +543,51 @@ def summarise(values: list[float], spec: dict, sources: list[str]) -> dict:
     return out
 
 
+# Where each figure's runs ran: (key prefix, CPU kind, precision the runs used); the longest matching prefix wins.
+# A figure with no entry here ran where this script runs (the kind read from /proc/cpuinfo, precision auto).
+EPYC_FP32 = ("fp32-only (2-core AMD EPYC, no AVX-512)", "32-true")
+AVX512_BF16 = ("AVX-512 BF16, no AMX (2-core)", "bf16-mixed")
+AMX = ("AMX (2-core Intel Xeon)", "bf16-mixed")
+MACHINES = [
+    ("mnist-100/", *EPYC_FP32),
+    *[(f"mnist-100/{m}/", *AMX) for m in ("fixmatch", "flexmatch", "freematch", "uda")],
+    ("mnist-100-vat.", *EPYC_FP32),
+    ("mnist-100-vat.1000-steps.", *AVX512_BF16),
+    ("mnist-100-vat.1000-steps.fp32", AVX512_BF16[0], "32-true"),
+    ("mnist-100-vat.time_to", *AVX512_BF16),
+    ("mnist-100-fixmatch.1000-steps.", *AVX512_BF16),
+    ("mnist-100-fixmatch.1000-steps.fp32", AVX512_BF16[0], "32-true"),
+    ("mnist-100-vat-entmin.", *EPYC_FP32),
+    ("cifar10-4000-cpu/", *AMX),
+    ("cifar10-4000-cpu.amx-15000-steps", *AMX),
+    ("cifar10-4000-cpu.fp32-epyc", *EPYC_FP32),
+    ("cifar10-4000-cpu.5000-steps", *EPYC_FP32),
+    ("cifar10-consistency-cpu/", *AMX),
+    ("cifar10-consistency-cpu.amx", *AMX),
+    ("cifar10-consistency-cpu.fp32-epyc", *EPYC_FP32),
+    ("mnist-began/", *EPYC_FP32),
+    ("mnist-disentangle", *EPYC_FP32),
+    ("select.", *AVX512_BF16),
+    ("speed.", AVX512_BF16[0], "bf16-mixed against 32-true"),
+]
+
+
+def this_machine() -> tuple[str, str]:
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    if "amx_bf16" in flags:
+        return AMX
+    if "avx512_bf16" in flags:
+        return AVX512_BF16
+    return ("fp32-only (no AVX-512)", "32-true")
+
+
+def machine_of(key: str) -> dict[str, str]:
+    """{"cpu": ..., "precision": ...} of the machine a figure's runs ran on (see MACHINES)."""
+    best = max((m for m in MACHINES if key.startswith(m[0])), key=lambda m: len(m[0]), default=None)
+    cpu, precision = best[1:] if best else this_machine()
+    return {"cpu": cpu, "precision": precision}
+
+
 def mnist100_best(figures: dict) -> None:
     """mnist-100/best/*: the MNIST-100 method (table or the vat recipe) with the highest mean over >= 5 seeds;
     its entries are copies of that method's, with `method` naming it."""
@@ -572,13 +617,16 @@ def main() -> None:
         if not values:
             print(f"{key}: no inputs yet ({spec.get('runs') or spec.get('json')})", file=sys.stderr)
             continue
-        figures[key] = summarise(values, spec, sources)
+        figures[key] = {**summarise(values, spec, sources), **machine_of(key)}
         f = figures[key]
         if f["mean"] is None:
             print(f"{key}: reached by {f['reached']} of {f['n']} seeds ({f['values']})")
         else:
             print(f"{key}: {f['mean']:.4g} ± {f['std']:.2g} {f['unit']} (n={f['n']}, worst {f['worst']:.4g})")
     mnist100_best(figures)
+    for key, entry in figures.items():
+        if "cpu" not in entry:
+            entry.update(machine_of(key))
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(figures, indent=1, sort_keys=True) + "\n")
 

@@ -48,7 +48,7 @@ def config_of(case: str, seed: int, precision: str):
             "data.n_test": 2000,
             **pinned,
         }
-        return config_for(load_recipe("mnist-100-vat"), "vat" if variant == "vat" else "", seed, short)
+        return config_for(load_recipe("mnist-100-vat"), "vat" if variant == "vat" else "baseline", seed, short)
     if case.startswith("labels-"):
         method, steps, mu = "supervised", int(case.split("-")[1]), 1
     else:
