@@ -1,4 +1,4 @@
-"""The results page and README's headline table are what benchmarks/results_page.py writes from
+"""The results page and README's headline table are what benchmarks/reproduce/results_page.py writes from
 figures.json; the docs hold no path of the machine they were written on."""
 
 import importlib.util
@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def results_page():
-    spec = importlib.util.spec_from_file_location("results_page", ROOT / "benchmarks" / "results_page.py")
+    spec = importlib.util.spec_from_file_location("results_page", ROOT / "benchmarks" / "reproduce" / "results_page.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -19,9 +19,11 @@ def results_page():
 def test_the_results_page_and_headline_are_generated_from_figures_json():
     page = results_page()
     figures = json.loads((ROOT / "benchmarks" / "results" / "figures.json").read_text())
-    assert (ROOT / "docs" / "results.md").read_text() == page.page(figures), "run python benchmarks/results_page.py"
+    assert (ROOT / "docs" / "results.md").read_text() == page.page(figures), (
+        "run python benchmarks/reproduce/results_page.py"
+    )
     readme = (ROOT / "README.md").read_text()
-    assert readme == page.readme_with(readme, figures), "run python benchmarks/results_page.py"
+    assert readme == page.readme_with(readme, figures), "run python benchmarks/reproduce/results_page.py"
 
 
 def test_a_changed_figure_changes_the_page():

@@ -1,6 +1,6 @@
 """Faults: SIGKILL mid-run and mid-checkpoint, damaged data files, a checkpoint of another model,
 a config from a newer version. Each ends in the weights an uninterrupted run has, or in one
-clear error with nothing overwritten. (The long drills: benchmarks/fault_drill.py.)"""
+clear error with nothing overwritten. (The long drills: benchmarks/qa/fault_drill.py.)"""
 
 import gzip
 import hashlib
@@ -13,11 +13,11 @@ import textwrap
 import pytest
 import torch
 from conftest import SHARED_DATA, mnist_available
+from faults import compare_runs, interrupted_run, run_uninterrupted
 
 from semireg import rundir
 from semireg.cli import main
 from semireg.errors import RunDirError
-from semireg.faults import compare_runs, interrupted_run, run_uninterrupted
 
 
 def _snapshot(directory):

@@ -2,7 +2,7 @@
 overrides, the class-folder (and .npz) loaders. Whatever the bytes, nothing escapes but the
 project's own errors (SemiregError), and what is accepted is consistent.
 
-CI runs a fixed (derandomised) set of examples; benchmarks/fuzz.py runs many random ones:
+CI runs a fixed (derandomised) set of examples; benchmarks/qa/fuzz.py runs many random ones:
 SEMIREG_FUZZ_EXAMPLES=N and SEMIREG_FUZZ_RANDOM=1.
 """
 

@@ -9,10 +9,10 @@ import sys
 import time
 
 import pytest
+from faults import DRILL_ARGS
 
 from semireg import cli, rundir
 from semireg.errors import RunDirError
-from semireg.faults import DRILL_ARGS
 
 SLOW_RUN = [*DRILL_ARGS, "train.steps=100000", "train.checkpoint_every=5"]
 

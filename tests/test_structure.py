@@ -26,7 +26,6 @@ LAYERS = [
         "semireg.robustness.corruptions",
         "semireg.report.browser",
         "semireg.systems.evaluation",
-        "semireg.faults",
     ],
     ["semireg.systems"],  # multi-network systems, built on phases
     ["semireg.config"],  # validates names against the registries below

@@ -4,7 +4,7 @@ initialisation and after training. The reference H·d is float64 and directional
 finite difference along d): on images with a black background max-pool windows hold equal values
 and ReLUs sit at their kink, where autograd's double backpropagation at r = 0 returns a Hessian the
 KL does not have. Samples count where that reference converged (the curvature float64 resolves);
-benchmarks/vat_probe.py runs the same measurement on real MNIST over a grid of xi."""
+benchmarks/speed/vat_probe.py runs the same measurement on real MNIST over a grid of xi."""
 
 import contextlib
 import copy

@@ -7,7 +7,7 @@ kornia operations whose semantics differ from PIL's (and from semireg's, which f
 TensorFlow and torchvision RandAugment do) are listed, not timed: `adjust_brightness` adds the
 factor (PIL multiplies), `adjust_contrast` scales without the mean (PIL blends with the mean grey).
 
-    pip install kornia && python benchmarks/kornia_ops.py [--n 73] [--rounds 20]
+    pip install kornia && python benchmarks/speed/kornia_ops.py [--n 73] [--rounds 20]
 
 kornia is not a dependency of semireg: nothing imported it, and this benchmark (docs/performance.md)
 found none of its operations faster than semireg's own, so issue 16 dropped it.
@@ -23,7 +23,7 @@ from pathlib import Path
 import kornia
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: _timing
 from _timing import interleaved
 
 from semireg import augment

@@ -1,6 +1,6 @@
 """Clean and corrupted accuracy of finished run directories, from their robustness.json files.
 
-    python benchmarks/robustness_table.py RUN_DIR [RUN_DIR ...]
+    python benchmarks/reproduce/robustness_table.py RUN_DIR [RUN_DIR ...]
 
 Percentages. `clean (n)` is the clean accuracy on the same n test images the corruptions used;
 `test` is the run's accuracy on the whole test set (results.json).

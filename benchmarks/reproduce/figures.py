@@ -2,7 +2,7 @@
 benchmarks/results/figures.json: one key per figure, with mean, std, n, the worst seed, every value,
 the command that produced the runs, and the date. Nothing in that file is typed by hand.
 
-    python benchmarks/figures.py [KEY_PREFIX ...]     # recompute the figures whose runs exist
+    python benchmarks/reproduce/figures.py [KEY_PREFIX ...]     # recompute the figures whose runs exist
 
 A figure is declared once in FIGURES: where its runs are (a glob of run directories, or a
 benchmark JSON), what is read from each (a final metric, or the training time until an eval record
@@ -21,12 +21,12 @@ import statistics
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "benchmarks" / "results" / "figures.json"
 
 EQUAL_STEPS = (
     "semireg train {recipe} {variant}--seeds 0,1,2 train.steps=1000 train.progress=false {precision}"
-    "--runs-root runs/issue16/{tag}   # benchmarks/equal_steps.sh"
+    "--runs-root runs/issue16/{tag}   # benchmarks/speed/equal_steps.sh"
 )
 
 
@@ -60,13 +60,11 @@ def speedup(entry: str, mode: str = "auto_speedup") -> dict:
         "json": "benchmarks/results/precision-cpu.json",
         "path": [entry, mode],
         "unit": "x",
-        "command": "python benchmarks/precision.py   # idle machine, 2 threads, medians of interleaved rounds",
+        "command": "python benchmarks/speed/precision.py   # idle machine, 2 threads, medians of interleaved rounds",
     }
 
 
-SELECT = (
-    "bash benchmarks/select_runs.sh   # semireg select ... --fit, idle machine, defaults (2 threads, precision auto)"
-)
+SELECT = "bash benchmarks/reproduce/select.sh   # semireg select ... --fit, idle machine, defaults (2 threads, precision auto)"
 
 
 def select_figure(dataset: str, field: str) -> dict:
@@ -97,11 +95,11 @@ def select_value(selection: dict, field: str) -> float:
 
 BEGAN = (
     "semireg train mnist-began --variant public --seeds 0,1,2 train.progress=false --runs-root runs/issue17   "
-    "# benchmarks/issue17_runs.sh, two runs side by side with train.threads=1"
+    "# benchmarks/reproduce/systems.sh, two runs side by side with train.threads=1"
 )
 DISENTANGLE = (
     "semireg train mnist-disentangle --variant {variant} --seeds 0,1,2 train.threads=1 train.progress=false "
-    "--runs-root runs/issue17   # benchmarks/issue17_runs.sh runs the seeds side by side, one thread each"
+    "--runs-root runs/issue17   # benchmarks/reproduce/systems.sh runs the seeds side by side, one thread each"
 )
 
 
@@ -161,7 +159,7 @@ def mnist100_figure(runs: str, command: str, worst: bool = False, metric: str = 
     }
 
 
-# The MNIST-100 table (benchmarks/mnist100_runs.sh): every mnist-100-<method> recipe x 5 seeds under
+# The MNIST-100 table (benchmarks/reproduce/mnist-100.sh): every mnist-100-<method> recipe x 5 seeds under
 # runs/issue18/mnist/<recipe>/seed*; `supervised` is the protocol itself (mnist-100-ssl), `vat-entmin` is VAT on
 # that protocol (the `vat` keys above are the mnist-100-vat recipe's, as the issue names them).
 MNIST100_TABLE = {
@@ -173,7 +171,7 @@ MNIST100_TABLE = {
 }
 MNIST100 = (
     "semireg train {recipe} --seeds 0,1,2,3,4 train.progress=false --runs-root runs/issue18/mnist"
-    "   # defaults (2 threads, precision auto), one run at a time on an idle machine (benchmarks/mnist100_runs.sh)"
+    "   # defaults (2 threads, precision auto), one run at a time on an idle machine (benchmarks/reproduce/mnist-100.sh)"
 )
 
 
@@ -210,7 +208,7 @@ CIFAR_CPU_METHODS = sorted(
 )
 CIFAR_CPU = "semireg train cifar10-4000-cpu-{method} {seeds}train.progress=false --runs-root {root}"
 # The table on the machine CI runs on (2026-12-05: a 2-core Intel Xeon with AMX, precision auto = bf16-mixed), by
-# `ROOT=runs/issue18/cifar-amx/table bash benchmarks/cifar10_cpu_runs.sh`; the first table, on a 2-core fp32 AMD
+# `ROOT=runs/issue18/cifar-amx/table bash benchmarks/reproduce/cifar10-4000-cpu.sh`; the first table, on a 2-core fp32 AMD
 # EPYC (2026-12-03/04, runs/issue18/cifar), was moved as computed to cifar10-4000-cpu.fp32-epyc.* keys.
 CIFAR_CPU_TABLE = "runs/issue18/cifar-amx/table"
 CIFAR_CPU_TABLE_EPYC = "runs/issue18/cifar"
@@ -274,7 +272,7 @@ def cifar_cpu_long_figure(
 # training and robustness evaluation.
 CONSISTENCY_BEST = "finetune-swa"
 CONSISTENCY = (
-    "{env}bash benchmarks/issue17_consistency_runs.sh   # semireg train cifar10-consistency-cpu --variant {variant} "
+    "{env}bash benchmarks/reproduce/cifar10-consistency-cpu.sh   # semireg train cifar10-consistency-cpu --variant {variant} "
     "--stage teacher|student --seeds 0..2 train.threads=1{extra}, two side by side, --runs-root {root}; "
     "defaults otherwise (precision auto)"
 )

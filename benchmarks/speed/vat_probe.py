@@ -11,7 +11,7 @@ converged (cosine >= 0.999 between the finite differences at probe 1e-5 and 1e-6
 tests/test_vat_probe.py selects them. Per (precision, xi) the script prints the mean and the 10th
 percentile of the cosine over those samples, and the mean over all.
 
-    python benchmarks/vat_probe.py [--data-dir ../shared/data] [--out benchmarks/results/vat-probe.json]
+    python benchmarks/speed/vat_probe.py [--data-dir ../shared/data] [--out benchmarks/results/vat-probe.json]
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: _timing
 from _timing import header, write
 
 from semireg.data.mnist import load_mnist

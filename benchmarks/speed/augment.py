@@ -12,7 +12,7 @@ Images are the shared CIFAR-10 JPEG copy when present (else random images of the
 Reported: images/s of each and their ratio. The two run back to back, several rounds, and the
 median of each is reported, so a noisy machine affects both.
 
-    python benchmarks/augment.py [--images 10240] [--batch 512] [--ops 2] [--threads 2] [--workers 2]
+    python benchmarks/speed/augment.py [--images 10240] [--batch 512] [--ops 2] [--threads 2] [--workers 2]
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ def load_images(n: int) -> np.ndarray:
     import os
     from pathlib import Path
 
-    root = Path(os.environ.get("SEMIREG_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+    root = Path(os.environ.get("SEMIREG_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
     try:
         from semireg.data import load_dataset
 

@@ -3,7 +3,7 @@
 step the training accuracy on labelled batches and, for threshold methods, the mask rate. The docs' tables of
 the issue-18 crossing pairs are this script's output.
 
-    python benchmarks/pair_table.py RUN_DIR [RUN_DIR ...] [--plot OUT.png] [--final]
+    python benchmarks/reproduce/pair_table.py RUN_DIR [RUN_DIR ...] [--plot OUT.png] [--final]
 
 `--final`: one row per run instead, at its last evaluation (for tables of many runs).
 

@@ -12,7 +12,7 @@ Floor: the passes a method cannot avoid, each timed alone in the same run and su
   FX(n)   forward + gradient with respect to the input only (one VAT power iteration)
   OPT     zero_grad + optimizer step
 
-    python benchmarks/bench_steps.py --threads 2 --rounds 15 --out benchmarks/results/steps-cpu.json
+    python benchmarks/speed/bench_steps.py --threads 2 --rounds 15 --out benchmarks/results/steps-cpu.json
 """
 
 from __future__ import annotations
@@ -20,10 +20,14 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import sys
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: _timing
 from _timing import header, interleaved, write
 
 from semireg.methods import METHODS, Batch, get_method

@@ -1,7 +1,7 @@
 """Long fuzzing: tests/test_fuzz.py with many random (not derandomised) examples per target.
 Prints, per target, how many inputs were tried and whether anything but a SemiregError escaped.
 
-    python benchmarks/fuzz.py --examples 3000 --out benchmarks/results/fuzz.json
+    python benchmarks/qa/fuzz.py --examples 3000 --out benchmarks/results/fuzz.json
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: _timing
 from _timing import header, write
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def main() -> None:
@@ -66,7 +67,7 @@ def main() -> None:
     for name, t in targets.items():
         print(f"{name:55s} {t['passing']:7d} passing {t['failing']:4d} failing")
     if args.out:
-        write(args.out, {**header(), "command": f"python benchmarks/fuzz.py --examples {args.examples}", **summary})
+        write(args.out, {**header(), "command": f"python benchmarks/qa/fuzz.py --examples {args.examples}", **summary})
     sys.exit(proc.returncode)
 
 

@@ -1,7 +1,7 @@
 """Final test metrics of finished run directories, grouped by config name: mean ± std over seeds.
 
-    python benchmarks/summarize_runs.py RUN_DIR [RUN_DIR ...]
-    python benchmarks/summarize_runs.py --errors RUN_DIR [RUN_DIR ...]
+    python benchmarks/reproduce/summarize_runs.py RUN_DIR [RUN_DIR ...]
+    python benchmarks/reproduce/summarize_runs.py --errors RUN_DIR [RUN_DIR ...]
 
 `--errors`: one row per run instead, with where its errors lie — validation and test accuracy, the lowest class
 recall and the largest off-diagonal cell of the test confusion (a merge of two clusters shows there), train time

@@ -5,16 +5,20 @@ method's step function, zero_grad, backward, optimizer and scheduler step; nothi
 Both run the same recipe, model, batch sizes and number of steps in one process, in alternating
 rounds. Evaluation is outside both (the engine's train_time_s excludes it).
 
-    python benchmarks/bench_loop.py --steps 40 --rounds 2 --out benchmarks/results/loop-cpu.json
+    python benchmarks/speed/bench_loop.py --steps 40 --rounds 2 --out benchmarks/results/loop-cpu.json
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: _timing
 from _timing import header, write
 
 from semireg.augment import Augmenter

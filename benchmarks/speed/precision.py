@@ -9,7 +9,7 @@ augmentation): `mnist-100-vat` variant vat, `cifar10-4000-fixmatch`, `cifar10-co
 student, under fp32 (`precision=32-true channels_last=false`) and under the defaults ("auto"); and
 VAT under the defaults but with its power iteration in bf16 (`method.probe=autocast method.xi=0.3`).
 
-    python benchmarks/precision.py [--quick] [--rounds 5] [--threads 2] [--compile] [--out FILE]
+    python benchmarks/speed/precision.py [--quick] [--rounds 5] [--threads 2] [--compile] [--out FILE]
 
 `--quick` (under 60 s here) times wrn28_2, cnn_seed001 and the VAT step only, with smaller batches.
 The last line is `auto/fp32 speed-up: wrn28_2 X.XX, cnn_seed001 Y.YY, vat_step Z.ZZ`.
@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: _timing
 from _timing import header, interleaved, write
 
 from semireg import hardware

@@ -2,7 +2,7 @@
 that it renders without errors.
 
     semireg train mnist-100-vat --variant vat --seeds 0 --run-dir /tmp/shotrun/mnist-100-vat train.steps=600 train.threads=1
-    python benchmarks/report_screenshot.py /tmp/shotrun/mnist-100-vat docs/report-screenshot.png
+    python benchmarks/qa/report_screenshot.py /tmp/shotrun/mnist-100-vat docs/report-screenshot.png
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 "Your own data"): a CSV with text, gaps or NaN, arrays with NaN, mismatched lengths, a class
 without labels, labels outside the classes, a model output without logits.
 
-    python benchmarks/own_data_errors.py
+    python benchmarks/qa/own_data_errors.py
 """
 
 from __future__ import annotations

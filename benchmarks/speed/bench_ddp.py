@@ -3,14 +3,17 @@ the same per-process batch, measured in one invocation (alternating rounds). On 
 gets `--threads` threads; a 1-process run with 2 x threads and the doubled batch is shown as well,
 because on a 2-core machine that is the alternative a user actually has.
 
-    python benchmarks/bench_ddp.py --recipe mnist-100-vat-entmin --steps 60 --out benchmarks/results/ddp-cpu.json
+    python benchmarks/speed/bench_ddp.py --recipe mnist-100-vat-entmin --steps 60 --out benchmarks/results/ddp-cpu.json
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import sys
+from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: _timing
 from _timing import header, write
 
 from semireg.config import config_for, load_recipe

@@ -3,7 +3,7 @@
 Reads RUN_DIR/metrics.jsonl: the `time` of an eval record is the training time so far (seconds,
 evaluation and checkpoint writing excluded).
 
-    python benchmarks/time_to_accuracy.py RUN_DIR [RUN_DIR ...] [--metric macro_f1] [--target 0.97]
+    python benchmarks/speed/time_to_accuracy.py RUN_DIR [RUN_DIR ...] [--metric macro_f1] [--target 0.97]
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 # budget (3,000 steps), under $ROOT/<recipe>/seed*. Every run with the defaults a user gets
 # (2 threads, precision auto), one at a time on an otherwise idle machine (two 2-thread runs on 2
 # cores slow each other far more than 2x).
-#   python benchmarks/figures.py mnist-100   # -> benchmarks/results/figures.json
-# Usage: bash benchmarks/mnist100_runs.sh [METHOD ...]   (default: every method; supervised = mnist-100-ssl)
+#   python benchmarks/reproduce/figures.py mnist-100   # -> benchmarks/results/figures.json
+# Usage: bash benchmarks/reproduce/mnist-100.sh [METHOD ...]   (default: every method; supervised = mnist-100-ssl)
 set -euo pipefail
 SEMIREG=${SEMIREG:-semireg}
 ROOT=${ROOT:-runs/issue18/mnist}

@@ -2,12 +2,12 @@
 # Issue 17, item 3: cifar10-consistency-cpu --variant $VARIANT, seeds 0-2 (teacher, then the student; each stage
 # evaluated on the 15x5 corruptions after training), two stages side by side with train.threads=1 each (this
 # 2-core machine), then the figures:
-#   python benchmarks/figures.py cifar10-consistency-cpu issue17.cifar10-consistency-cpu   # -> benchmarks/results/figures.json
+#   python benchmarks/reproduce/figures.py cifar10-consistency-cpu issue17.cifar10-consistency-cpu   # -> benchmarks/results/figures.json
 # TEACHERS=ROOT: no teachers are trained; each seed's student learns from ROOT's finetune-swa teacher of that seed,
 # linked into $ROOT (students of one teacher compared on equal terms). EXTRA: overrides for the students only.
-#   bash benchmarks/issue17_consistency_runs.sh                                                  # finetune-swa
-#   ROOT=runs/issue17-lr TEACHERS=runs/issue17 EXTRA=train.lr=1.25e-4 bash benchmarks/issue17_consistency_runs.sh
-#   VARIANT=noisy-student TEACHERS=runs/issue17 EXTRA=train.swa=true bash benchmarks/issue17_consistency_runs.sh
+#   bash benchmarks/reproduce/cifar10-consistency-cpu.sh                                                  # finetune-swa
+#   ROOT=runs/issue17-lr TEACHERS=runs/issue17 EXTRA=train.lr=1.25e-4 bash benchmarks/reproduce/cifar10-consistency-cpu.sh
+#   VARIANT=noisy-student TEACHERS=runs/issue17 EXTRA=train.swa=true bash benchmarks/reproduce/cifar10-consistency-cpu.sh
 # Per stage, on the AMD EPYC without AMX (fp32): ~20 min per teacher and 14 min per student of training, plus
 # ~7 min of robustness each; on a CPU with AMX (bf16-mixed): ~4 + 2 min per teacher, ~2 + 2 min per finetune student.
 set -euo pipefail

@@ -1,6 +1,6 @@
 """Fault drills: kill a training process with SIGKILL at random steps, resume it each time, and
 check that it ends on the weights an uninterrupted run ends on. Used by the short test in CI
-(tests/test_faults.py) and the long drill in benchmarks/fault_drill.py; nothing here is on the
+(tests/test_faults.py) and the long drill in benchmarks/qa/fault_drill.py; nothing here is on the
 training path.
 """
 
@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from . import rundir
+from semireg import rundir
 
 # A short, deterministic CPU run: digits, MLP, VAT (its random directions come from the global
 # torch generator, so a resume that lost any random state would show).

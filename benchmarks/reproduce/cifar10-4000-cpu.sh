@@ -5,8 +5,8 @@
 #   every method seed 0 under $ROOT/<recipe>; seeds 1, 2 of labels only, FixMatch and the best
 #   method under $ROOT/seeds/<recipe>/seed{1,2}. About 50 min per FixMatch-family run on a 2-core
 #   fp32 CPU, 9 min for labels only.
-#   python benchmarks/figures.py cifar10-4000-cpu   # -> benchmarks/results/figures.json
-# Usage: bash benchmarks/cifar10_cpu_runs.sh [METHOD ...]   (default: every method, then the extra seeds)
+#   python benchmarks/reproduce/figures.py cifar10-4000-cpu   # -> benchmarks/results/figures.json
+# Usage: bash benchmarks/reproduce/cifar10-4000-cpu.sh [METHOD ...]   (default: every method, then the extra seeds)
 set -euo pipefail
 SEMIREG=${SEMIREG:-semireg}
 ROOT=${ROOT:-runs/issue18/cifar}

@@ -1,7 +1,7 @@
 """The messages a person gets for damaged data, a checkpoint of another model and a config from a
 newer version (the table in docs/reliability.md). Needs MNIST under $SEMIREG_DATA.
 
-    SEMIREG_DATA=../shared/data python benchmarks/error_messages.py
+    SEMIREG_DATA=../shared/data python benchmarks/qa/error_messages.py
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ from pathlib import Path
 
 from semireg import rundir
 from semireg.cli import main
-from semireg.faults import DRILL_ARGS
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))  # the drill lives with the tests
+from faults import DRILL_ARGS
 
 
 def run(args: list[str]) -> tuple[int, list[str]]:

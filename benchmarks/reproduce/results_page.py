@@ -1,7 +1,7 @@
 """docs/results.md and README.md's headline table, written from benchmarks/results/figures.json.
 
-    python benchmarks/results_page.py           # write both
-    python benchmarks/results_page.py --check   # exit 1 when either differs from what would be written
+    python benchmarks/reproduce/results_page.py           # write both
+    python benchmarks/reproduce/results_page.py --check   # exit 1 when either differs from what would be written
 
 Every number on the page is a figures.json entry (mean ± std over seeds, the worst seed, n, the CPU
 kind and precision its runs used, and the command that made them); nothing is typed here but the
@@ -15,11 +15,14 @@ import json
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 FIGURES = ROOT / "benchmarks" / "results" / "figures.json"
 PAGE = ROOT / "docs" / "results.md"
 README = ROOT / "README.md"
-HEADLINE_BEGIN, HEADLINE_END = "<!-- headline table: benchmarks/results_page.py -->", "<!-- end of headline table -->"
+HEADLINE_BEGIN, HEADLINE_END = (
+    "<!-- headline table: benchmarks/reproduce/results_page.py -->",
+    "<!-- end of headline table -->",
+)
 
 MNIST_METHODS = [
     "supervised",
@@ -192,8 +195,8 @@ def page(figures: dict) -> str:
     lines = [
         "# Results",
         "",
-        "Written by `python benchmarks/results_page.py` from `benchmarks/results/figures.json`, which "
-        "`benchmarks/figures.py` computes from run directories; do not edit by hand. Every figure is a "
+        "Written by `python benchmarks/reproduce/results_page.py` from `benchmarks/results/figures.json`, which "
+        "`benchmarks/reproduce/figures.py` computes from run directories; do not edit by hand. Every figure is a "
         "distribution over seeds run with the defaults a user gets (2 threads, precision auto) unless its "
         "command says otherwise: mean ± std, the worst seed, n, and the CPU kind and precision it ran on. "
         "The scripts that run each protocol are in `benchmarks/reproduce/`.",
@@ -233,7 +236,10 @@ def main() -> int:
     stale = [path for path, text in wanted.items() if not path.exists() or path.read_text() != text]
     if args.check:
         for path in stale:
-            print(f"{path.relative_to(ROOT)} differs from what benchmarks/results_page.py writes", file=sys.stderr)
+            print(
+                f"{path.relative_to(ROOT)} differs from what benchmarks/reproduce/results_page.py writes",
+                file=sys.stderr,
+            )
         return 1 if stale else 0
     for path in stale:
         path.write_text(wanted[path])

@@ -5,7 +5,7 @@ forward+backward to the parameters on the labelled batch; on the VAT batch a for
 graph, a forward+backward to the input only, a forward+backward to the parameters; the optimizer
 step. Timings are medians over interleaved repeats, so a noisy machine hurts all of them alike.
 
-    python benchmarks/vat_step.py [--repeats 15] [--threads 2]
+    python benchmarks/speed/vat_step.py [--repeats 15] [--threads 2]
 """
 
 from __future__ import annotations

@@ -3,20 +3,23 @@ resuming after each kill, over several trials; every trial must end bit-identica
 optimizer, EMA, sampler and RNG states, every logged value) to one uninterrupted run. The
 short form of this drill is tests/test_faults.py.
 
-    python benchmarks/fault_drill.py --trials 5 --kills 8 --steps 600 --out benchmarks/results/fault-drill.json
+    python benchmarks/qa/fault_drill.py --trials 5 --kills 8 --steps 600 --out benchmarks/results/fault-drill.json
 """
 
 from __future__ import annotations
 
 import argparse
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: _timing
 from _timing import header, write
 
-from semireg.faults import compare_runs, interrupted_run, run_uninterrupted
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))  # the drill lives with the tests
+from faults import compare_runs, interrupted_run, run_uninterrupted
 
 
 def main() -> None:
@@ -59,7 +62,7 @@ def main() -> None:
             args.out,
             {
                 **header(),
-                "command": "python benchmarks/fault_drill.py "
+                "command": "python benchmarks/qa/fault_drill.py "
                 + " ".join(f"--{k} {v}" for k, v in vars(args).items() if k != "out"),
                 "summary": summary,
                 "trials": trials,
