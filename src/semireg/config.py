@@ -534,7 +534,7 @@ def config_for(
     merged = merge(recipe.base, fill_short_keys(variant_tree))
     merged = merge(merged, fill_short_keys(dict(recipe.stages)[stage]))
     # A variant may hold per-stage overrides: `stages = { student = { ... } }` (part of "variant < stage":
-    # they were merged after the command line until 2026-12-04, so `model.hidden=...` lost to them).
+    # merged after the command line, `model.hidden=...` would lose to them).
     per_stage = dict(recipe.variants)[variant].get("stages", {})
     if stage and stage in per_stage:
         merged = merge(merged, fill_short_keys(per_stage[stage]))

@@ -46,7 +46,7 @@ from .traindata import TrainData
 PROBE_STEPS = 20
 MIN_STEPS = 20
 # The share of the budget left after the probe that the plan fills: runs measured here took up to
-# ~12 % longer per step than their probe (MNIST, 2026-12-02), and the plan cannot adapt once it runs.
+# ~12 % longer per step than their probe (measured on MNIST), and the plan cannot adapt once it runs.
 PLAN_SHARE = 0.9
 PLAN = "selection.json"
 

@@ -26,7 +26,7 @@ from .supervised import cross_entropy
 
 _STAT_PREFIXES = ("running_", "num_batches_tracked")
 # The probe size xi a power iteration resolves best, per probe precision, measured on the registered
-# seed CNNs on MNIST at initialisation and after training (benchmarks/speed/vat_probe.py, 2026-12-02;
+# seed CNNs on MNIST at initialisation and after training (benchmarks/speed/vat_probe.py;
 # tests/test_vat_probe.py): cosine of one iteration with the float64 H·d, mean over 4 (model, state)
 # pairs: float32 0.93 at xi 0.1, 0.84 at 0.3, 0.61 at 1; bf16 0.63 at 0.1, 0.72 at 0.3, 0.60 at 1.
 # Larger probes leave the quadratic regime of these ReLU/max-pool networks; smaller ones drown in

@@ -57,7 +57,7 @@ class BeganOptions:
     disc_steps: int = 1
     gen_steps: int = 1
     center: bool = True  # train on images mapped from [0, 1] to [-1, 1] (the paper's range); with MNIST's
-    # black background in [0, 1], L(x) is small and k barely moves (mode collapse to "1"s, docs/results.md)
+    # black background in [0, 1], L(x) is small and k barely moves (mode collapse to "1"s)
     n_samples: int = 64  # images in each saved sample grid (fixed noise)
     judge_epochs: int = 2  # the classifier that reads the samples at every evaluation
     judge_samples: int = 10000  # samples it reads (class coverage, largest share, KL to uniform, Fréchet distance)

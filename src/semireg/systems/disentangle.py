@@ -85,14 +85,14 @@ class DisentangleOptions:
     # to out-train. Shrinking z hides nothing (standardised); pair it with use_floor against a noise-only z
     mmd_queue: int = 0  # > 0: w_class_mmd compares each image's code with this many recent codes (a ring of
     # detached, batch-standardised codes and their labels: loss state, checkpointed) instead of with its own
-    # batch. With 128 images (~13 a class) the batch statistic sat at its own bias (docs/results.md, X1); a
+    # batch. With 128 images (~13 a class) the batch statistic sat at its own bias; a
     # queue of 4,096 holds ~400 a class, and the current batch is not in it, so the estimate has no bias
     z_norm: str = "none"  # none | class-whiten: the code z is Enc_z's output whitened per class, z = W_c (raw - m_c),
     # with running per-class means m_c and covariances (W_c their inverse square root; training reads the label,
     # evaluation the class clf_s reads from s). No information is lost: the decoder gets the class from s and can
     # undo the map; what is removed is every difference between the classes' means and covariances in z, which
     # Enc_z, trained against a penalty or an adversary, removed only by ceasing to use z. Measured (seed 0,
-    # docs/results.md): even with exact statistics a linear probe reads chance from it and an MLP probe 59 %
+    # measured): even with exact statistics a linear probe reads chance from it and an MLP probe 59 %
     z_norm_momentum: float = 0.05
     w_cycle: float = 0.0  # reverse cycle: z ~ N(0, I) decoded with the s of two images and encoded again;
     # L1 between the two recovered z (z must not depend on s)
@@ -625,7 +625,7 @@ def evaluate_disentangle(
 def z_use_guard(s_probe, z_probe, x_probe, s_test, z_test, x_test, opts: DisentangleOptions) -> dict[str, float]:
     """The third collapse guard: what the mean z adds to the reconstruction, measured by fresh decoders trained
     alike on (s, z) and on s alone (BCE per pixel on the test set). The system's own decoder can pass the
-    other two guards without z carrying style, by learning to punish a wrong z (docs/results.md, trial F1)."""
+    other two guards without z carrying style, by learning to punish a wrong z."""
     with_z = fresh_decoder_bce(
         torch.cat([s_probe, z_probe], 1), x_probe, torch.cat([s_test, z_test], 1), x_test, epochs=opts.guard_epochs
     )
