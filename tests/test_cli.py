@@ -24,8 +24,8 @@ BAD_INPUT = [
     (["train", "demo", "data.n_labeled=5000"], "larger than"),
     (["train", "demo", "data.n_labeled=55"], "not a multiple"),
     (["train", "demo", "--variant", "vat", "data.n_unlabeled=0"], "unlabelled set is empty"),
-    (["train", "demo", "model.name=cnn_seed000", "model.hidden=[]", "data.dataset=npz:FLAT"], "takes images"),
-    (["train", "demo", "model.name=cnn_seed000"], "does not take option"),
+    (["train", "demo", "model.name=cnn_keras", "model.hidden=[]", "data.dataset=npz:FLAT"], "takes images"),
+    (["train", "demo", "model.name=cnn_keras"], "does not take option"),
 ]
 
 

@@ -10,7 +10,7 @@ SIZES = {"resnet50v2": 72}  # the post's crop size; every other image model runs
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_every_model_maps_a_batch_to_logits_and_every_parameter_learns(name):
     in_shape = (784,) if name == "mlp" else (3, SIZES.get(name, 32), SIZES.get(name, 32))
-    if name in ("cnn_seed000", "cnn_seed001"):
+    if name in ("cnn_keras", "cnn_bn"):
         in_shape = (1, 28, 28)
     torch.manual_seed(0)
     model = build_model(name, in_shape, 10)
@@ -59,3 +59,14 @@ def test_drop_path_keeps_the_expected_value_and_drops_whole_samples():
     assert float(out.mean()) == pytest.approx(1.0, abs=0.02)
     with pytest.raises(Exception, match="does not take option 'drop_path'"):
         build_model("cnn_small", (3, 32, 32), 10, drop_path=0.1)
+
+
+def test_earlier_model_names_still_build_and_resolve():
+    from semireg.config import from_kwargs
+    from semireg.models import ALIASES, MODELS, build_model
+
+    for old, new in ALIASES.items():
+        assert new in MODELS and old not in MODELS
+        assert from_kwargs({"model.name": old}).model.name == new  # an old run directory's config resolves
+        a, b = build_model(old, (1, 28, 28), 10), build_model(new, (1, 28, 28), 10)
+        assert [p.shape for p in a.parameters()] == [p.shape for p in b.parameters()]

@@ -22,7 +22,7 @@ from semireg.methods.vat import (
 )
 from semireg.models import build_model
 
-SEED_CNNS = ("cnn_seed000", "cnn_seed001")
+SEED_CNNS = ("cnn_keras", "cnn_bn")
 
 
 def scaled_digits():

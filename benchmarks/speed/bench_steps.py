@@ -188,7 +188,7 @@ def reference_fixmatch_step(model, optimizer, x_l, y_l, x_u, x_s, *, threshold=0
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="cnn_seed001")
+    p.add_argument("--model", default="cnn_bn")
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--unlabeled", type=int, default=512)
     p.add_argument("--threads", type=int, default=2)

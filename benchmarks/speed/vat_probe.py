@@ -3,7 +3,7 @@
 For 64 MNIST test images, one power iteration from a fixed random unit direction d (per image) is
 compared, by cosine, with the Hessian-vector product H·d of the batch's KL near r = 0, computed in
 float64 as a converged finite difference (see exact_hvp; BatchNorm with batch statistics, as VAT's
-perturbed passes run). Models: cnn_seed000 and cnn_seed001 at initialisation and after 150 supervised steps on 1,000
+perturbed passes run). Models: cnn_keras and cnn_bn at initialisation and after 150 supervised steps on 1,000
 MNIST training images. The probe runs in float32 (`probe=fp32`) or in bf16 autocast (`probe=autocast`).
 
 Samples are scored only where their curvature is resolvable: where the float64 reference itself
@@ -120,7 +120,7 @@ def main() -> None:
     torch.manual_seed(0)
     d0 = l2_normalize(torch.randn_like(x))
     results = {"header": header(), "xis": XIS, "converged": CONVERGED}
-    for name in ("cnn_seed000", "cnn_seed001"):
+    for name in ("cnn_keras", "cnn_bn"):
         torch.manual_seed(0)
         model = build_model(name, (1, 28, 28), 10).train()
         for state in ("init", "trained"):

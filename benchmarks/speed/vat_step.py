@@ -111,7 +111,7 @@ def main() -> None:
     )
     print(f"{'model':12s} {'B_l':>4s} {'B_vat':>5s} {'VAT step/sup step':>18s} {'VAT step/floor':>15s}")
     worst = 0.0
-    for model_name in ("cnn_seed000", "cnn_seed001"):
+    for model_name in ("cnn_keras", "cnn_bn"):
         for b_u in (128, 512):
             r = bench(model_name, 128, b_u, args.repeats)
             worst = max(worst, r["vat_over_floor"])

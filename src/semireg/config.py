@@ -21,7 +21,7 @@ from .augment import AugmentConfig, validate_augment
 from .data.arrays import notice
 from .errors import ConfigError
 from .methods import METHODS, get_method
-from .models import MODELS
+from .models import MODELS, canonical_name
 from .systems import SYSTEMS  # late import: systems and methods register themselves on import
 from .version import CONFIG_VERSION
 
@@ -375,6 +375,7 @@ def validate(cfg: RunConfig) -> None:
     for key, (value, allowed) in choices.items():
         if value not in allowed:
             raise ConfigError(f"{key}: '{value}' is not one of {', '.join(sorted(allowed))}")
+    cfg.model.name = canonical_name(cfg.model.name)
     if cfg.model.name not in MODELS:
         raise ConfigError(f"model.name: unknown model '{cfg.model.name}' (known: {', '.join(sorted(MODELS))})")
     positive = {

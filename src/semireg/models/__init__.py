@@ -2,6 +2,16 @@
 
 from . import cnn, mlp, resnet, wrn  # noqa: F401  (register the built-in models)
 from .outputs import LogitsOnly, describe_output, logits_of, unwrap
-from .registry import MODELS, build_model, register_model
+from .registry import ALIASES, MODELS, build_model, canonical_name, register_model
 
-__all__ = ["MODELS", "LogitsOnly", "build_model", "describe_output", "logits_of", "register_model", "unwrap"]
+__all__ = [
+    "ALIASES",
+    "MODELS",
+    "canonical_name",
+    "LogitsOnly",
+    "build_model",
+    "describe_output",
+    "logits_of",
+    "register_model",
+    "unwrap",
+]

@@ -1,4 +1,5 @@
-"""The two CNNs of the source posts. Both size their dense layer from the input shape."""
+"""The two CNNs of the source posts (registered under their earlier names too) and a small CPU CNN. Each sizes
+its dense layer from the input shape."""
 
 from __future__ import annotations
 
@@ -17,15 +18,15 @@ def _flat_size(features: nn.Module, in_shape: tuple[int, ...]) -> int:
             raise ConfigError(f"input shape {in_shape} is too small for this CNN ({exc})") from None
 
 
-@register_model("cnn_seed000")
-def cnn_seed000(in_shape: tuple[int, ...], num_classes: int, dropout: float = 0.0) -> nn.Module:
-    """Seed 000 (Keras MNIST example): conv32-conv32-maxpool-dense128.
+@register_model("cnn_keras", aliases=("cnn_seed000",))
+def cnn_keras(in_shape: tuple[int, ...], num_classes: int, dropout: float = 0.0) -> nn.Module:
+    """The Keras MNIST example's CNN (the dropout × VAT post): conv32-conv32-maxpool-dense128.
 
     With dropout > 0 the Keras example's two dropouts are used: `dropout/2` after the pool (0.25)
     and `dropout` after the dense layer (0.5).
     """
     if len(in_shape) != 3:
-        raise ConfigError(f"cnn_seed000 takes images (C, H, W), got input shape {in_shape}")
+        raise ConfigError(f"cnn_keras takes images (C, H, W), got input shape {in_shape}")
     features = nn.Sequential(
         nn.Conv2d(in_shape[0], 32, 3),
         nn.ReLU(),
@@ -44,11 +45,11 @@ def cnn_seed000(in_shape: tuple[int, ...], num_classes: int, dropout: float = 0.
     )
 
 
-@register_model("cnn_seed001")
-def cnn_seed001(in_shape: tuple[int, ...], num_classes: int, dropout: float = 0.0) -> nn.Module:
-    """Seed 001: two conv(k4, p2)-BatchNorm-ReLU-maxpool blocks, dense 100, dense out."""
+@register_model("cnn_bn", aliases=("cnn_seed001",))
+def cnn_bn(in_shape: tuple[int, ...], num_classes: int, dropout: float = 0.0) -> nn.Module:
+    """The VAT-on-MNIST post's CNN: two conv(k4, p2)-BatchNorm-ReLU-maxpool blocks, dense 100, dense out."""
     if len(in_shape) != 3:
-        raise ConfigError(f"cnn_seed001 takes images (C, H, W), got input shape {in_shape}")
+        raise ConfigError(f"cnn_bn takes images (C, H, W), got input shape {in_shape}")
     features = nn.Sequential(
         nn.Conv2d(in_shape[0], 32, 4, padding=2),
         nn.BatchNorm2d(32),
