@@ -1,6 +1,6 @@
 import pytest
 
-from semireg.config import config_for, from_kwargs, load_recipe, parse_override, recipe_names, resolve
+from semireg.config import RunConfig, config_for, from_kwargs, load_recipe, parse_override, recipe_names, resolve
 from semireg.errors import ConfigError
 
 
@@ -95,3 +95,29 @@ def test_stages_and_per_variant_stage_overrides():
     assert config_for(recipe, "b", 0, {"train.steps": 5}, "student", dirs).train.steps == 5
     with pytest.raises(ConfigError, match="earlier stage"):
         parse_recipe({"stages": [{"name": "x", "init_from": "@x"}]}, "bad")
+
+
+def test_a_key_a_system_would_ignore_is_an_error_saying_where_it_lives():
+    from semireg.config import from_kwargs
+
+    with pytest.raises(
+        ConfigError, match=r"train\.lr: the multi-network system 'began' does not read it; .*method\.gen_lr"
+    ):
+        from_kwargs({"train.lr": 0.1, "method.name": "began"})
+    with pytest.raises(ConfigError, match=r"train\.optimizer: .*'disentangle'"):
+        from_kwargs({"train.optimizer": "sgd", "method.name": "disentangle"})
+    with pytest.raises(ConfigError, match=r"augment\.pad: .*draw the images as they are"):
+        from_kwargs({"augment.pad": 2, "method.name": "disentangle"})
+    assert from_kwargs({"train.lr": 0.1, "method.name": "vat"}).train.lr == 0.1  # a method reads it
+
+
+def test_short_keys_route_the_same_way_on_the_command_line_and_in_python():
+    from semireg.config import from_kwargs
+
+    recipe = load_recipe("mnist-began")
+    variant = recipe.variants[0][0]
+    cli = config_for(recipe, variant, 0, {"lr": 3e-4, "steps": 7})
+    api = from_kwargs({"lr": 3e-4, "steps": 7}, base={"method": {"name": "began"}})
+    assert cli.method["lr"] == api.method["lr"] == 3e-4  # BEGAN's own lr, not train.lr
+    assert cli.train.lr == api.train.lr == RunConfig().train.lr and cli.train.steps == api.train.steps == 7
+    assert from_kwargs({"lr": 3e-4}).train.lr == 3e-4  # a method without an lr option: the train section's

@@ -35,8 +35,8 @@ ISA_VARIABLES = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRU
 
 
 def config_of(case: str, seed: int, precision: str):
-    """`labels-STEPS`, `vat-STEPS` / `vatlabels-STEPS` (test_mnist_real's recipe) or a method name
-    at its test budget, with the test's split and `seed` for everything else."""
+    """`labels-STEPS`, `vat-STEPS` / `vatlabels-STEPS` (test_mnist_real's recipe), a method name at
+    its test budget or `METHOD@STEPSxMU` at another, with the test's split and `seed` for everything else."""
     pinned = {"data.split_seed": 0, "train.precision": precision}
     if case.startswith(("vat-", "vatlabels-")):
         variant, steps = case.split("-")
@@ -51,6 +51,9 @@ def config_of(case: str, seed: int, precision: str):
         return config_for(load_recipe("mnist-100-vat"), "vat" if variant == "vat" else "baseline", seed, short)
     if case.startswith("labels-"):
         method, steps, mu = "supervised", int(case.split("-")[1]), 1
+    elif "@" in case:  # METHOD@STEPSxMU: another budget than the test's
+        method, budget = case.split("@")
+        steps, mu = (int(v) for v in budget.split("x"))
     else:
         budget = test_ssl_real.budget_of(case)
         method, steps, mu = case, budget["steps"], budget["mu"]

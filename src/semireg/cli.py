@@ -16,6 +16,7 @@ from .config import (
     RunConfig,
     config_for,
     fill_short_keys,
+    method_named,
     is_system,
     load_recipe,
     merge,
@@ -141,7 +142,7 @@ RESUME_KEYS = {
 
 def _resume_config(saved: dict[str, Any], overrides: dict[str, Any]) -> RunConfig:
     flat = {}
-    for key, value in fill_short_keys(overrides).items():
+    for key, value in fill_short_keys(overrides, method_named(saved)).items():
         for sub, v in value.items() if isinstance(value, dict) else [("", value)]:
             flat[f"{key}.{sub}" if sub else key] = v
     refused = sorted(set(flat) - RESUME_KEYS)

@@ -270,9 +270,30 @@ def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def fill_short_keys(tree: dict[str, Any]) -> dict[str, Any]:
-    """Let `steps=500` mean `train.steps=500` when the short key names exactly one field."""
+def method_named(*trees: dict[str, Any] | None) -> str | None:
+    """The method (or system) the last of these config trees that names one names."""
+    name = None
+    for tree in trees:
+        if not tree:
+            continue
+        if isinstance(tree.get("method"), dict) and "name" in tree["method"]:
+            name = tree["method"]["name"]
+        name = tree.get("method.name", name)
+    return name if isinstance(name, str) else None
+
+
+def own_options(method: str | None) -> set[str]:
+    """Option names of a registered method or system (none for an unknown name: resolve names it)."""
+    registry = SYSTEMS if method in SYSTEMS else METHODS if method in METHODS else None
+    return {f.name for f in dataclasses.fields(registry[method].options)} if registry else set()
+
+
+def fill_short_keys(tree: dict[str, Any], method: str | None = None) -> dict[str, Any]:
+    """Let `steps=500` mean `train.steps=500` when the short key names exactly one field. A short key
+    that is an option of `method` (a method or a system) is that option first: `lr=1e-4` on BEGAN is
+    its `method.lr`, on the command line as in the Python API."""
     out: dict[str, Any] = {}
+    own = own_options(method)
     sections = {
         "data": DataConfig,
         "model": ModelConfig,
@@ -286,7 +307,9 @@ def fill_short_keys(tree: dict[str, Any]) -> dict[str, Any]:
             out = merge(out, {key: value})
             continue
         owners = [s for s, cls in sections.items() if key in {f.name for f in dataclasses.fields(cls)}]
-        if len(owners) == 1:
+        if key in own:
+            out = merge(out, {f"method.{key}": value})
+        elif len(owners) == 1:
             out = merge(out, {f"{owners[0]}.{key}": value})
         else:
             # Not a config field: a method option (validated by the method's options dataclass).
@@ -363,7 +386,51 @@ def method_options(cfg: RunConfig) -> Any:
     )
 
 
+# What a multi-network system reads of the train section; its networks, optimizers, learning rates and
+# views are its own options (method.*), so any other train, model or augment key set on it is refused.
+SYSTEM_TRAIN_KEYS = {
+    "steps",
+    "epochs",
+    "batch_size",
+    "seed",
+    "threads",
+    "precision",
+    "device",
+    "deterministic",
+    "progress",
+    "eval_every",
+    "log_every",
+    "checkpoint_every",
+    "devices",
+    "num_nodes",
+}
+
+
+def check_system_keys(cfg: RunConfig) -> None:
+    """A key a system would ignore is an error saying where that setting lives for it."""
+    name = cfg.method["name"]
+    if name not in SYSTEMS:
+        return
+    rates = sorted(o for o in own_options(name) if o == "lr" or o.endswith("_lr") or o.startswith("lr_"))
+    where = {
+        "train": f"its learning rates and optimizers are options of its phases ({', '.join(f'method.{r}' for r in rates)})"
+        if rates
+        else "its optimizers are options of its phases (method.*)",
+        "model": "its networks are built from its own options (method.*)",
+        "augment": "its phases draw the images as they are",
+    }
+    defaults = RunConfig()
+    for section, kept in (("train", SYSTEM_TRAIN_KEYS), ("model", set()), ("augment", set())):
+        mine, default = getattr(cfg, section), getattr(defaults, section)
+        for f in dataclasses.fields(mine):
+            if f.name not in kept and getattr(mine, f.name) != getattr(default, f.name):
+                raise ConfigError(
+                    f"{section}.{f.name}: the multi-network system '{name}' does not read it; {where[section]}"
+                )
+
+
 def validate(cfg: RunConfig) -> None:
+    check_system_keys(cfg)
     t, d = cfg.train, cfg.data
     choices = {
         "train.optimizer": (t.optimizer, {"adam", "adamw", "sgd", "adadelta"}),
@@ -532,16 +599,17 @@ def config_for(
 ) -> RunConfig:
     """Base < variant < stage < seed < command-line overrides. `@stage` teachers become directories."""
     variant_tree = {k: v for k, v in dict(recipe.variants)[variant].items() if k != "stages"}
-    merged = merge(recipe.base, fill_short_keys(variant_tree))
-    merged = merge(merged, fill_short_keys(dict(recipe.stages)[stage]))
+    per_stage = dict(recipe.variants)[variant].get("stages", {})
+    name = method_named(recipe.base, variant_tree, dict(recipe.stages)[stage], per_stage.get(stage), overrides)
+    merged = merge(recipe.base, fill_short_keys(variant_tree, name))
+    merged = merge(merged, fill_short_keys(dict(recipe.stages)[stage], name))
     # A variant may hold per-stage overrides: `stages = { student = { ... } }` (part of "variant < stage":
     # merged after the command line, `model.hidden=...` would lose to them).
-    per_stage = dict(recipe.variants)[variant].get("stages", {})
     if stage and stage in per_stage:
-        merged = merge(merged, fill_short_keys(per_stage[stage]))
+        merged = merge(merged, fill_short_keys(per_stage[stage], name))
     merged.pop("stages", None)
     merged = merge(merged, {"train.seed": seed})
-    merged = merge(merged, fill_short_keys(overrides))
+    merged = merge(merged, fill_short_keys(overrides, name))
     for key in ("teacher", "init_from"):
         ref = merged.get(key, "")
         if isinstance(ref, str) and ref.startswith("@"):
@@ -554,4 +622,4 @@ def config_for(
 
 def from_kwargs(options: dict[str, Any], base: dict[str, Any] | None = None) -> RunConfig:
     """The Python API: flat keyword options routed to their sections."""
-    return resolve(merge(base or {}, fill_short_keys(options)))
+    return resolve(merge(base or {}, fill_short_keys(options, method_named(base, options))))
