@@ -6,7 +6,12 @@ pytest-xdist, at the precision the test pins (or another, with --precision).
 
 Run it under another CPU's numeric path by limiting the instruction sets the kernels may use
 (an AVX2-only machine: ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2);
-each line records the path it ran on. `benchmarks/qa/spread_table.py` reads the lines back.
+each line records the path it ran on.
+
+    python benchmarks/qa/short_run_spread.py --summarize spread-*.jsonl
+
+writes benchmarks/results/short-run-spread.json (per case: every run, the lowest and the highest),
+which tests/test_ssl_real.py and tests/test_mnist_real.py read their bars from.
 """
 
 from __future__ import annotations
@@ -70,13 +75,53 @@ def cpu_kind() -> str:
     return "amx" if "amx_bf16" in flags else "avx512-bf16" if "avx512_bf16" in flags else "fp32-only"
 
 
+SUMMARY = Path(__file__).resolve().parents[1] / "results" / "short-run-spread.json"
+
+
+def summarize(paths: list[Path]) -> None:
+    """Every measured run per case, with its lowest and highest accuracy (the test's bars come from these)."""
+    cases: dict[str, list[dict]] = {}
+    for path in paths:
+        for line in path.read_text().splitlines():
+            row = json.loads(line)
+            path_name = "native" if row["path"] == "native" else "+".join(f"{k}={v}" for k, v in row["path"].items())
+            runs = cases.setdefault(row["case"], [])
+            run = {
+                "seed": row["seed"],
+                "path": path_name,
+                "cpu": row["cpu"],
+                "precision": row["precision"],
+                "accuracy": row["accuracy"],
+            }
+            if run not in runs:
+                runs.append(run)
+    out = {
+        case: {
+            "lowest": min(r["accuracy"] for r in runs),
+            "highest": max(r["accuracy"] for r in runs),
+            "n": len(runs),
+            "runs": sorted(runs, key=lambda r: (r["seed"], r["path"])),
+        }
+        for case, runs in sorted(cases.items())
+    }
+    SUMMARY.write_text(json.dumps(out, indent=1) + "\n")
+    for case, entry in out.items():
+        print(f"{case}: {entry['lowest']:.4f} .. {entry['highest']:.4f} (n={entry['n']})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("cases", nargs="+")
+    parser.add_argument("cases", nargs="*")
+    parser.add_argument("--summarize", type=Path, nargs="+", help="JSONL files of earlier runs: write the summary")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--precision", default="32-true")
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    if args.summarize:
+        summarize(args.summarize)
+        return
+    if not args.cases or args.out is None:
+        parser.error("give the cases to run and --out")
     torch.set_num_threads(1)
     test_ssl_real.SHORT["train.threads"] = 1
     path = {k: os.environ[k] for k in ISA_VARIABLES if k in os.environ} or "native"

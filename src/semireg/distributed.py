@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import logging
 import os
+import random
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -83,9 +85,37 @@ def make_fabric(t) -> tuple[Any, bool]:
     # DDP's default re-broadcasts BatchNorm buffers from rank 0 at every forward: several forwards a
     # step (VAT, FixMatch) would pay one collective each. We average them at sync points instead.
     strategy = DDPStrategy(start_method="spawn", forward_sync_buffers=False)
+    os.environ["MASTER_PORT"] = str(rendezvous_port())
     return Fabric(
         accelerator=t.device, devices=t.devices, num_nodes=t.num_nodes, strategy=strategy, precision=precision
     ), True
+
+
+def rendezvous_port() -> int:
+    """A free port for the spawned ranks' rendezvous, below the kernel's ephemeral range.
+
+    Lightning's own choice is a port the kernel just handed out as ephemeral: between the parent
+    choosing it and rank 0 binding it, seconds later, any outgoing connection on the machine (another
+    DDP group's gloo pairs among them) may take it, and the group fails with EADDRINUSE. A port below
+    the ephemeral range is never handed to an outgoing connection. A user's MASTER_PORT is kept."""
+    if "MASTER_PORT" in os.environ and os.environ.get("SEMIREG_PORT_CHOSEN") != os.environ["MASTER_PORT"]:
+        return int(os.environ["MASTER_PORT"])
+    low = 20000
+    try:
+        low = min(low, int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0]) - 2000)
+    except (OSError, ValueError, IndexError):
+        pass
+    rng = random.Random()  # not torch's or numpy's generators: choosing a port must not move a run's random state
+    for _ in range(100):
+        port = rng.randrange(max(1024, low - 12000), low)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        os.environ["SEMIREG_PORT_CHOSEN"] = str(port)
+        return port
+    raise ConfigError("no free port for the ranks' rendezvous; set MASTER_PORT")
 
 
 @dataclass
