@@ -482,6 +482,30 @@ def time_to_target(run: Path, metric: str, target: float) -> float:
     return float("inf")
 
 
+VECTORS = "python benchmarks/reproduce/vectors.py   # 5 random splits per task, defaults (2 threads, precision auto)"
+VECTOR_CANDIDATES = (
+    "logreg_labels_only",
+    "labelspreading_knn5",
+    "labelspreading_knn7",
+    "labelspreading_knn10",
+    "selftraining_logreg",
+    "semireg_default",
+)
+FIGURES.update(
+    {
+        f"vectors/{task}/{name}/{field}": {
+            "json": "benchmarks/results/vectors.json",
+            "path": [task, name, field],
+            "unit": "%" if field == "accuracy" else "s",
+            "command": VECTORS,
+        }
+        for task in ("digits", "wine", "cancer")
+        for name in VECTOR_CANDIDATES
+        for field in ("accuracy", "seconds")
+    }
+)
+
+
 def values_of(spec: dict) -> tuple[list[float], list[str]]:
     if "json" in spec:
         path = ROOT / spec["json"]
@@ -490,6 +514,8 @@ def values_of(spec: dict) -> tuple[list[float], list[str]]:
         value = json.loads(path.read_text())
         for part in spec["path"]:
             value = value[part]
+        if isinstance(value, list):  # one value per split or seed
+            return [float(v) for v in value], [spec["json"]]
         return [float(value)], [spec["json"]]
     if spec.get("read") == "select":
         paths = sorted(Path(p) for p in glob.glob(str(ROOT / spec["selection"])))
