@@ -593,6 +593,7 @@ MACHINES = [
     ("mnist-disentangle", *EPYC_FP32),
     ("select.", *AVX512_BF16),
     ("speed.", AVX512_BF16[0], "bf16-mixed against 32-true"),
+    ("vectors/", AMX[0], "bf16-mixed (semireg; scikit-learn in float64)"),
 ]
 
 
