@@ -179,9 +179,9 @@ def test_a_class_without_labels_says_what_was_inferred_and_why(capsys):
     [
         ("nan", "nan in row 4, column 2"),
         ("inf", "inf in row 4, column 2"),
-        ("rows", "30 inputs but 31 labels"),
+        ("rows", "31 labels for 30 inputs"),
         ("range", r"labels must lie in \[0, 3\)"),
-        ("negative", "row 3 is -1"),
+        ("negative", "row 3 is -2"),  # -1 marks an unlabelled row
         ("unlabeled", "unlabeled: nan in row 7"),
     ],
 )
@@ -195,7 +195,7 @@ def test_bad_arrays_are_refused_before_any_run_directory(tmp_path, bad, needle):
     elif bad == "range":
         y_l[5] = 7
     elif bad == "negative":
-        y_l[3] = -1
+        y_l[3] = -2
     else:
         x_u[7, 0] = float("nan")
     with pytest.raises(DataError, match=needle):

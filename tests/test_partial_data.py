@@ -75,11 +75,11 @@ BAD = {
     ),
     "NaN in x": (
         lambda x, y: (torch.where(torch.arange(len(x))[:, None] == 7, float("nan"), x), y),
-        r"labeled x: nan in row 7",
+        r"data x: nan in row 7",
     ),
     "inf in x": (
         lambda x, y: (torch.where(torch.arange(len(x))[:, None] == 3, float("inf"), x), y),
-        r"labeled x: inf in row 3",
+        r"data x: inf in row 3",
     ),
     "a dataset of single items": (lambda x, y: [x[i] for i in range(len(x))], r"data: expected \(x, y\)"),
 }
@@ -92,6 +92,16 @@ def test_bad_data_is_one_line_naming_the_first_bad_row(case):
     with pytest.raises(DataError, match=message) as info:
         semireg.fit("mlp", make(x, y), method="fixmatch", steps=1)
     assert "\n" not in str(info.value)
+
+
+def test_errors_name_the_users_own_row_not_a_row_of_the_labelled_part():
+    x, y = rows()
+    y_semi = torch.where(torch.arange(len(y)) < 10, -1, y)  # the first 10 rows unlabelled
+    x = torch.where(torch.arange(len(x))[:, None] == 12, float("nan"), x)
+    with pytest.raises(DataError, match=r"data x: nan in row 12"):
+        semireg.fit("mlp", (x, y_semi), method="fixmatch", steps=1)
+    with pytest.raises(DataError, match=r"row 15 is -3"):
+        semireg.fit("mlp", (rows()[0], torch.where(torch.arange(len(y)) == 15, -3, y_semi)), steps=1)
 
 
 def test_a_dataset_whose_items_are_not_pairs():

@@ -17,8 +17,7 @@ def test_disentangle_puts_the_label_in_s_and_swaps_digits(tmp_path):
     test = torch.randperm(len(ds.y_test), generator=gen)[:2000]
     result = semireg.fit_system(
         "disentangle",
-        ds.x_train[train],
-        ds.y_train[train],
+        (ds.x_train[train], ds.y_train[train]),
         steps=300,
         batch_size=128,
         seed=0,

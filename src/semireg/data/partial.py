@@ -103,6 +103,8 @@ def split_rows(x: Any, y: Any, marker: Any = UNLABELED, what: str = "y") -> tupl
     if len(labels) != len(x):
         raise DataError(f"{what}: {len(labels)} labels for {len(x)} inputs")
     missing = unlabeled_mask(labels, marker)
+    # Checked here, on every row, so that an error names the user's own row (not a row of the labelled part).
+    check_rows(x, labels, missing, what)
     if missing.all():
         raise DataError(
             f"{what}: every row is unlabelled ({len(labels)} rows marked {marker!r}, None or NaN); "
@@ -113,6 +115,27 @@ def split_rows(x: Any, y: Any, marker: Any = UNLABELED, what: str = "y") -> tupl
     take = lambda rows: x[torch.from_numpy(rows)] if isinstance(x, torch.Tensor) else np.asarray(x)[rows]
     x_u = take(np.flatnonzero(missing)) if missing.any() else None
     return take(np.flatnonzero(~missing)), kept, x_u
+
+
+def check_rows(x: Any, labels: np.ndarray, missing: np.ndarray, what: str) -> None:
+    """NaN or inf in any input row, and a negative integer label that is not the unlabelled mark: one
+    error naming the first such row of the whole set."""
+    arr = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    if arr.dtype.kind == "f" and arr.size:
+        bad = ~np.isfinite(arr.reshape(len(arr), -1))  # (N, features)
+        if bad.any():
+            row = int(bad.any(1).argmax())
+            column = f", column {int(bad[row].argmax())}" if arr.ndim == 2 else ""
+            value = arr.reshape(len(arr), -1)[row][bad[row]][0]
+            raise DataError(
+                f"{what.removesuffix(' y')} x: {value} in row {row}{column} ({int(bad.any(1).sum())} rows "
+                "with NaN or inf); fill or drop them before training"
+            )
+    if labels.dtype.kind in "iu" and ((labels < 0) & ~missing).any():
+        row = int(((labels < 0) & ~missing).argmax())
+        raise DataError(
+            f"{what}: labels must be class indices 0..K-1 (-1 for an unlabelled row); row {row} is {int(labels[row])}"
+        )
 
 
 def is_map_dataset(data: Any) -> bool:

@@ -57,9 +57,6 @@ class DisentangleOptions:
     # Keeping z informative by construction (Jha et al., ECCV 2018, cycle-consistent VAE):
     variational: bool = False  # Enc_z gives a mean and a log-variance; training decodes a sample of z
     w_kl: float = 0.0  # KL(q(z|x) || N(0, I)), summed over z's dimensions, per image (needs variational)
-    kl_capacity: float = 0.0  # > 0: the term is w_kl * |KL - C| (Burgess et al. 2018), C nats per image on the
-    # batch mean: the posterior cannot be the prior. It can still carry no information (a constant mean with
-    # a narrow variance pays the C nats): against an MLP adversary on the mean z it did not stop z's collapse
     s_from: str = "self"  # self | same-class: x is reconstructed from its z and the s of another image of
     # its class, so what tells it from that image (its style) can only come through z
     adversary_reads: str = "sample"  # sample | mean | mean-standardized: which z the adversary (and Enc_z's
@@ -69,31 +66,12 @@ class DisentangleOptions:
     # whose label-carrying offsets the probe then scales back up) no longer hides anything from it
     adversary_dropout: bool = True  # False: the adversary, and Enc_z's adversarial term, read codes computed with
     # Enc_z's dropout off, as the probes read them. With it on, the noise hid the label from the adversary that the
-    # probes then read from the evaluation-mode mean (benchmarks/disentangle_dropout_view.py: 23 vs 56 %)
+    # probes then read from the evaluation-mode mean (an MLP probe read 56 % of labels from z against the 23 % the
+    # adversary saw)
     use_floor: float = 0.0  # > 0: z must be used: the batch mean of (reconstruction error with another image's z
     # minus with its own) is held above this many units of the per-pixel error (a hinge, weight w_use). It
     # constrains information, which a KL floor does not (a constant mean with a narrow variance pays any KL)
     w_use: float = 10.0
-    w_class_moments: float = 0.0  # > 0: z's distribution must not depend on the class, asked of its first two
-    # moments, without an adversary: the mean z, standardised over the batch (shrinking hides nothing), has
-    # per class the batch's mean and second-moment matrix (class_moment_gap). It asks for style measured
-    # relative to the class, which the decoder can use because s holds the class; nothing to out-train
-    w_class_mmd: float = 0.0  # > 0: z's whole distribution must not depend on the class, asked with a kernel
-    # two-sample statistic (class_mmd: MMD^2 between each class's codes and the batch's, Gaussian kernels at
-    # five widths, on the batch-standardised mean z). Unlike the moments above it sees nonlinear dependence, the
-    # part an MLP probe read after whitening removed the first two moments; unlike an adversary it has nothing
-    # to out-train. Shrinking z hides nothing (standardised); pair it with use_floor against a noise-only z
-    mmd_queue: int = 0  # > 0: w_class_mmd compares each image's code with this many recent codes (a ring of
-    # detached, batch-standardised codes and their labels: loss state, checkpointed) instead of with its own
-    # batch. With 128 images (~13 a class) the batch statistic sat at its own bias; a
-    # queue of 4,096 holds ~400 a class, and the current batch is not in it, so the estimate has no bias
-    z_norm: str = "none"  # none | class-whiten: the code z is Enc_z's output whitened per class, z = W_c (raw - m_c),
-    # with running per-class means m_c and covariances (W_c their inverse square root; training reads the label,
-    # evaluation the class clf_s reads from s). No information is lost: the decoder gets the class from s and can
-    # undo the map; what is removed is every difference between the classes' means and covariances in z, which
-    # Enc_z, trained against a penalty or an adversary, removed only by ceasing to use z. Measured (seed 0,
-    # measured): even with exact statistics a linear probe reads chance from it and an MLP probe 59 %
-    z_norm_momentum: float = 0.05
     w_cycle: float = 0.0  # reverse cycle: z ~ N(0, I) decoded with the s of two images and encoded again;
     # L1 between the two recovered z (z must not depend on s)
     # Evaluation after training
@@ -123,60 +101,6 @@ class Decoder(nn.Module):
 
     def forward(self, z: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         return self.net(torch.cat([z, s], dim=1))
-
-
-class ClassWhitening(nn.Module):
-    """Running per-class mean (K, d) and covariance (K, d, d) of z, and the map z -> W_c (z - m_c) with
-    W_c = (cov_c + eps I)^(-1/2): loss state (buffers), updated from training batches, checkpointed."""
-
-    def __init__(self, num_classes: int, dim: int, momentum: float, eps: float = 1e-3) -> None:
-        super().__init__()
-        self.momentum, self.eps = momentum, eps
-        self.register_buffer("mean", torch.zeros(num_classes, dim))
-        self.register_buffer("cov", torch.eye(dim).repeat(num_classes, 1, 1))
-        self.register_buffer("whiten", torch.eye(dim).repeat(num_classes, 1, 1))
-
-    @torch.no_grad()
-    def update(self, z: torch.Tensor, y: torch.Tensor) -> None:
-        """z (B, d) raw codes, y (B,) classes: each class with >= 2 images in the batch moves its statistics."""
-        z = z.float()
-        onehot = F.one_hot(y, len(self.mean)).float()  # (B, K)
-        count = onehot.sum(0)  # (K,)
-        batch_mean = onehot.T @ z / count.clamp_min(1)[:, None]  # (K, d)
-        centred = z - batch_mean[y]  # (B, d)
-        batch_cov = torch.einsum("bk,bi,bj->kij", onehot, centred, centred) / (count - 1).clamp_min(1)[:, None, None]
-        rate = self.momentum * (count >= 2).float()  # (K,)
-        self.mean.lerp_(batch_mean, rate[:, None])
-        self.cov.lerp_(batch_cov, rate[:, None, None])
-        eye = torch.eye(z.shape[1], device=z.device)
-        values, vectors = torch.linalg.eigh(self.cov + self.eps * eye)  # (K, d), (K, d, d)
-        self.whiten.copy_(vectors @ torch.diag_embed(values.rsqrt()) @ vectors.transpose(1, 2))
-
-    def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """(B, d) raw codes, (B,) classes -> (B, d) whitened codes."""
-        return torch.einsum("bij,bj->bi", self.whiten[y], z.float() - self.mean[y]).to(z.dtype)
-
-
-class CodeQueue(nn.Module):
-    """The last `size` codes (size, d) and their labels (size,) in a ring, written from training batches
-    (detached): loss state, checkpointed with the system. Empty slots have label -1."""
-
-    def __init__(self, size: int, dim: int) -> None:
-        super().__init__()
-        self.register_buffer("codes", torch.zeros(size, dim))
-        self.register_buffer("labels", torch.full((size,), -1, dtype=torch.long))
-        self.register_buffer("next", torch.zeros((), dtype=torch.long))  # the slot the next code goes to
-
-    @torch.no_grad()
-    def push(self, z: torch.Tensor, y: torch.Tensor) -> None:
-        """(B, d) codes, (B,) labels; of a batch larger than the ring only its last `size` codes are kept
-        (distinct slots: index_copy_ with a repeated slot keeps an undefined one). The slot index stays a
-        tensor (no host sync)."""
-        z, y = z[-len(self.codes) :], y[-len(self.codes) :]
-        slots = (self.next + torch.arange(len(z), device=z.device)) % len(self.codes)  # (B,)
-        self.codes.index_copy_(0, slots, z.detach().float())
-        self.labels.index_copy_(0, slots, y)
-        self.next.copy_((self.next + len(z)) % len(self.codes))
 
 
 def _recon_per_sample(logits: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
@@ -209,7 +133,7 @@ def adv_loss(nets: nn.ModuleDict, batches: list[PhaseBatch], state: nn.ModuleDic
     x, y = batches[0].x, batches[0].y
     with torch.no_grad():  # enc_z is frozen in this phase and nothing upstream trains: no graph needed
         mean, log_var = adversary_posterior(nets["enc_z"], x, opts)
-        z = adversary_view(*normalised(state, y, mean, sample_z(mean, log_var)), opts)  # (B, dim_z)
+        z = adversary_view(mean, sample_z(mean, log_var), opts)  # (B, dim_z)
     logits_z = nets["clf_z"](z)
     terms = Terms()
     terms.add("ce_z", F.cross_entropy(logits_z.float(), y, reduction="none"))
@@ -239,19 +163,9 @@ def adversary_posterior(
         return z_posterior(enc_z, x, opts)
 
 
-def normalised(state: nn.ModuleDict, y: torch.Tensor, *codes: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Raw codes (B, dim_z) -> the codes z as the system defines them: whitened per class y when
-    `z_norm = "class-whiten"`, unchanged otherwise."""
-    if "z_norm" not in state:
-        return codes
-    return tuple(state["z_norm"](c, y) for c in codes)
-
-
 @torch.no_grad()
 def eval_mode_mean(enc_z: nn.Module, x: torch.Tensor, opts: DisentangleOptions) -> torch.Tensor:
-    """The posterior mean (B, dim_z) as evaluation computes it (dropout off). The class statistics are taken
-    from it: statistics of the training-mode codes are off by a class-dependent amount in evaluation (as a
-    BatchNorm's would), and whitening with them put the label back into z (a linear probe read 73 %, seed 0)."""
+    """The posterior mean (B, dim_z) as evaluation (and the probes) compute it: dropout off."""
     with evaluation_mode(enc_z):
         return z_posterior(enc_z, x, opts)[0]
 
@@ -290,77 +204,11 @@ def kl_to_standard_normal(mean: torch.Tensor, log_var: torch.Tensor) -> torch.Te
     return 0.5 * (mean.pow(2) + log_var.exp() - 1.0 - log_var).sum(1)
 
 
-def kl_capacity_term(kl: torch.Tensor, capacity: float) -> torch.Tensor:
-    """Per-image values whose batch mean is |mean(kl) - C| and whose gradient is that of |mean(kl) - C|:
-    (B,) KL per image -> (B,). The sign is taken from the batch (a constant), not per image."""
-    side = torch.sign(kl.mean() - capacity).detach()
-    return side * (kl - capacity)
-
-
 def floor_term(gap: torch.Tensor, floor: float) -> torch.Tensor:
     """Per-image values whose batch mean is relu(floor - mean(gap)), with that hinge's gradient: (B,) -> (B,).
     Whether the floor is met is decided on the batch (a constant), not per image."""
     below = (gap.mean() < floor).detach().float()
     return below * (floor - gap)
-
-
-def class_moment_gap(z: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """How far z's first two moments within each class are from the batch's: (B, d) codes, (B,) labels ->
-    (between-class share of the variance, averaged over dimensions: 0 when every class has the batch mean,
-    1 when z is its class's mean; second-moment gap: mean squared entry of (class - batch) second-moment
-    matrix), each weighted by the class's share of the batch. Read on the batch-standardised z."""
-    zs = standardize_batch(z)  # (B, d)
-    same = (y[:, None] == y[None, :]).float()  # (B, B)
-    per_class = same / same.sum(1, keepdim=True)  # row i averages over image i's class
-    class_mean = per_class @ zs  # (B, d): the mean of image i's class
-    between = class_mean.pow(2).mean()  # batch mean is 0 and variance 1 per dimension
-    outer = zs[:, :, None] * zs[:, None, :]  # (B, d, d)
-    class_second = torch.einsum("ij,jkl->ikl", per_class, outer)  # (B, d, d)
-    second_gap = (class_second - outer.mean(0)).pow(2).mean()
-    return between, second_gap
-
-
-MMD_WIDTHS = (0.125, 0.25, 0.5, 1.0, 2.0)  # kernel widths in units of the typical squared distance (2 d)
-
-
-def mmd_kernel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """class_mmd's kernel between standardised codes: (N, d), (M, d) -> (N, M)."""
-    sq_dist = torch.cdist(a, b).pow(2)
-    scale = 2.0 * a.shape[1]
-    return sum(torch.exp(-sq_dist / (scale * w)) for w in MMD_WIDTHS) / len(MMD_WIDTHS)
-
-
-def class_mmd(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """How far each class's codes are distributed from the batch's: (B, d) codes, (B,) labels -> the sum over
-    the classes present of (class share) x MMD^2(class, batch), the biased (V-statistic) estimate with a sum of
-    Gaussian kernels exp(-|a - b|^2 / (2 d w)), w in MMD_WIDTHS, on the batch-standardised z. It grows with any
-    difference of distribution, of any moment; for class-independent codes it is the V-statistic's bias only
-    (each pair of an image with itself counts: about (classes in the batch) / B, no gradient from it)."""
-    zs = standardize_batch(z)  # (B, d)
-    kernel = mmd_kernel(zs, zs)  # (B, B)
-    # Per image rather than per class (no one-hot of an unknown class count, no boolean indexing: no host sync).
-    # sum_c share_c * mean k within c = mean over images of (mean k to its own class); the across term,
-    # sum_c share_c * mean k between c and the batch, is the batch mean of k, as is the batch-batch term.
-    same = (y[:, None] == y[None, :]).float()  # (B, B)
-    within = ((same * kernel).sum(1) / same.sum(1)).mean()
-    return within - kernel.mean()
-
-
-def class_mmd_to_queue(z: torch.Tensor, y: torch.Tensor, queue: CodeQueue) -> torch.Tensor:
-    """class_mmd's quantity, sum_c share_c E k(a, a') - E k(b, b') (a, a' of one class, b, b' of any), with each
-    pair one code of the batch (B, d), labels (B,), and one of the queue: the mean over images of (mean kernel
-    to the queue's codes of its class - mean kernel to all the queue's codes), the MMD witness at each code.
-    The batch is not in the queue, so nothing pairs with itself: about 0 for class-independent codes, however
-    few a class the batch holds. Codes are batch-standardised as in class_mmd; gradients reach the batch only."""
-    zs = standardize_batch(z)  # (B, d)
-    # A copy: the queue is written after this term (push, in place), before the backward pass that reads it.
-    kernel = mmd_kernel(zs, queue.codes.clone())  # (B, N)
-    filled = (queue.labels >= 0).float()  # (N,)
-    same = (y[:, None] == queue.labels[None, :]).float()  # (B, N); empty slots (-1) match no label
-    within = (kernel * same).sum(1) / same.sum(1).clamp_min(1)  # (B,)
-    overall = (kernel * filled).sum(1) / filled.sum().clamp_min(1)  # (B,)
-    # An image whose class is not yet in the queue contributes 0 (no within-class pair to compare).
-    return ((within - overall) * (same.sum(1) > 0).float()).mean()
 
 
 def same_class_partner(y: torch.Tensor) -> torch.Tensor:
@@ -376,10 +224,8 @@ def same_class_partner(y: torch.Tensor) -> torch.Tensor:
 def ae_loss(nets: nn.ModuleDict, batches: list[PhaseBatch], state: nn.ModuleDict, *, opts: DisentangleOptions):
     (x, y), (x_other, y_other) = (batches[0].x, batches[0].y), (batches[1].x, batches[1].y)
     terms = Terms()
-    raw_mean, log_var = z_posterior(nets["enc_z"], x, opts)  # (B, dim_z) each, trained
-    if "z_norm" in state:
-        state["z_norm"].update(eval_mode_mean(nets["enc_z"], x, opts), y)
-    mean, z = normalised(state, y, raw_mean, sample_z(raw_mean, log_var))  # (B, dim_z) each: the codes
+    mean, log_var = z_posterior(nets["enc_z"], x, opts)  # (B, dim_z) each, trained
+    z = sample_z(mean, log_var)  # (B, dim_z)
     with torch.no_grad():  # enc_s is frozen here and is only read
         s, s_other = nets["enc_s"](x), nets["enc_s"](x_other)  # (B, dim_s) each
     s_recon = s if opts.s_from == "self" else s[same_class_partner(y)]
@@ -396,20 +242,7 @@ def ae_loss(nets: nn.ModuleDict, batches: list[PhaseBatch], state: nn.ModuleDict
         terms.log("use_gap", (recon_other_z - recon_own).mean())
         terms.add("use_floor", floor_term(recon_other_z - recon_own, opts.use_floor), opts.w_use)
     if log_var is not None:
-        kl = kl_to_standard_normal(raw_mean, log_var)  # (B,): the posterior Enc_z gives
-        if opts.kl_capacity > 0:
-            terms.log("kl_nats", kl.mean())
-            kl = kl_capacity_term(kl, opts.kl_capacity)
-        terms.add("kl", kl, opts.w_kl)
-    if opts.w_class_moments:
-        between, second_gap = class_moment_gap(mean, y)
-        terms.log("z_class_between", between)
-        terms.add("class_moments", between + second_gap, opts.w_class_moments)
-    if opts.w_class_mmd and "code_queue" in state:
-        terms.add("class_mmd", class_mmd_to_queue(mean, y, state["code_queue"]), opts.w_class_mmd)
-        state["code_queue"].push(standardize_batch(mean), y)  # after the term: the batch never meets itself
-    elif opts.w_class_mmd:
-        terms.add("class_mmd", class_mmd(mean, y), opts.w_class_mmd)
+        terms.add("kl", kl_to_standard_normal(mean, log_var), opts.w_kl)  # (B,): the posterior Enc_z gives
     # Enc_z against the frozen adversary: its prediction on z should be uniform over the classes.
     adv_mean, adv_z = (mean, z) if opts.adversary_dropout else adversary_codes(nets["enc_z"], state, x, y, opts)
     log_p_z = F.log_softmax(nets["clf_z"](adversary_view(adv_mean, adv_z, opts)).float(), dim=1)  # (B, K)
@@ -420,7 +253,7 @@ def ae_loss(nets: nn.ModuleDict, batches: list[PhaseBatch], state: nn.ModuleDict
     terms.add("ce_swap", F.cross_entropy(logits_swap.float(), y_other, reduction="none"), opts.w_swap)
     terms.log("acc_swap_clf_x", _accuracy(logits_swap, y_other))
     if opts.w_cycle:
-        terms.add("cycle", _reverse_cycle(nets, state, (s, y), (s_other, y_other), x.shape, opts), opts.w_cycle)
+        terms.add("cycle", _reverse_cycle(nets, s, s_other, x.shape, opts), opts.w_cycle)
     return terms.out()
 
 
@@ -429,24 +262,18 @@ def adversary_codes(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(mean, sample), each (B, dim_z), as the adversary reads them (`adversary_posterior`), with a graph to Enc_z."""
     mean, log_var = adversary_posterior(enc_z, x, opts)
-    return normalised(state, y, mean, sample_z(mean, log_var))
+    return mean, sample_z(mean, log_var)
 
 
 def _reverse_cycle(
-    nets: nn.ModuleDict,
-    state: nn.ModuleDict,
-    a: tuple[torch.Tensor, torch.Tensor],
-    b: tuple[torch.Tensor, torch.Tensor],
-    shape: torch.Size,
-    opts: DisentangleOptions,
+    nets: nn.ModuleDict, s_a: torch.Tensor, s_b: torch.Tensor, shape: torch.Size, opts: DisentangleOptions
 ) -> torch.Tensor:
-    """A z drawn from the prior, decoded with two different s and encoded again, must come back the
-    same both times: (B,) L1 between the two recovered means. `a`, `b`: (s (B, dim_s), classes (B,))."""
-    (s_a, y_a), (s_b, y_b) = a, b
+    """A z drawn from the prior, decoded with two different s (B, dim_s) each and encoded again, must come
+    back the same both times: (B,) L1 between the two recovered means."""
     z_prior = torch.randn(len(s_a), opts.dim_z, device=s_a.device)  # (B, dim_z)
     pair = torch.cat([torch.sigmoid(nets["dec"](z_prior, s_a)), torch.sigmoid(nets["dec"](z_prior, s_b))])
     recovered = z_posterior(nets["enc_z"], pair.reshape(2 * len(s_a), *shape[1:]), opts)[0]  # (2B, dim_z)
-    z_a, z_b = normalised(state, torch.cat([y_a, y_b]), recovered)[0].chunk(2)
+    z_a, z_b = recovered.chunk(2)
     return (z_a - z_b).abs().float().mean(1)
 
 
@@ -469,14 +296,6 @@ def build_disentangle(
         raise ConfigError(
             f"method.adversary_reads: '{opts.adversary_reads}' is not one of sample, mean, mean-standardized"
         )
-    if opts.kl_capacity < 0 or (opts.kl_capacity and not opts.w_kl):
-        raise ConfigError("method.kl_capacity: nats >= 0, and it needs method.w_kl > 0 (the term's weight)")
-    if opts.z_norm not in ("none", "class-whiten"):
-        raise ConfigError(f"method.z_norm: '{opts.z_norm}' is not one of none, class-whiten")
-    if opts.w_class_moments < 0 or opts.w_class_mmd < 0:
-        raise ConfigError("method.w_class_moments and method.w_class_mmd: >= 0")
-    if opts.mmd_queue < 0 or (opts.mmd_queue and not opts.w_class_mmd):
-        raise ConfigError("method.mmd_queue: codes >= 0, and it needs method.w_class_mmd > 0 (the term it serves)")
     if opts.use_floor < 0 or opts.w_use < 0:
         raise ConfigError("method.use_floor and method.w_use: >= 0")
     if opts.w_kl and not opts.variational:
@@ -497,13 +316,7 @@ def build_disentangle(
         Phase("adv", ("clf_z",), bind(adv_loss), OptimizerSpec(opts.adv_optimizer, opts.adv_lr), opts.adv_steps),
         Phase("ae", ("enc_z", "dec"), bind(ae_loss), OptimizerSpec("adam", opts.ae_lr), opts.ae_steps, batches=2),
     ]
-    state = nn.ModuleDict(
-        {"z_norm": ClassWhitening(num_classes, opts.dim_z, opts.z_norm_momentum)}
-        if opts.z_norm == "class-whiten"
-        else {}
-    )
-    if opts.mmd_queue:
-        state["code_queue"] = CodeQueue(opts.mmd_queue, opts.dim_z)
+    state = nn.ModuleDict()
     return System(
         nets=nn.ModuleDict(nets),
         phases=phases,
@@ -538,16 +351,14 @@ def codes(
     state: nn.ModuleDict | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(s, z) of x in eval mode: (N, dim_s), (N, dim_z); z is the posterior's mean, or with `generator`
-    a sample from it (the same as the mean for a deterministic Enc_z); with a class-whitening `state`,
-    whitened for the class clf_s reads from s (no label is used)."""
+    a sample from it (the same as the mean for a deterministic Enc_z). `state` is the system's loss state
+    (none of it changes the codes)."""
     z = (
         batched(lambda v: sample_z(*z_posterior(nets["enc_z"], v, opts), generator), x)
         if generator is not None
         else batched(lambda v: z_posterior(nets["enc_z"], v, opts)[0], x)
     )
     s = batched(nets["enc_s"], x)
-    if state is not None and "z_norm" in state:
-        z = normalised(state, batched(nets["clf_s"], s).argmax(1), z)[0]
     return s, z
 
 
