@@ -121,3 +121,12 @@ def test_short_keys_route_the_same_way_on_the_command_line_and_in_python():
     assert cli.method["lr"] == api.method["lr"] == 3e-4  # BEGAN's own lr, not train.lr
     assert cli.train.lr == api.train.lr == RunConfig().train.lr and cli.train.steps == api.train.steps == 7
     assert from_kwargs({"lr": 3e-4}).train.lr == 3e-4  # a method without an lr option: the train section's
+
+
+def test_steps_on_the_command_line_win_over_a_recipes_epochs():
+    recipe = load_recipe("mnist-vat-grid")  # epochs = 12
+    assert config_for(recipe, "plain", 0, {}).train.epochs == 12
+    cfg = config_for(recipe, "plain", 0, {"train.steps": 100})
+    assert cfg.train.steps == 100 and cfg.train.epochs == 0  # not silently outranked by the recipe
+    both = config_for(recipe, "plain", 0, {"train.steps": 100, "train.epochs": 2})
+    assert both.train.epochs == 2  # both given: epochs, as documented, decide

@@ -506,6 +506,25 @@ FIGURES.update(
 )
 
 
+GRID_COMMAND = (
+    "bash benchmarks/reproduce/mnist-vat-grid.sh   # semireg train mnist-vat-grid --seeds 0,1,2 train.progress=false "
+    "--runs-root runs/grid; defaults (2 threads, precision auto), one run at a time"
+)
+FIGURES.update(
+    {
+        f"mnist-vat-grid/{variant}/test_accuracy": {
+            "runs": f"runs/grid/mnist-vat-grid/{variant}/seed*",
+            "read": "final",
+            "metric": "test.accuracy",
+            "scale": 100,
+            "unit": "%",
+            "command": GRID_COMMAND,
+        }
+        for variant in ("plain", "dropout", "vat", "dropout+vat")
+    }
+)
+
+
 def values_of(spec: dict) -> tuple[list[float], list[str]]:
     if "json" in spec:
         path = ROOT / spec["json"]

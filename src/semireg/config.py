@@ -609,7 +609,7 @@ def config_for(
         merged = merge(merged, fill_short_keys(per_stage[stage], name))
     merged.pop("stages", None)
     merged = merge(merged, {"train.seed": seed})
-    merged = merge(merged, fill_short_keys(overrides, name))
+    merged = merge(merged, steps_win(fill_short_keys(overrides, name)))
     for key in ("teacher", "init_from"):
         ref = merged.get(key, "")
         if isinstance(ref, str) and ref.startswith("@"):
@@ -620,6 +620,15 @@ def config_for(
     return resolve(merged)
 
 
+def steps_win(overrides: dict[str, Any]) -> dict[str, Any]:
+    """Overrides that set train.steps and not train.epochs also clear a recipe's epochs: steps given on the
+    command line (or in Python) are the run's length, not a key the recipe's epochs silently outrank."""
+    train = overrides.get("train", {})
+    if isinstance(train, dict) and "steps" in train and "epochs" not in train:
+        return merge(overrides, {"train": {"epochs": 0.0}})
+    return overrides
+
+
 def from_kwargs(options: dict[str, Any], base: dict[str, Any] | None = None) -> RunConfig:
     """The Python API: flat keyword options routed to their sections."""
-    return resolve(merge(base or {}, fill_short_keys(options, method_named(base, options))))
+    return resolve(merge(base or {}, steps_win(fill_short_keys(options, method_named(base, options)))))
