@@ -22,6 +22,7 @@ import random
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -102,7 +103,7 @@ def rendezvous_port() -> int:
         return int(os.environ["MASTER_PORT"])
     low = 20000
     try:
-        low = min(low, int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0]) - 2000)
+        low = min(low, int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0]) - 2000)
     except (OSError, ValueError, IndexError):
         pass
     rng = random.Random()  # not torch's or numpy's generators: choosing a port must not move a run's random state
