@@ -19,6 +19,7 @@ LAYERS = [
         "semireg.augment",
         "semireg.models",
         "semireg.methods",
+        "semireg.classical",
         "semireg.phases",
         "semireg.rundir",
         "semireg.distributed",
@@ -32,7 +33,7 @@ LAYERS = [
     ["semireg.report", "semireg.traindata", "semireg.optim"],
     ["semireg.finished"],
     ["semireg.runs"],  # the run lifecycle both loops use
-    ["semireg.phase_loop"],
+    ["semireg.phase_loop", "semireg.classical_loop"],
     ["semireg.engine"],
     ["semireg.robustness", "semireg.export", "semireg.selection"],
     ["semireg.api", "semireg.cli"],

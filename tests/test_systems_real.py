@@ -10,7 +10,9 @@ from semireg.data import load_dataset
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not mnist_available(), reason="../shared/data/mnist not present")]
 
 
-def test_disentangle_puts_the_label_in_s_and_swaps_digits(tmp_path):
+def disentangle_metrics(run_dir, seed=0, threads=TRAIN_THREADS, precision="auto") -> dict:
+    """The test's short run (10,000 training digits, 300 steps) with training seed `seed`, at the
+    precision `auto` picks on this CPU (as a user gets it) unless told another."""
     ds = load_dataset("mnist", str(SHARED_DATA))
     gen = torch.Generator().manual_seed(0)
     train = torch.randperm(len(ds.y_train), generator=gen)[:10000]
@@ -20,16 +22,21 @@ def test_disentangle_puts_the_label_in_s_and_swaps_digits(tmp_path):
         (ds.x_train[train], ds.y_train[train]),
         steps=300,
         batch_size=128,
-        seed=0,
+        seed=seed,
         eval_data=(ds.x_test[test], ds.y_test[test]),
-        run_dir=tmp_path / "run",
-        threads=TRAIN_THREADS,
+        run_dir=run_dir,
+        threads=threads,
+        precision=precision,
         probe_train=5000,
         probe_epochs=5,
         judge_epochs=1,
         tsne_points=300,
     )
-    m = result.metrics
+    return result.metrics
+
+
+def test_disentangle_puts_the_label_in_s_and_swaps_digits(tmp_path):
+    m = disentangle_metrics(tmp_path / "run")
     assert m["clf_s_accuracy"] > 0.85, m  # chance is 0.10
     assert m["s_probe_mlp"] > 0.85, m
     assert m["swap_accuracy"] > 0.6, m  # an independent CNN reads the class of s in dec(z_i, s_j)

@@ -3,10 +3,14 @@ on a test set, on development tasks only (breast cancer is held out: benchmarks/
 is the first time the defaults meet it).
 
     python benchmarks/reproduce/vector_defaults.py          # digits and wine, 3 splits -> vector-defaults.json
+    python benchmarks/reproduce/vector_defaults.py --methods labelspreading selftraining --shapes vat-paper
+    python benchmarks/reproduce/vector_defaults.py --methods vat --eps-shares 0.05 0.1 0.15 0.3
 
 Each split is vectors.py's split of the same seed; its labelled rows train, and the validation score is
 the accuracy on the unlabelled training rows' true labels (the test rows are not read). A candidate is a
-method, an MLP shape and a step count.
+method, an MLP shape and a step count (a classical method has neither: its entries carry the
+shape's name only for the table's sake); for VAT also the radius as a share of the rows' RMS
+distance from their mean (`--eps-shares`; the scaler makes that distance sqrt(D)).
 """
 
 from __future__ import annotations
@@ -38,23 +42,28 @@ def main() -> None:
     ap.add_argument("--methods", nargs="+", default=["supervised", "fixmatch", "uda", "vat"])
     ap.add_argument("--shapes", nargs="+", default=list(SHAPES))
     ap.add_argument("--steps", type=int, nargs="+", default=[500])
+    ap.add_argument(
+        "--eps-shares", type=float, nargs="+", default=[None], help="VAT's eps as a share of the RMS radius"
+    )
     args = ap.parse_args()
     results = json.loads(OUT.read_text()) if OUT.exists() else {}
-    for task, method, shape, steps in itertools.product(args.tasks, args.methods, args.shapes, args.steps):
+    grid = itertools.product(args.tasks, args.methods, args.shapes, args.steps, args.eps_shares)
+    for task, method, shape, steps, share in grid:
         loader, n_labels = TASKS[task]
         x, y = loader(return_X_y=True)
+        extra = {"method.eps": share * x.shape[1] ** 0.5} if share is not None and method == "vat" else {}
         scores, seconds = [], []
         for seed in range(args.splits):
             x_tr, y_semi, _, _ = split(x, y, n_labels, seed)
             y_true = split(x, y, len(y), seed)[1]  # the same rows, every label (the split is seeded)
-            options = {"model.hidden": SHAPES[shape]} if SHAPES[shape] else {}
+            options = {**({"model.hidden": SHAPES[shape]} if SHAPES[shape] else {}), **extra}
             clf = SemiSupervisedClassifier(method=method, steps=steps, options=options, random_state=seed)
             start = time.perf_counter()
             model = make_pipeline(StandardScaler(), clf).fit(x_tr, y_semi)
             seconds.append(time.perf_counter() - start)
             unlabelled = y_semi == -1
             scores.append(100.0 * float((model.predict(x_tr[unlabelled]) == y_true[unlabelled]).mean()))
-        key = f"{task}/{method}/{shape}/{steps}"
+        key = f"{task}/{method}/{shape}/{steps}" + (f"/eps{share:g}" if extra else "")
         results[key] = {"validation_accuracy": scores, "seconds": [round(s, 2) for s in seconds]}
         print(
             f"{key}: {statistics.fmean(scores):.1f} (worst {min(scores):.1f}) in {statistics.fmean(seconds):.1f} s",

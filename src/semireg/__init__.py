@@ -1,6 +1,6 @@
 """semireg: train neural networks that learn more from less (few labels, shifted inputs)."""
 
-from .api import evaluate, fit, fit_system, list_methods, list_models, list_systems, select
+from .api import evaluate, fit, fit_system, list_classical, list_methods, list_models, list_systems, select
 from .version import __version__
 
 __all__ = [
@@ -9,6 +9,7 @@ __all__ = [
     "evaluate",
     "fit",
     "fit_system",
+    "list_classical",
     "list_methods",
     "list_models",
     "list_systems",

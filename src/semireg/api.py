@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .classical import CLASSICAL
 from .config import from_kwargs, is_system
 from .data.arrays import as_images, check_classes_present, check_labels, encode_labels, infer_num_classes, notice
 from .data.partial import UNLABELED, as_label_array, is_map_dataset, pairs_of_dataset, split_rows, unlabeled_mask
@@ -41,6 +42,11 @@ def list_methods() -> list[str]:
 def list_models() -> list[str]:
     """The registered models (`fit("NAME", ...)`)."""
     return sorted(MODELS)
+
+
+def list_classical() -> list[str]:
+    """The registered classical methods (`fit("mlp", ..., method=NAME)`: fitted on all rows at once)."""
+    return sorted(CLASSICAL)
 
 
 def list_systems() -> list[str]:

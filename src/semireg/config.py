@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .augment import AugmentConfig, validate_augment
+from .classical import CLASSICAL
 from .data.arrays import notice
 from .errors import ConfigError
 from .methods import METHODS, get_method
@@ -283,9 +284,10 @@ def method_named(*trees: dict[str, Any] | None) -> str | None:
 
 
 def own_options(method: str | None) -> set[str]:
-    """Option names of a registered method or system (none for an unknown name: resolve names it)."""
-    registry = SYSTEMS if method in SYSTEMS else METHODS if method in METHODS else None
-    return {f.name for f in dataclasses.fields(registry[method].options)} if registry else set()
+    """Option names of a registered method, system or classical method (none for an unknown name:
+    resolve names it)."""
+    kind = next((k for k, registry in KINDS.items() if method in registry), None)
+    return {f.name for f in dataclasses.fields(KINDS[kind][method].options)} if kind else set()
 
 
 def fill_short_keys(tree: dict[str, Any], method: str | None = None) -> dict[str, Any]:
@@ -361,6 +363,22 @@ def imply_settings(cfg: RunConfig) -> None:
         )
 
 
+# What `method.name` can name: a method (a step function training one model), a multi-network
+# system (trained in phases) or a classical method (fitted on all rows at once); each registry maps a
+# name to a spec whose `.options` is its options dataclass.
+KINDS: dict[str, dict[str, Any]] = {"method": METHODS, "system": SYSTEMS, "classical": CLASSICAL}
+
+
+def kind_of(name: str) -> str:
+    """'method', 'system' or 'classical': which registry `method.name` is in."""
+
+    for kind, registry in KINDS.items():
+        if name in registry:
+            return kind
+    known = "; ".join(f"{kind}s: {', '.join(sorted(registry))}" for kind, registry in KINDS.items())
+    raise ConfigError(f"method.name: unknown method '{name}' ({known})")
+
+
 def is_system(name: str) -> bool:
     """Whether `method.name` names a multi-network system (trained in phases) rather than a method."""
 
@@ -368,16 +386,9 @@ def is_system(name: str) -> bool:
 
 
 def options_class(name: str) -> type:
-    """The options dataclass of a registered method or system."""
+    """The options dataclass of a registered method, system or classical method."""
 
-    if name in SYSTEMS:
-        return SYSTEMS[name].options
-    if name not in METHODS:
-        raise ConfigError(
-            f"method.name: unknown method '{name}' (methods: {', '.join(sorted(METHODS))}; "
-            f"multi-network systems: {', '.join(sorted(SYSTEMS))})"
-        )
-    return get_method(name).options
+    return KINDS[kind_of(name)][name].options
 
 
 def method_options(cfg: RunConfig) -> Any:
@@ -406,31 +417,50 @@ SYSTEM_TRAIN_KEYS = {
 }
 
 
-def check_system_keys(cfg: RunConfig) -> None:
-    """A key a system would ignore is an error saying where that setting lives for it."""
-    name = cfg.method["name"]
-    if name not in SYSTEMS:
-        return
+# What a classical method reads of the train section: it fits on all rows at once, in one process,
+# with no optimizer, model or views of the step methods (its settings are its options, method.*).
+CLASSICAL_TRAIN_KEYS = {"seed", "threads", "device", "deterministic", "progress"}
+
+
+def settings_read(cfg: RunConfig) -> tuple[dict[str, set[str]], dict[str, str]]:
+    """({section: the keys the trainable reads}, {section: where its own settings of that kind live}),
+    for the sections a system or classical method reads only in part; ({}, {}) for a step method."""
+    name, kind = cfg.method["name"], kind_of(cfg.method["name"])
+    if kind == "method":
+        return {}, {}
+    if kind == "classical":
+        where = f"the classical method '{name}' does not read it; its settings are method.* ({', '.join(sorted(own_options(name)))})"
+        return {"train": CLASSICAL_TRAIN_KEYS, "model": set(), "augment": set()}, dict.fromkeys(
+            ("train", "model", "augment"), where
+        )
     rates = sorted(o for o in own_options(name) if o == "lr" or o.endswith("_lr") or o.startswith("lr_"))
+    lead = f"the multi-network system '{name}' does not read it; "
     where = {
-        "train": f"its learning rates and optimizers are options of its phases ({', '.join(f'method.{r}' for r in rates)})"
-        if rates
-        else "its optimizers are options of its phases (method.*)",
-        "model": "its networks are built from its own options (method.*)",
-        "augment": "its phases draw the images as they are",
+        "train": lead
+        + (
+            f"its learning rates and optimizers are options of its phases ({', '.join(f'method.{r}' for r in rates)})"
+            if rates
+            else "its optimizers are options of its phases (method.*)"
+        ),
+        "model": lead + "its networks are built from its own options (method.*)",
+        "augment": lead + "its phases draw the images as they are",
     }
+    return {"train": SYSTEM_TRAIN_KEYS, "model": set(), "augment": set()}, where
+
+
+def check_keys_read(cfg: RunConfig) -> None:
+    """A key a system or a classical method would ignore is an error saying where that setting lives for it."""
+    reads, where = settings_read(cfg)
     defaults = RunConfig()
-    for section, kept in (("train", SYSTEM_TRAIN_KEYS), ("model", set()), ("augment", set())):
+    for section, kept in reads.items():
         mine, default = getattr(cfg, section), getattr(defaults, section)
         for f in dataclasses.fields(mine):
             if f.name not in kept and getattr(mine, f.name) != getattr(default, f.name):
-                raise ConfigError(
-                    f"{section}.{f.name}: the multi-network system '{name}' does not read it; {where[section]}"
-                )
+                raise ConfigError(f"{section}.{f.name}: {where[section]}")
 
 
 def validate(cfg: RunConfig) -> None:
-    check_system_keys(cfg)
+    check_keys_read(cfg)
     t, d = cfg.train, cfg.data
     choices = {
         "train.optimizer": (t.optimizer, {"adam", "adamw", "sgd", "adadelta"}),

@@ -10,6 +10,7 @@ tensors already on that device.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -23,13 +24,14 @@ from torch.optim.swa_utils import AveragedModel, update_bn
 
 from . import distributed, hardware, rundir, runs
 from .augment import Augmenter, eval_transform
-from .config import RunConfig, is_system, method_options
+from .classical_loop import train_classical
+from .config import RunConfig, kind_of, method_options
 from .data import IndexSampler, Split
-from .data.arrays import as_images
+from .data.arrays import as_images, notice
 from .errors import ConfigError, RunDirError, mismatch
 from .evaluation import classification_metrics, evaluation_mode, plot_curves, predict_logits, summary
 from .finished import initial_weights, load_teacher, model_from_config
-from .methods import Batch, MethodSpec, get_method
+from .methods import Batch, DataStats, MethodSpec, get_method
 from .models import LogitsOnly, describe_output, logits_of, unwrap
 from .optim import EMA, Plateau, build_optimizer, lr_factor
 from .phase_loop import train_system_config
@@ -141,6 +143,26 @@ def feature_std(data: TrainData) -> torch.Tensor:
     return torch.where(std > 0, std, torch.ones_like(std))
 
 
+def data_stats(data: TrainData) -> DataStats:
+    """What a method's data-dependent defaults read of the training inputs."""
+    if data.x_l.ndim != 2:
+        return DataStats(is_vector=False)
+    rows = data.x_l if data.x_u is None else torch.cat([data.x_l, data.x_u])  # (N, D)
+    return DataStats(is_vector=True, rms_radius=float(rows.double().var(dim=0, unbiased=False).sum().sqrt()))
+
+
+def fill_data_defaults(cfg: RunConfig, spec: MethodSpec, opts: Any, data: TrainData, ranks: distributed.Ranks) -> Any:
+    """A method's defaults that depend on the data (VAT's radius on vectors), filled in before the
+    run opens and written into cfg.method, so that config.json records the value used."""
+    if spec.data_defaults is None:
+        return opts
+    opts, note = spec.data_defaults(opts, data_stats(data))
+    cfg.method.update(dataclasses.asdict(opts))
+    if note and ranks.is_main:
+        notice(note)
+    return opts
+
+
 @torch.no_grad()
 def recompute_bn(model: nn.Module, x: torch.Tensor, batch_size: int, view=None) -> None:
     """BatchNorm running statistics recomputed from scratch over `x` (what swa_utils.update_bn does)."""
@@ -168,14 +190,20 @@ def train(
     With `train.devices` > 1 the ranks are spawned here and rank 0's result is returned.
     """
     run_dir = None if run_dir is None else Path(run_dir)  # a str from a user's script, as the CLI's paths
-    if is_system(cfg.method["name"]):
+    name, kind = cfg.method["name"], kind_of(cfg.method["name"])
+    if kind != "method":
+        what = {"system": "a multi-network system", "classical": "a classical method"}[kind]
         if model is not None:
-            raise ConfigError(
-                f"'{cfg.method['name']}' is a multi-network system: pass modules to fit_system, not a model"
-            )
+            where = "pass modules to fit_system" if kind == "system" else "it fits a module of its own"
+            raise ConfigError(f"'{name}' is {what}: {where}, not a model")
         if cfg.train.devices * cfg.train.num_nodes > 1 or distributed.launched_externally():
-            raise ConfigError("multi-network systems train in one process: train.devices and train.num_nodes must be 1")
-        return train_system_config(cfg, run_dir, data=data, split=split, resume=resume, overwrite=overwrite)
+            raise ConfigError(
+                f"'{name}' is {what}, trained in one process: train.devices and train.num_nodes must be 1"
+            )
+        if kind == "system":
+            return train_system_config(cfg, run_dir, data=data, split=split, resume=resume, overwrite=overwrite)
+        fitted, metrics = train_classical(cfg, run_dir, data=data, split=split, resume=resume, overwrite=overwrite)
+        return Result(model=fitted, metrics=metrics, run_dir=run_dir, config=cfg)
     fabric, spawn = distributed.make_fabric(cfg.train)
     if not spawn:
         return train_rank(fabric, cfg, run_dir, model, data, split, resume, overwrite)
@@ -221,6 +249,7 @@ def train_rank(
         torch.set_num_threads(cfg.train.threads)
     if data is None:
         data, split = data_from_config(cfg)
+    opts = fill_data_defaults(cfg, spec, opts, data, ranks)
     check_method_inputs(cfg, data, spec, opts)
     teacher = load_teacher(cfg.teacher, data, fabric.device) if cfg.teacher else None
     init = initial_weights(cfg)

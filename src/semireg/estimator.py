@@ -28,11 +28,11 @@ from torch import nn
 
 from .api import fit as fit_model
 from .augment import eval_transform
-from .config import RunConfig, resolve
+from .config import RunConfig, kind_of, resolve
 from .data.arrays import as_images
 from .data.partial import UNLABELED, as_label_array, check_one_label_kind, unlabeled_mask
 from .evaluation import predict_logits
-from .models import build_model
+from .finished import module_with_weights
 
 # Chosen on validation rows of the development tasks (digits, wine; benchmarks/reproduce/vector_defaults.py):
 # UDA led every method there at every MLP shape tried (FixMatch, VAT and labels only behind it).
@@ -44,9 +44,11 @@ class SemiSupervisedClassifier(ClassifierMixin, BaseEstimator):
 
     Parameters
     ----------
-    method : a registered method (`semireg.list_methods()`), e.g. "fixmatch", "vat", "supervised".
-    model : a registered model name (`semireg.list_models()`) or an `nn.Module` mapping a batch to logits.
-    steps : optimizer steps.
+    method : a registered method (`semireg.list_methods()`), e.g. "fixmatch", "vat", "supervised", or a
+        classical one (`semireg.list_classical()`): "labelspreading", "selftraining".
+    model : a registered model name (`semireg.list_models()`) or an `nn.Module` mapping a batch to
+        logits; a neural method's (a classical method fits its own).
+    steps : optimizer steps of a neural method.
     options : any other config keys, short or dotted (`{"lr": 3e-4, "method.threshold": 0.9}`).
     unlabeled : the label that marks an unlabelled row (besides None and NaN); -1 by default.
     random_state : None (a fresh seed each fit), an int, or a numpy RandomState.
@@ -107,15 +109,17 @@ class SemiSupervisedClassifier(ClassifierMixin, BaseEstimator):
         x_l, x_u = x[torch.from_numpy(~missing)], x[torch.from_numpy(missing)]
         pool = x_u if len(x_u) else x_l
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        # steps are a neural method's; a classical method fits once (its settings are in options)
+        steps = {"steps": self.steps} if kind_of(self.method) == "method" else {}
         with self.notices():
             result = fit_model(
                 self.model,
                 (x_l, np.searchsorted(self.classes_, kept)),
                 pool,
                 method=self.method,
-                steps=self.steps,
                 seed=seed,
                 num_classes=len(self.classes_),
+                **steps,
                 **(self.options or {}),
             )
         self.model_ = result.model.cpu().eval()
@@ -180,7 +184,6 @@ class SemiSupervisedClassifier(ClassifierMixin, BaseEstimator):
         packed = state.get("model_")
         if isinstance(packed, dict) and "safetensors" in packed:
             cfg: RunConfig = resolve(state["config_"])
-            net = build_model(cfg.model.name, state["in_shape_"], len(state["classes_"]), **cfg.model.builder_options())
-            net.load_state_dict(load_tensors(packed["safetensors"]))
-            state["model_"] = net.eval()
+            weights = load_tensors(packed["safetensors"])
+            state["model_"] = module_with_weights(cfg, state["in_shape_"], len(state["classes_"]), weights).eval()
         self.__dict__.update(state)

@@ -31,8 +31,7 @@ from .data.arrays import as_images
 from .data.tabular import read_features
 from .errors import ConfigError, DataError, RunDirError, mismatch
 from .evaluation import predict_logits
-from .finished import evaluated_weights
-from .models import build_model
+from .finished import evaluated_weights, module_with_weights
 
 FORMAT = "semireg-model/1"
 EXPORT_NAME = "model.safetensors"
@@ -137,12 +136,9 @@ def _build(cfg, shapes: dict[str, Any], weights: dict[str, torch.Tensor], where:
 
     if not shapes.get("in_shape") or not shapes.get("num_classes"):
         raise RunDirError(f"{where}: the input shape and class count are not recorded")
-    model = build_model(
-        cfg.model.name, tuple(shapes["in_shape"]), int(shapes["num_classes"]), **cfg.model.builder_options()
-    )
     try:
-        model.load_state_dict(weights)
-    except RuntimeError as exc:
+        model = module_with_weights(cfg, tuple(shapes["in_shape"]), int(shapes["num_classes"]), weights)
+    except (RuntimeError, KeyError) as exc:
         raise RunDirError(f"{where}: checkpoint of another model ({mismatch(exc)})") from None
     return model.eval()
 

@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from . import rundir
-from .config import RunConfig, resolve
+from .classical import get_classical
+from .config import RunConfig, kind_of, method_options, resolve
 from .errors import ConfigError, mismatch
 from .models import build_model
 from .traindata import TrainData
@@ -18,6 +19,19 @@ from .traindata import TrainData
 
 def model_from_config(cfg: RunConfig, data: TrainData) -> nn.Module:
     return build_model(cfg.model.name, data.in_shape, data.num_classes, **cfg.model.builder_options())
+
+
+def module_with_weights(
+    cfg: RunConfig, in_shape: tuple[int, ...], num_classes: int, weights: dict[str, torch.Tensor]
+) -> nn.Module:
+    """The module a run trained, with `weights` loaded: its registered model, or the module a
+    classical method fitted (rebuilt from its own tensors). Raises RuntimeError on weights of
+    another model, as load_state_dict does."""
+    if kind_of(cfg.method["name"]) == "classical":
+        return get_classical(cfg.method["name"]).load(weights, method_options(cfg))
+    model = build_model(cfg.model.name, tuple(in_shape), num_classes, **cfg.model.builder_options())
+    model.load_state_dict(weights)
+    return model
 
 
 def evaluated_weights(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], str]:
@@ -43,10 +57,9 @@ def load_finished_model(run_dir: str | Path, data: TrainData, what: str = "run")
     run_dir = Path(run_dir)
     cfg, state = finished_run(run_dir, what)
     weights, kind = evaluated_weights(state)
-    model = model_from_config(cfg, data)
     try:
-        model.load_state_dict(weights)
-    except RuntimeError as exc:
+        model = module_with_weights(cfg, data.in_shape, data.num_classes, weights)
+    except (RuntimeError, KeyError) as exc:
         raise ConfigError(f"{what} {run_dir}: checkpoint of another model ({mismatch(exc)})") from None
     return model, kind, int(state["step"])
 

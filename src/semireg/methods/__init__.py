@@ -18,6 +18,6 @@ from . import (  # noqa: F401  (register the built-in methods)
     uda,
     vat,
 )
-from .registry import METHODS, Batch, MethodSpec, get_method, register_method
+from .registry import METHODS, Batch, DataStats, MethodSpec, get_method, register_method
 
-__all__ = ["METHODS", "Batch", "MethodSpec", "get_method", "register_method"]
+__all__ = ["METHODS", "Batch", "DataStats", "MethodSpec", "get_method", "register_method"]

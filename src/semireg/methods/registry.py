@@ -36,6 +36,19 @@ StepFn = Callable[[nn.Module, Batch, Any], dict[str, torch.Tensor]]
 
 
 @dataclass(frozen=True)
+class DataStats:
+    """What a method's data-dependent defaults may read of the training inputs (labelled and unlabelled)."""
+
+    is_vector: bool  # rows of features (N, D) rather than images
+    # sqrt(sum over features of their variance): a row's RMS distance from the mean row (vectors only)
+    rms_radius: float | None = None
+
+
+# (options, stats) -> (the options with their data-dependent defaults filled in, a one-line notice or None)
+DataDefaultsFn = Callable[[Any, DataStats], tuple[Any, str | None]]
+
+
+@dataclass(frozen=True)
 class MethodSpec:
     name: str
     step: StepFn
@@ -51,6 +64,8 @@ class MethodSpec:
     # it (checked by the registry-iterated tests).
     x_u_is_target: bool = False
     unsup_term: str | None = "unsup"  # the returned term (attached to the graph) a test differentiates alone
+    # Defaults that depend on the data (VAT's radius on vectors), filled in once before the run opens.
+    data_defaults: DataDefaultsFn | None = None
 
 
 METHODS: dict[str, MethodSpec] = {}
@@ -68,6 +83,7 @@ def register_method(
     mu: int | None = None,
     x_u_is_target: bool = False,
     unsup_term: str | None = "unsup",
+    data_defaults: DataDefaultsFn | None = None,
 ):
     def wrap(step: StepFn) -> StepFn:
         if name in METHODS:
@@ -84,6 +100,7 @@ def register_method(
             mu,
             x_u_is_target,
             unsup_term,
+            data_defaults,
         )
         return step
 

@@ -11,6 +11,7 @@ dtype, cheaper, at an xi that dtype resolves (docs/performance.md has the measur
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -21,7 +22,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..errors import ConfigError
 from .common import marginal_kl_to_uniform, ramp_up
-from .registry import Batch, accuracy, register_method
+from .registry import Batch, DataStats, accuracy, register_method
 from .supervised import cross_entropy
 
 _STAT_PREFIXES = ("running_", "num_batches_tracked")
@@ -147,9 +148,18 @@ def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
     return -(log_p.exp() * log_p).sum(dim=1).mean()
 
 
+IMAGE_EPS = 2.5  # L2 radius in pixel units ([0, 1] images): the VAT paper's MNIST range
+# On vectors the radius is a share of a row's RMS distance from the mean row, so that it means the
+# same on any feature scale; the share was chosen on validation rows of digits and wine
+# (benchmarks/reproduce/vector_defaults.py --vat): 0.3 and the image radius collapse training there.
+VECTOR_EPS_SHARE = 0.1
+
+
 @dataclass
 class VATOptions:
-    eps: float = 2.5  # L2 radius of the adversarial perturbation, in input units
+    # L2 radius of the adversarial perturbation, in input units; None: IMAGE_EPS on images, on
+    # vectors VECTOR_EPS_SHARE of the rows' RMS distance from their mean (said when filled in)
+    eps: float | None = None
     xi: float | None = None  # probe size of the power iteration; None: DEFAULT_XI of the probe's precision
     power_iters: int = 1
     weight: float = 1.0  # alpha: weight of the VAT term
@@ -160,12 +170,27 @@ class VATOptions:
     probe: str = "fp32"  # fp32 | autocast: the power iteration's precision under mixed precision
 
 
+def vat_data_defaults(opts: VATOptions, stats: DataStats) -> tuple[VATOptions, str | None]:
+    """eps from the data's scale when none is given."""
+    if opts.eps is not None:
+        return opts, None
+    if not stats.is_vector:
+        return dataclasses.replace(opts, eps=IMAGE_EPS), None
+    eps = round(VECTOR_EPS_SHARE * stats.rms_radius, 4)
+    note = (
+        f"method.eps = {eps:g} (vectors: {VECTOR_EPS_SHARE} x the rows' RMS distance from their mean, "
+        f"{stats.rms_radius:.3g}; set it to choose another)"
+    )
+    return dataclasses.replace(opts, eps=eps), note
+
+
 @register_method(
     "vat",
     options=VATOptions,
     uses_unlabeled=lambda o: o.on != "labeled",
     mu=1,
     unsup_term="vat",
+    data_defaults=vat_data_defaults,
     description="cross-entropy + virtual adversarial smoothness (+ optional entropy minimisation)",
 )
 def vat_step(model: nn.Module, batch: Batch, opts: VATOptions) -> dict[str, torch.Tensor]:
@@ -187,8 +212,9 @@ def vat_step(model: nn.Module, batch: Batch, opts: VATOptions) -> dict[str, torc
         else:
             x_vat, logits_vat = batch.x_u, logits_u
     xi = opts.xi if opts.xi is not None else DEFAULT_XI[opts.probe]
+    eps = opts.eps if opts.eps is not None else IMAGE_EPS  # the engine fills it in from the data first
     lds = vat_loss(
-        model, x_vat, logits_vat, xi=xi, eps=opts.eps, power_iters=opts.power_iters, fp32_probe=opts.probe == "fp32"
+        model, x_vat, logits_vat, xi=xi, eps=eps, power_iters=opts.power_iters, fp32_probe=opts.probe == "fp32"
     )
     loss = ce + opts.weight * ramp_up(batch.progress, opts.warmup) * lds
     terms = {"ce": ce.detach(), "vat": lds, "train_acc": accuracy(logits_l, batch.y_l)}
