@@ -21,7 +21,7 @@ from .augment import AugmentConfig, validate_augment
 from .classical import CLASSICAL
 from .data.arrays import notice
 from .errors import ConfigError
-from .methods import METHODS, get_method
+from .methods import METHODS
 from .models import MODELS, canonical_name
 from .systems import SYSTEMS  # late import: systems and methods register themselves on import
 from .version import CONFIG_VERSION
