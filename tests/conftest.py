@@ -5,6 +5,26 @@ import pytest
 import torch
 
 # Tests and CI read the real data sets from ../shared/data beside the checkout; nothing downloads.
+# The measured spread behind the bounds of the real-run tests outside test_ssl_real.py / test_mnist_real.py:
+# every case over training seeds 0-2 on the three CPU kinds' numeric paths (AMX; AVX-512 BF16 and
+# float32-only emulated by limiting the kernels' instruction sets), at the precision `auto` gives each.
+# Written by `python benchmarks/qa/threshold_spread.py --summarize benchmarks/results/threshold-spread/runs.jsonl`.
+THRESHOLD_SPREAD_FILE = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "threshold-spread.json"
+
+
+def measured(case: str, key: str) -> dict:
+    """{"lowest", "highest", "n", "runs"} of one measurement of one case of the spread."""
+    import json
+
+    return json.loads(THRESHOLD_SPREAD_FILE.read_text())[case][key]
+
+
+def halfway(failure: float, worst: float) -> float:
+    """A bound halfway between what a failure gives (chance, no gain) and the worst measured run: every
+    measured run clears it by half its distance from failure, and a failure misses it by as much."""
+    return failure + (worst - failure) / 2
+
+
 SHARED_DATA = Path(os.environ.get("SEMIREG_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 os.environ.setdefault("SEMIREG_DATA", str(SHARED_DATA))
 

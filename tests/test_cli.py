@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import halfway, measured
 
 from semireg.cli import main
 
@@ -109,7 +110,9 @@ def test_demo_runs_offline_and_vat_beats_labels_only(tmp_path):
     for row in summary:
         acc.setdefault(row["variant"], []).append(row["accuracy"])
     assert len(acc["vat"]) == 3
-    assert sum(acc["vat"]) / 3 > sum(acc["labels-only"]) / 3 + 0.03, acc
+    # halfway between no gain and the smallest gain of a single seed measured on the three CPU kinds
+    bar = halfway(0.0, measured("demo", "vat_minus_labels_only")["lowest"])
+    assert sum(acc["vat"]) / 3 > sum(acc["labels-only"]) / 3 + bar, (acc, bar)
     assert list(tmp_path.glob("demo-*/demo/vat/seed0/confusion.png"))
     assert "±" in proc.stdout  # mean ± std over the seeds
 

@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 import torch
-from conftest import IN_WORKER
+from conftest import IN_WORKER, halfway, measured
 from filelock import FileLock  # a dependency of torch
 from torch import nn
 
@@ -210,10 +210,16 @@ def batchnorm_accuracies(seed=0, precision="auto") -> tuple[float, float]:
 
 def test_batchnorm_model_with_augmentation_reaches_the_same_accuracy_on_two_processes():
     """With BatchNorm (statistics of each rank's share, averaged at checkpoints) and augmentation
-    (each rank its own draws) only the accuracy can agree: within 5 points on held-out digits."""
+    (each rank its own draws) only the accuracy can agree, within the spread of seeds on held-out digits."""
     acc_one, acc_two = batchnorm_accuracies()
-    assert acc_one > 0.8 and acc_two > 0.8  # well above chance (0.1)
-    assert abs(acc_one - acc_two) < 0.05, (acc_one, acc_two)
+    # Measured over seeds 0-2 on the three CPU kinds (benchmarks/results/threshold-spread.json, ddp-bn).
+    worst = min(measured("ddp-bn", k)["lowest"] for k in ("one_process", "two_processes"))
+    assert min(acc_one, acc_two) > halfway(0.1, worst), (acc_one, acc_two)  # chance is 0.1
+    # Two processes are one more draw of the random streams, as another seed is: the difference may be
+    # as large as the seeds' own spread of one-process accuracy, plus the largest difference measured.
+    one = measured("ddp-bn", "one_process")
+    bound = one["highest"] - one["lowest"] + measured("ddp-bn", "abs_difference")["highest"]
+    assert abs(acc_one - acc_two) < bound, (acc_one, acc_two, bound)
 
 
 def test_global_batch_must_split_evenly():

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import SHARED_DATA, TRAIN_THREADS, mnist_available
+from conftest import SHARED_DATA, TRAIN_THREADS, halfway, measured, mnist_available
 
 import semireg
 from semireg.data import load_dataset
@@ -37,10 +37,15 @@ def disentangle_metrics(run_dir, seed=0, threads=TRAIN_THREADS, precision="auto"
 
 def test_disentangle_puts_the_label_in_s_and_swaps_digits(tmp_path):
     m = disentangle_metrics(tmp_path / "run")
-    assert m["clf_s_accuracy"] > 0.85, m  # chance is 0.10
-    assert m["s_probe_mlp"] > 0.85, m
-    assert m["swap_accuracy"] > 0.6, m  # an independent CNN reads the class of s in dec(z_i, s_j)
-    assert m["z_probe_mlp"] < m["s_probe_mlp"] - 0.2, m  # z holds much less of the label than s
-    assert m["recon_bce_other_z"] > m["recon_bce"] + 0.005, m  # ...but z is used: not a collapsed code
+    # Each bound halfway between what a failure gives and the worst of seeds 0-2 on the three CPU
+    # kinds (benchmarks/results/threshold-spread.json, case disentangle).
+    worst = lambda key: measured("disentangle", key)["lowest"]
+    assert m["clf_s_accuracy"] > halfway(0.1, worst("clf_s_accuracy")), m  # chance is 0.10
+    assert m["s_probe_mlp"] > halfway(0.1, worst("s_probe_mlp")), m
+    assert m["swap_accuracy"] > halfway(0.1, worst("swap_accuracy")), m  # a CNN reads s's class in dec(z_i, s_j)
+    # z holds much less of the label than s (a failure: as much)
+    assert m["s_probe_mlp"] - m["z_probe_mlp"] > halfway(0.0, worst("s_minus_z_probe")), m
+    # ...but z is used, not a collapsed code (a failure: another z changes nothing)
+    assert m["recon_bce_other_z"] - m["recon_bce"] > halfway(0.0, worst("recon_other_z_minus_own")), m
     for picture in ("swaps.png", "analogies.png", "tsne_s.png", "tsne_z.png", "curves.png"):
         assert (tmp_path / "run" / picture).stat().st_size > 1000, picture

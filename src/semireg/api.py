@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .classical import CLASSICAL
-from .config import from_kwargs, is_system
+from .config import from_kwargs
 from .data.arrays import as_images, check_classes_present, check_labels, encode_labels, infer_num_classes, notice
 from .data.partial import UNLABELED, as_label_array, is_map_dataset, pairs_of_dataset, split_rows, unlabeled_mask
 from .engine import Result, train
@@ -251,7 +251,7 @@ def fit_system(
         cfg = from_kwargs(options, base={"name": "api", "train": {"steps": steps, "seed": seed, "progress": False}})
         return train_system(cfg, system, data, path, overwrite=overwrite)
     base = {"name": "api", "method": {"name": system}, "train": {"steps": steps, "seed": seed, "progress": False}}
-    if not is_system(system):
+    if system not in SYSTEMS:
         raise ConfigError(f"'{system}' is not a multi-network system (known: {', '.join(sorted(SYSTEMS))}); use fit()")
     # The system's own option names win over a config field of the same short name (`hidden`).
     own = {f.name for f in dataclasses.fields(get_system(system).options)}

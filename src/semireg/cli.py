@@ -16,7 +16,7 @@ from .config import (
     RunConfig,
     config_for,
     fill_short_keys,
-    is_system,
+    kind_entry,
     load_recipe,
     merge,
     method_named,
@@ -252,7 +252,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _evaluate_run(run_dir: Path, cfg: RunConfig, data) -> int:
-    if is_system(cfg.method["name"]):
+    if not kind_entry(cfg.method["name"]).classifier:  # a system evaluates its own networks
         out = evaluate_finished_system(run_dir, data)
         rundir.write_json(run_dir / "eval.json", out)
         print(json.dumps({k: v for k, v in out.items() if not isinstance(v, list)}, indent=1))

@@ -286,8 +286,8 @@ def method_named(*trees: dict[str, Any] | None) -> str | None:
 def own_options(method: str | None) -> set[str]:
     """Option names of a registered method, system or classical method (none for an unknown name:
     resolve names it)."""
-    kind = next((k for k, registry in KINDS.items() if method in registry), None)
-    return {f.name for f in dataclasses.fields(KINDS[kind][method].options)} if kind else set()
+    kind = next((k for k, entry in KINDS.items() if method in entry.registry), None)
+    return {f.name for f in dataclasses.fields(KINDS[kind].registry[method].options)} if kind else set()
 
 
 def fill_short_keys(tree: dict[str, Any], method: str | None = None) -> dict[str, Any]:
@@ -363,32 +363,42 @@ def imply_settings(cfg: RunConfig) -> None:
         )
 
 
-# What `method.name` can name: a method (a step function training one model), a multi-network
-# system (trained in phases) or a classical method (fitted on all rows at once); each registry maps a
-# name to a spec whose `.options` is its options dataclass.
-KINDS: dict[str, dict[str, Any]] = {"method": METHODS, "system": SYSTEMS, "classical": CLASSICAL}
+@dataclass(frozen=True)
+class Kind:
+    """One kind of thing `method.name` can name, and what every consumer of a run asks of it."""
+
+    registry: dict[str, Any]  # name -> spec, whose `.options` is its options dataclass
+    classifier: bool  # its run ends in one classifier (eval, predict and export take it as a model)
+    curves: str  # what its run's curves show
+
+
+KINDS: dict[str, Kind] = {
+    "method": Kind(METHODS, True, "loss terms (log scale) and accuracy against the step"),  # a step function
+    "system": Kind(SYSTEMS, False, "the terms each phase logged, against the round"),  # networks trained in phases
+    "classical": Kind(CLASSICAL, True, "the fit's evaluation (one fit, no steps)"),  # fitted on all rows at once
+}
 
 
 def kind_of(name: str) -> str:
     """'method', 'system' or 'classical': which registry `method.name` is in."""
 
-    for kind, registry in KINDS.items():
-        if name in registry:
+    for kind, entry in KINDS.items():
+        if name in entry.registry:
             return kind
-    known = "; ".join(f"{kind}s: {', '.join(sorted(registry))}" for kind, registry in KINDS.items())
+    known = "; ".join(f"{kind}s: {', '.join(sorted(entry.registry))}" for kind, entry in KINDS.items())
     raise ConfigError(f"method.name: unknown method '{name}' ({known})")
 
 
-def is_system(name: str) -> bool:
-    """Whether `method.name` names a multi-network system (trained in phases) rather than a method."""
+def kind_entry(name: str) -> Kind:
+    """The Kind of a registered `method.name`."""
 
-    return name in SYSTEMS
+    return KINDS[kind_of(name)]
 
 
 def options_class(name: str) -> type:
     """The options dataclass of a registered method, system or classical method."""
 
-    return KINDS[kind_of(name)][name].options
+    return kind_entry(name).registry[name].options
 
 
 def method_options(cfg: RunConfig) -> Any:

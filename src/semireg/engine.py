@@ -151,16 +151,17 @@ def data_stats(data: TrainData) -> DataStats:
     return DataStats(is_vector=True, rms_radius=float(rows.double().var(dim=0, unbiased=False).sum().sqrt()))
 
 
-def fill_data_defaults(cfg: RunConfig, spec: MethodSpec, opts: Any, data: TrainData, ranks: distributed.Ranks) -> Any:
-    """A method's defaults that depend on the data (VAT's radius on vectors), filled in before the
-    run opens and written into cfg.method, so that config.json records the value used."""
+def fill_data_defaults(cfg: RunConfig, data: TrainData) -> str | None:
+    """A method's defaults that depend on the data (VAT's radius on vectors), written into cfg.method
+    before the run opens, so that config.json records the value used; returns its one-line notice."""
+    if kind_of(cfg.method["name"]) != "method":
+        return None
+    spec = get_method(cfg.method["name"])
     if spec.data_defaults is None:
-        return opts
-    opts, note = spec.data_defaults(opts, data_stats(data))
+        return None
+    opts, note = spec.data_defaults(method_options(cfg), data_stats(data))
     cfg.method.update(dataclasses.asdict(opts))
-    if note and ranks.is_main:
-        notice(note)
-    return opts
+    return note
 
 
 @torch.no_grad()
@@ -244,12 +245,14 @@ def train_rank(
 ) -> Result:
     """What each data-parallel rank (or the only process) runs: checks, trainables, run, loop."""
     ranks = distributed.Ranks.of(fabric)
-    spec, opts = get_method(cfg.method["name"]), method_options(cfg)
     if cfg.train.threads > 0:
         torch.set_num_threads(cfg.train.threads)
     if data is None:
         data, split = data_from_config(cfg)
-    opts = fill_data_defaults(cfg, spec, opts, data, ranks)
+    note = fill_data_defaults(cfg, data)
+    if note and ranks.is_main:
+        notice(note)
+    spec, opts = get_method(cfg.method["name"]), method_options(cfg)
     check_method_inputs(cfg, data, spec, opts)
     teacher = load_teacher(cfg.teacher, data, fabric.device) if cfg.teacher else None
     init = initial_weights(cfg)

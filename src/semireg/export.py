@@ -26,7 +26,7 @@ from torch import nn
 
 from . import rundir
 from .augment import AugmentConfig, eval_transform
-from .config import is_system, resolve
+from .config import kind_entry, resolve
 from .data.arrays import as_images
 from .data.tabular import read_features
 from .errors import ConfigError, DataError, RunDirError, mismatch
@@ -53,7 +53,7 @@ def export_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
     config, meta, state = _run_files(run_dir)
     cfg = resolve(config)  # a config this version cannot read is refused before anything is written
     data = meta.get("data", {})
-    if is_system(cfg.method["name"]):
+    if not kind_entry(cfg.method["name"]).classifier:
         tensors = dict(state["nets"])  # one ModuleDict's state: keys already carry the network's name
         kind = "system"
     else:
@@ -101,7 +101,7 @@ def load_exported(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
         step=int(metadata["step"]),
     )
     cfg = resolve(info["config"])
-    if is_system(cfg.method["name"]):
+    if not kind_entry(cfg.method["name"]).classifier:
         raise ConfigError(
             f"{path}: a '{cfg.method['name']}' system export holds several networks; "
             "load its tensors with safetensors.torch.load_file"
@@ -116,7 +116,7 @@ def _model_for(source: Path) -> tuple[nn.Module, dict[str, Any]]:
 
     config, meta, state = _run_files(source)
     cfg = resolve(config)
-    if is_system(cfg.method["name"]):
+    if not kind_entry(cfg.method["name"]).classifier:
         raise ConfigError(f"{source}: predict is for classifier runs, not the '{cfg.method['name']}' system")
     data = meta.get("data", {})
     weights, kind = evaluated_weights(state)

@@ -36,7 +36,7 @@ import torch
 
 from . import rundir, runs
 from .config import RunConfig, merge, resolve
-from .engine import Result, train
+from .engine import Result, fill_data_defaults, train
 from .errors import ConfigError
 from .methods import METHODS
 from .report.compare import config_key
@@ -196,6 +196,7 @@ def same_config(saved: dict[str, Any], wanted: dict[str, Any]) -> bool:
 def quiet_train(cfg: RunConfig, run_dir: Path, data: TrainData) -> Result:
     """One candidate run; the per-run notices (precision, ...) are kept out of the search's progress
     bar and shown only if the run fails. A finished run is read, an interrupted one resumed."""
+    fill_data_defaults(cfg, data)  # as the run records them, so that a finished run compares equal
     same = (run_dir / "config.json").exists() and same_config(rundir.read_config(run_dir), cfg.to_dict())
     if same and (run_dir / "results.json").exists() and (run_dir / rundir.CHECKPOINT).exists():
         return Result(

@@ -27,7 +27,7 @@ import torch
 from PIL import Image
 
 from ..augment import AugmentConfig, Augmenter
-from ..config import is_system
+from ..config import KINDS, kind_of
 from ..data import Split
 from ..errors import RunDirError
 from ..evaluation import plot_confusion, plot_curves, read_jsonl
@@ -216,9 +216,8 @@ def _curves_section(run_dir: Path, config: dict[str, Any]) -> str:
     if not path.exists():
         return ""
     saved = run_dir / "curves.png"
-    caption = "loss terms (log scale) and accuracy against the step"
-    if is_system(config.get("method", {}).get("name", "")):
-        caption = "the terms each phase logged, against the round"
+    name = config.get("method", {}).get("name", "")
+    caption = KINDS[kind_of(name)].curves if any(name in k.registry for k in KINDS.values()) else ""
     if _fresh(saved, path):  # drawn from these very records at the end of the run (per phase for a system)
         png = saved.read_bytes()
     else:
