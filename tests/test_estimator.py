@@ -15,7 +15,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from semireg import SemiSupervisedClassifier
 
 # Small and fast: each estimator check fits several times on a few dozen rows.
-QUICK = {"steps": 40, "random_state": 0, "options": {"batch_size": 16, "model.hidden": [32, 32]}}
+QUICK = {"method": "uda", "steps": 40, "random_state": 0, "options": {"batch_size": 16, "model.hidden": [32, 32]}}
 
 # Checks that cannot apply, with the reason (scikit-learn's own mechanism: they run and must fail).
 EXPECTED_FAILED_CHECKS: dict[str, str] = {
@@ -117,3 +117,31 @@ def test_images_in_either_layout(layout):
     assert clf.n_features_in_ == images.shape[1]  # scikit-learn counts axis 1 of any X
     assert clf.score(images, y.numpy()) > 0.9
     np.testing.assert_array_equal(pickle.loads(pickle.dumps(clf)).predict_proba(images), clf.predict_proba(images))
+
+
+def test_auto_scores_every_candidate_and_the_ensemble_on_folds_and_says_its_choice():
+    """The default: candidates and the mean of AUTO_ENSEMBLE on folds of the labels, the ensemble kept
+    unless a candidate beats it beyond noise; the choice in one line, the fitted members behind it."""
+    from semireg.estimator import AUTO_CANDIDATES, AUTO_ENSEMBLE
+
+    x, y, y_semi = blobs(seed=3)
+    clf = SemiSupervisedClassifier(budget="40s", steps=40, random_state=0, options=QUICK["options"])
+    clf.fit(StandardScaler().fit_transform(x), y_semi)
+    ensemble = "+".join(AUTO_ENSEMBLE)
+    assert set(clf.selection_["accuracy"]) == {*AUTO_CANDIDATES, ensemble}
+    assert all(len(v) == 3 for v in clf.selection_["accuracy"].values())  # three folds each
+    assert clf.choice_.startswith(f"auto: {clf.method_} (") and clf.choice_.endswith(" s")
+    assert clf.method_ in {*AUTO_CANDIDATES, ensemble}
+    assert [c["method"]["name"] for _, c in clf.members_] == clf.method_.split("+")
+    probs = clf.predict_proba(StandardScaler().fit_transform(x))
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-12)
+
+
+def test_a_plus_joined_method_is_the_mean_of_its_members_probabilities_and_pickles():
+    x, y, y_semi = blobs(seed=4)
+    x = StandardScaler().fit_transform(x)
+    both = quick(method="supervised+labelspreading").fit(x, y_semi)
+    alone = [quick(method=m).fit(x, y_semi) for m in ("supervised", "labelspreading")]
+    np.testing.assert_allclose(both.predict_proba(x), (alone[0].predict_proba(x) + alone[1].predict_proba(x)) / 2)
+    again = pickle.loads(pickle.dumps(both))
+    np.testing.assert_array_equal(again.predict_proba(x), both.predict_proba(x))

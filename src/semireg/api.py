@@ -177,12 +177,13 @@ def select(
     methods: list[str] | None = None,
     budget: str | float = "10m",
     folds: int = 3,
-    out: str | Path = "runs/select",
+    out: str | Path | None = "runs/select",
     fit: bool = False,
     eval_data: tuple[Array, Array] | None = None,
     num_classes: int | None = None,
     seed: int = 0,
     progress: bool = True,
+    reference: str = "supervised",
     **options: Any,
 ) -> Selection:
     """Which method on this data? Labels-only and each candidate on `folds` folds of the labels, the
@@ -191,7 +192,8 @@ def select(
     The data is either arrays (`data` = (x, y), `unlabeled`, as `fit` takes them) or a data set
     name (`dataset="csv:table.csv"`, with data options such as `n_labeled=-1`). `options` are config
     keys applied to every candidate (`lr=1e-3`, `model.hidden=[64]`). `eval_data` (a test set) is
-    read only by the runs on all labels that `fit=True` trains afterwards. Returns a Selection:
+    read only by the runs on all labels that `fit=True` trains afterwards. `reference` is recommended
+    unless another candidate beats it beyond noise (labels only by default). Returns a Selection:
     `.table`, `.recommended`, `.verdict`, `.accuracy` (per method and fold), `.fitted`.
     """
     base = from_kwargs(options, base={"name": "select", "model": {"name": model}, "train": {"seed": seed}})
@@ -208,10 +210,11 @@ def select(
         methods=methods,
         folds=folds,
         budget_s=parse_budget(budget),
-        out=Path(out),
+        out=Path(out) if out is not None else None,
         fit=fit,
         seed=seed,
         progress=progress,
+        reference=reference,
     )
 
 

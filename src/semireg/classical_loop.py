@@ -38,7 +38,9 @@ def train_classical(
         data, split = data_from_config(cfg)
     if data.x_l.dtype == torch.uint8:
         raise ConfigError(f"{spec.name}: inputs must be numbers (got uint8 images)")
-    meta = {"data": data.summary(), "total_steps": 0, "evaluated_weights": "model", "world_size": 1}
+    meta = {"data": data.summary(), "fingerprint": data.fingerprint(), "total_steps": 0, "evaluated_weights": "model"}
+    if resume and run_dir is not None:  # a fit is not continued, but never silently redone on other data
+        runs.check_same_data(run_dir, meta["fingerprint"], "resume")
     run, _ = runs.open_run(cfg, run_dir, total=0, resume=False, overwrite=overwrite or resume, meta=meta, split=split)
     try:
         start = time.perf_counter()

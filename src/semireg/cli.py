@@ -37,6 +37,7 @@ from .report.browser import check_page
 from .report.compare import DEFAULT_METRICS, compare
 from .report.html import build_comparison, build_report
 from .robustness import run_robustness
+from .runs import check_same_data
 from .selection import fitted_lines, parse_budget, select_runs
 from .traindata import data_from_config
 
@@ -70,7 +71,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.recipe and "=" not in args.recipe:
             raise ConfigError(f"--resume continues {run_dir}'s own config; drop the recipe '{args.recipe}'")
         cfg = _resume_config(rundir.read_config(run_dir), _overrides(items, args))
-        result = train(cfg, run_dir, resume=True, split=None, data=_data_for_run(cfg, run_dir))
+        result = train(cfg, run_dir, resume=True, split=None, data=_data_for_run(cfg, run_dir, "resume"))
         if env_rank() == 0:
             _print_table([(cfg.name, cfg.train.seed, result.metrics)])
         return 0
@@ -165,8 +166,9 @@ def _select(chosen: list[str] | None, known: list[str], what: str, recipe: str) 
     return [k for k in known if k in chosen]
 
 
-def _data_for_run(cfg: RunConfig, run_dir: Path):
-    """Rebuild the run's data from its saved split indices (exactly the images it trained on)."""
+def _data_for_run(cfg: RunConfig, run_dir: Path, what: str):
+    """Rebuild the run's data from its config (exactly the images it trained on), refused when its
+    saved split or its data fingerprint differs: `what` (resume, eval, report) never reads other data."""
 
     data, split = data_from_config(cfg)
     saved = run_dir / "split.npz"
@@ -174,6 +176,7 @@ def _data_for_run(cfg: RunConfig, run_dir: Path):
         stored = Split.load(saved)
         if not (len(stored.labeled) == len(split.labeled) and (stored.labeled == split.labeled).all()):
             raise ConfigError(f"{run_dir}: the data no longer matches the saved split")
+    check_same_data(run_dir, data.fingerprint(), what)
     return data
 
 
@@ -246,7 +249,7 @@ def _print_table(rows: list[tuple[str, int, dict[str, Any]]]) -> str:
 def cmd_eval(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
     cfg = resolve(rundir.read_config(run_dir))
-    data = _data_for_run(cfg, run_dir)
+    data = _data_for_run(cfg, run_dir, "eval")
     with rundir.writer_lock(run_dir):  # eval.json (and a system's pictures) go into the run directory
         return _evaluate_run(run_dir, cfg, data)
 
@@ -313,7 +316,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if len(runs) == 1 and args.out is None:
         run_dir = runs[0]
         try:
-            data = _data_for_run(resolve(rundir.read_config(run_dir)), run_dir)
+            data = _data_for_run(resolve(rundir.read_config(run_dir)), run_dir, "report")
         except DataError as exc:  # the report is still worth having, without its sample grids
             print(f"semireg: data not available ({exc}); the report has no sample grids", file=sys.stderr)
             data = None
@@ -388,7 +391,7 @@ def cmd_select(args: argparse.Namespace) -> int:
     print(f"\nrecommended: {sel.recommended} ({sel.verdict})")
     for line in fitted_lines(sel):
         print(line)
-    print(f"\n{Path(args.out) / 'compare.html'}, {Path(args.out) / 'selection.json'}", file=sys.stderr)
+    print(f"\n{sel.out / 'compare.html'}, {sel.out / 'selection.json'}", file=sys.stderr)
     return 0
 
 
@@ -448,7 +451,11 @@ def add_training_commands(sub) -> None:
     p.add_argument(
         "--methods", help="comma-separated candidates (default: labels-only and every method without a teacher)"
     )
-    p.add_argument("--out", default="runs/select", help="where the runs, the comparison page and selection.json go")
+    p.add_argument(
+        "--out",
+        default="runs/select",
+        help="where the runs, the comparison page and selection.json go (default: runs/select/<data>-<hash of the data>, one directory per data set)",
+    )
     p.add_argument("--fit", action="store_true", help="then train the recommended method and labels-only on all labels")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir", help="where data files are looked up first")

@@ -267,6 +267,7 @@ def train_rank(
         "world_size": ranks.world,
         "speed": {"precision": vars(precision), "channels_last": vars(parts.channels_last)},
         "data": data.summary(),
+        "fingerprint": data.fingerprint(),
         "total_steps": total,
         "unlabeled_batch_size": unl_batch if parts.unl_sampler is not None else 0,
         "evaluated_weights": "swa" if parts.swa else "ema" if parts.ema else "model",

@@ -119,6 +119,7 @@ def train_system(
         "precision": precision.value,
         "speed": {"precision": vars(precision)},
         "data": data.summary(),
+        "fingerprint": data.fingerprint(),
         "total_rounds": total,
         "phases": [
             {

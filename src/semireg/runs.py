@@ -17,6 +17,7 @@ written out and calls these at the places it chooses; nothing here runs code of 
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable, Iterable
@@ -33,9 +34,10 @@ from . import rundir
 from .config import RunConfig, TrainConfig
 from .data import Split
 from .distributed import Ranks
-from .errors import DivergedError
+from .errors import DivergedError, RunDirError
 from .evaluation import plot_confusion
 from .report.html import build_report
+from .traindata import fingerprint_differences
 
 RANK_SEED_STRIDE = 1_000_003  # rank r > 0 seeds its random streams seed + r * stride (rank 0: as one process)
 
@@ -246,6 +248,21 @@ class Run:
         self.held.close()
 
 
+def check_same_data(run_dir: Path, now: dict[str, str] | None, what: str) -> None:
+    """Refuse to go on with a run directory on other data than it recorded (meta.json's fingerprint):
+    one line naming the parts that differ. A run from before fingerprints has nothing to compare."""
+    meta_path = run_dir / "meta.json"
+    saved = json.loads(meta_path.read_text()).get("fingerprint") if meta_path.exists() else None
+    if saved is None or now is None:
+        return
+    differ = fingerprint_differences(saved, now)
+    if differ:
+        raise RunDirError(
+            f"{what} {run_dir}: the data differs from the data this run recorded ({', '.join(differ)} "
+            "rows changed); a run goes on only on its own data: start a new run, or --overwrite this one"
+        )
+
+
 def open_run(
     cfg: RunConfig,
     run_dir: Path | None,
@@ -273,6 +290,7 @@ def open_run(
         ranks.barrier()
         saved = None
         if resume:
+            check_same_data(run_dir, meta.get("fingerprint"), "resume")
             saved = rundir.load_checkpoint(run_dir / rundir.CHECKPOINT)
             run.start = run.logged_through = int(saved["step"])
             run.elapsed = float(saved["elapsed"])

@@ -20,9 +20,11 @@ moves in steps of one validation sample, which the table states.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import math
+import re
 import statistics
 import sys
 import tempfile
@@ -35,13 +37,14 @@ import numpy as np
 import torch
 
 from . import rundir, runs
-from .config import RunConfig, merge, resolve
+from .classical import CLASSICAL
+from .config import CLASSICAL_TRAIN_KEYS, RunConfig, merge, resolve
 from .engine import Result, fill_data_defaults, train
-from .errors import ConfigError
+from .errors import ConfigError, RunDirError
 from .methods import METHODS
 from .report.compare import config_key
 from .report.html import build_comparison
-from .traindata import TrainData
+from .traindata import TrainData, fingerprint_differences
 
 PROBE_STEPS = 20
 MIN_STEPS = 20
@@ -49,11 +52,17 @@ MIN_STEPS = 20
 # ~12 % longer per step than their probe (measured on MNIST), and the plan cannot adapt once it runs.
 PLAN_SHARE = 0.9
 PLAN = "selection.json"
+# The default output: one directory per data set under it (`<name>-<hash of the data>`), so that a
+# search on other data never continues this one's runs.
+DEFAULT_OUT = Path("runs/select")
 
 
-def default_candidates() -> list[str]:
-    """Labels-only first, then every registered method that needs no teacher run."""
-    return ["supervised"] + sorted(n for n, s in METHODS.items() if n != "supervised" and not s.needs_teacher)
+def default_candidates(data: TrainData | None = None) -> list[str]:
+    """Labels-only first, then every registered method that needs no teacher run; on vectors the
+    classical methods too (on images a neighbour graph of raw pixels is seldom a contender, and its
+    distances grow with the square of the rows)."""
+    neural = ["supervised"] + sorted(n for n, s in METHODS.items() if n != "supervised" and not s.needs_teacher)
+    return neural + (sorted(CLASSICAL) if data is not None and data.x_l.ndim == 2 else [])
 
 
 def parse_budget(text: str | float | int) -> float:
@@ -109,9 +118,15 @@ def fold_data(data: TrainData, val: np.ndarray) -> TrainData:
 def candidate_config(base: dict[str, Any], method: str, steps: int, seed: int, name: str) -> RunConfig:
     """The user's configuration with the method swapped (its own options kept when it is the
     configured method), `steps` steps, no progress bar. Mean Teacher learns from an EMA of the
-    weights: it gets decay 0.99 when the configuration keeps none."""
+    weights: it gets decay 0.99 when the configuration keeps none. A classical candidate keeps only
+    what it reads (the data, the seed, the threads and the device): the model, the views and the
+    optimisation the user set are the neural candidates'."""
     tree = json.loads(json.dumps(base))
     tree["method"] = tree["method"] if tree.get("method", {}).get("name") == method else {"name": method}
+    if method in CLASSICAL:
+        kept = {k: v for k, v in tree.get("train", {}).items() if k in CLASSICAL_TRAIN_KEYS}
+        tree = {"name": name, "data": tree.get("data", {}), "method": tree["method"], "train": kept}
+        return resolve(merge(tree, {"train.seed": seed, "train.progress": False}))
     extra: dict[str, Any] = {
         "train.steps": steps,
         "train.epochs": 0.0,
@@ -131,15 +146,20 @@ class Cost:
     run_s: float  # seconds per run besides the steps (building, evaluating, writing the run directory)
 
 
-def probe(base: dict[str, Any], data: TrainData, methods: list[str], seed: int) -> dict[str, Cost]:
-    """Each candidate's cost, from PROBE_STEPS steps into a scratch run directory."""
+def probe(
+    base: dict[str, Any], data: TrainData, methods: list[str], seed: int, in_memory: bool = False
+) -> dict[str, Cost]:
+    """Each candidate's cost, from PROBE_STEPS steps into a scratch run directory (none `in_memory`)."""
     costs = {}
     with tempfile.TemporaryDirectory(prefix="semireg-probe-") as tmp:
         for method in methods:
             cfg = candidate_config(base, method, PROBE_STEPS, seed, f"probe/{method}")
             start = time.perf_counter()
-            result = quiet_train(cfg, Path(tmp) / method, data)
+            result = quiet_train(cfg, None if in_memory else Path(tmp) / method, data)
             wall = time.perf_counter() - start
+            if method in CLASSICAL:  # one fit, whatever the steps
+                costs[method] = Cost(0.0, wall)
+                continue
             step_s = result.metrics["train_time_s"] / PROBE_STEPS
             costs[method] = Cost(step_s, max(0.0, wall - result.metrics["train_time_s"]))
     return costs
@@ -163,7 +183,7 @@ def steps_that_fit(costs: dict[str, Cost], seconds: float, folds: int, max_steps
 class Selection:
     """What the search found: per-candidate fold accuracies, the table, the recommendation."""
 
-    out: Path
+    out: Path | None  # None: a search in memory (no run directories)
     steps: int
     folds: list[np.ndarray]
     accuracy: dict[str, list[float]]  # method -> validation accuracy per fold
@@ -173,6 +193,10 @@ class Selection:
     table: str = ""
     fitted: dict[str, Any] = field(default_factory=dict)  # method -> results of the run on all labels
     trained: int = 0  # candidate runs this call trained (the others were finished before)
+    # A search in memory keeps each run's class probabilities on its fold's validation rows, so that
+    # a combination of candidates can be scored on the same folds: method -> [(N_val, K) per fold].
+    val_probs: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    val_labels: list[np.ndarray] = field(default_factory=list)  # (N_val,) per fold
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -193,11 +217,17 @@ def same_config(saved: dict[str, Any], wanted: dict[str, Any]) -> bool:
     return config_key(saved) == config_key(wanted) and seed(saved) == seed(wanted)
 
 
-def quiet_train(cfg: RunConfig, run_dir: Path, data: TrainData) -> Result:
+def quiet_train(cfg: RunConfig, run_dir: Path | None, data: TrainData) -> Result:
     """One candidate run; the per-run notices (precision, ...) are kept out of the search's progress
     bar and shown only if the run fails. A finished run is read, an interrupted one resumed."""
     fill_data_defaults(cfg, data)  # as the run records them, so that a finished run compares equal
-    same = (run_dir / "config.json").exists() and same_config(rundir.read_config(run_dir), cfg.to_dict())
+    same = (
+        run_dir is not None
+        and (run_dir / "config.json").exists()
+        and same_config(rundir.read_config(run_dir), cfg.to_dict())
+    )
+    if same:  # a run of this candidate: read or continued only when it saw this very data
+        runs.check_same_data(run_dir, data.fingerprint(), "select: candidate")
     if same and (run_dir / "results.json").exists() and (run_dir / rundir.CHECKPOINT).exists():
         return Result(
             model=None, metrics=json.loads((run_dir / "results.json").read_text()), run_dir=run_dir, config=cfg
@@ -218,7 +248,7 @@ def search(
     methods: list[str],
     folds: list[np.ndarray],
     steps: int,
-    out: Path,
+    out: Path | None,
     seed: int,
     progress: bool,
 ) -> Selection:
@@ -230,11 +260,15 @@ def search(
         for method in methods:
             bar.set_postfix_str(f"fold {i + 1}/{len(folds)} {method}", refresh=True)
             cfg = candidate_config(base, method, steps, seed + i, f"select/{method}")
-            result = quiet_train(cfg, out / f"fold{i}" / method, part)
+            result = quiet_train(cfg, out / f"fold{i}" / method if out is not None else None, part)
             sel.trained += result.model is not None
             sel.accuracy[method].append(float(result.metrics["val"]["accuracy"]))
             sel.run_time_s[method].append(float(result.metrics["train_time_s"]))
+            if out is None:
+                sel.val_probs.setdefault(method, []).append(result.predict_proba(part.eval_sets["val"][0]))
             bar.update(steps)
+        if out is None:
+            sel.val_labels.append(part.eval_sets["val"][1].numpy())
     bar.close()
     return sel
 
@@ -250,25 +284,26 @@ def beyond_noise(diff: float, se: float, every_fold: bool) -> bool:
     return diff > 0 and every_fold and diff > 2 * se
 
 
-def verdict(sel: Selection) -> tuple[str, str]:
-    """(the recommended method, a sentence on how sure that is). A semi-supervised method is
-    recommended only when it beats labels-only beyond noise; otherwise labels-only is, since a
-    lead the folds cannot tell from noise is no reason to pay for unlabelled data."""
+def verdict(sel: Selection, reference: str = "supervised") -> tuple[str, str]:
+    """(the recommended method, a sentence on how sure that is). Another method is recommended only
+    when it beats the reference (labels only, unless told another) beyond noise; otherwise the
+    reference is, since a lead the folds cannot tell from noise is no reason to change."""
     means = {m: statistics.mean(v) for m, v in sel.accuracy.items()}
-    best = max(means, key=lambda m: (means[m], m == "supervised"))  # a tie goes to the simpler labels-only
+    best = max(means, key=lambda m: (means[m], m == reference))  # a tie goes to the reference
     others = sorted((m for m in means if m != best), key=lambda m: -means[m])
-    if "supervised" in means and best != "supervised":
-        d, se, every = paired(sel.accuracy[best], sel.accuracy["supervised"])
+    name = "labels only" if reference == "supervised" else reference
+    if reference in means and best != reference:
+        d, se, every = paired(sel.accuracy[best], sel.accuracy[reference])
         if not beyond_noise(d, se, every):
-            return "supervised", (
-                f"no method beats labels only beyond noise: the best mean, {best}, is ahead by "
+            return reference, (
+                f"no method beats {name} beyond noise: the best mean, {best}, is ahead by "
                 f"{100 * d:+.2f} ± {100 * se:.2f} points" + ("" if every else ", not on every fold")
             )
-        lead = f"{best} beats labels only by {100 * d:+.2f} ± {100 * se:.2f} points, on every fold"
-    elif best == "supervised":
-        lead = "labels only has the best mean: no semi-supervised method beat it"
+        lead = f"{best} beats {name} by {100 * d:+.2f} ± {100 * se:.2f} points, on every fold"
+    elif best == reference:
+        lead = f"{name} has the best mean: no other method beat it"
     else:
-        lead = f"{best} has the best mean (labels only was not a candidate)"
+        lead = f"{best} has the best mean ({name} was not a candidate)"
     if others:
         d, se, every = paired(sel.accuracy[best], sel.accuracy[others[0]])
         clear = beyond_noise(d, se, every)
@@ -305,18 +340,31 @@ def table(sel: Selection) -> str:
 
 
 def plan(
-    base: dict[str, Any], data: TrainData, methods: list[str], folds: int, budget_s: float, out: Path, seed: int
+    base: dict[str, Any],
+    data: TrainData,
+    methods: list[str],
+    folds: int,
+    budget_s: float,
+    out: Path | None,
+    seed: int,
 ) -> tuple[list[np.ndarray], int, dict[str, Any]]:
     """(fold indices, steps per run, the plan as saved): a search started before continues with its
     own plan, so that resumed runs train the steps they were started with."""
-    saved_path = out / PLAN
-    if saved_path.exists():
+    saved_path = out / PLAN if out is not None else None
+    fingerprint = data.fingerprint()
+    if saved_path is not None and saved_path.exists():
         saved = json.loads(saved_path.read_text()).get("plan", {})
+        differ = fingerprint_differences(saved["fingerprint"], fingerprint) if "fingerprint" in saved else []
+        if differ:
+            raise RunDirError(
+                f"select: {out} holds a search on other data ({', '.join(differ)} rows differ); "
+                "pass another --out, or remove that directory"
+            )
         if saved.get("methods") == methods and saved.get("n_folds") == folds and saved.get("labeled") == len(data.y_l):
             return [np.array(f, dtype=np.int64) for f in saved["folds"]], int(saved["steps"]), saved
     val = fold_indices(data.y_l, folds, seed)
     start = time.perf_counter()
-    costs = probe(base, fold_data(data, val[0]), methods, seed)
+    costs = probe(base, fold_data(data, val[0]), methods, seed, in_memory=out is None)
     left = budget_s - (time.perf_counter() - start)
     steps = steps_that_fit(costs, left, folds, int(base.get("train", {}).get("steps", 1000)))
     saved = {
@@ -328,10 +376,19 @@ def plan(
         "probe_s": round(time.perf_counter() - start, 2),
         "folds": [f.tolist() for f in val],
         "costs": {m: vars(c) for m, c in costs.items()},
+        "fingerprint": fingerprint,
     }
-    out.mkdir(parents=True, exist_ok=True)
-    rundir.write_json(saved_path, {"plan": saved})
+    if saved_path is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        rundir.write_json(saved_path, {"plan": saved})
     return val, steps, saved
+
+
+def data_dir_name(data: TrainData) -> str:
+    """`<data set name>-<8 hex digits of its fingerprint>`: the default search directory of this data."""
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", data.name or "data").strip("-") or "data"
+    short = hashlib.blake2b(json.dumps(data.fingerprint(), sort_keys=True).encode(), digest_size=4).hexdigest()
+    return f"{name}-{short}"
 
 
 def select_runs(
@@ -341,25 +398,35 @@ def select_runs(
     methods: list[str] | None = None,
     folds: int = 3,
     budget_s: float = 600.0,
-    out: Path = Path("runs/select"),
+    out: Path | None = Path("runs/select"),
     fit: bool = False,
     seed: int = 0,
     progress: bool = True,
+    reference: str = "supervised",
 ) -> Selection:
     """The search (see the module's docstring); with `fit`, the recommended method and labels-only
-    trained on all labels afterwards (`OUT/final/<method>`), evaluated on the data's test set."""
-    methods = list(methods or default_candidates())
-    unknown = [m for m in methods if m not in METHODS]
+    trained on all labels afterwards (`OUT/final/<method>`), evaluated on the data's test set.
+    `reference` is what is recommended unless another candidate beats it beyond noise. With `out` None
+    the search runs in memory: nothing written, nothing continued, no fits afterwards."""
+    methods = list(methods or default_candidates(data))
+    unknown = [m for m in methods if m not in METHODS and m not in CLASSICAL]
     if unknown:
-        raise ConfigError(f"--methods: unknown method(s) {', '.join(unknown)} (known: {', '.join(sorted(METHODS))})")
-    teachers = [m for m in methods if METHODS[m].needs_teacher]
+        known = ", ".join(sorted([*METHODS, *CLASSICAL]))
+        raise ConfigError(f"--methods: unknown method(s) {', '.join(unknown)} (known: {known})")
+    teachers = [m for m in methods if m in METHODS and METHODS[m].needs_teacher]
     if teachers:
         raise ConfigError(f"--methods: {', '.join(teachers)} distil(s) from a teacher run and cannot be searched")
     start = time.perf_counter()
-    before = json.loads((out / PLAN).read_text()).get("search_wall_s", 0.0) if (out / PLAN).exists() else 0.0
+    if out is None and fit:
+        raise ConfigError("select: fit=True writes its runs into out; give an output directory")
+    if out == DEFAULT_OUT:
+        out = DEFAULT_OUT / data_dir_name(data)
+    before = 0.0
+    if out is not None and (out / PLAN).exists():
+        before = json.loads((out / PLAN).read_text()).get("search_wall_s", 0.0)
     val, steps, saved = plan(base, data, methods, folds, budget_s, out, seed)
     sel = search(base, data, methods, val, steps, out, seed, progress)
-    sel.recommended, sel.verdict = verdict(sel)
+    sel.recommended, sel.verdict = verdict(sel, reference)
     # Wall time of the search over every call that trained part of it (a resumed search adds up).
     wall = before + (time.perf_counter() - start if sel.trained or not before else 0.0)
     sel.table = table(sel) + f" The search took {wall:.0f} s (budget {budget_s:.0f} s)."
@@ -367,9 +434,10 @@ def select_runs(
         for method in dict.fromkeys([sel.recommended, "supervised"]):
             cfg = candidate_config(base, method, steps, seed, f"select/final/{method}")
             sel.fitted[method] = quiet_train(cfg, out / "final" / method, data).metrics
-    runs_done = [out / f"fold{i}" / m for i in range(len(val)) for m in methods]
-    build_comparison(runs_done, out / "compare.html", ("val.accuracy", "val.macro_f1", "train_time_s"))
-    rundir.write_json(out / PLAN, {"plan": saved, "search_wall_s": round(wall, 1), **sel.to_json()})
+    if out is not None:
+        runs_done = [out / f"fold{i}" / m for i in range(len(val)) for m in methods]
+        build_comparison(runs_done, out / "compare.html", ("val.accuracy", "val.macro_f1", "train_time_s"))
+        rundir.write_json(out / PLAN, {"plan": saved, "search_wall_s": round(wall, 1), **sel.to_json()})
     return sel
 
 

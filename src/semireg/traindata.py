@@ -3,9 +3,11 @@ run directory is touched."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
 from .config import RunConfig
@@ -42,6 +44,36 @@ class TrainData:
             "unlabeled": 0 if self.x_u is None else len(self.x_u),
             **{f"eval_{k}": len(v[1]) for k, v in self.eval_sets.items()},
         }
+
+    def fingerprint(self) -> dict[str, str]:
+        """A hash of each part of the data a run trains and is judged on: the inputs' bytes after every
+        preprocessing step (scaling, resizing, standardising), in their order (which the split fixes),
+        and the labels with the class names. Equal fingerprints: the same rows, the same order."""
+        labels = [self.y_l] if self.y_l is not None else []
+        out = {
+            "labeled": digest(self.x_l, *labels, extra=repr((self.class_names, self.num_classes))),
+            "unlabeled": digest(self.x_u) if self.x_u is not None else "none",
+        }
+        out.update({f"eval_{name}": digest(x, y) for name, (x, y) in sorted(self.eval_sets.items())})
+        return out
+
+
+def digest(*tensors: torch.Tensor, extra: str = "") -> str:
+    """16 hex digits of BLAKE2b over the tensors' shapes, dtypes and bytes (no copy of a contiguous
+    CPU tensor: CIFAR-10's 50,000 float32 images hash in about a second)."""
+    h = hashlib.blake2b(digest_size=8)
+    for t in tensors:
+        t = t.detach().cpu().contiguous()
+        h.update(repr((tuple(t.shape), str(t.dtype))).encode())
+        view = t.view(torch.uint8) if t.dtype == torch.bfloat16 else t  # numpy has no bfloat16
+        h.update(memoryview(np.ascontiguousarray(view.numpy())).cast("B"))
+    h.update(extra.encode())
+    return h.hexdigest()
+
+
+def fingerprint_differences(saved: dict[str, str], now: dict[str, str]) -> list[str]:
+    """The parts of the data (labeled, unlabeled, eval_test, ...) whose hashes differ or are missing on one side."""
+    return sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
 
 
 def data_from_config(cfg: RunConfig) -> tuple[TrainData, Split]:
