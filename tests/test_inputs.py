@@ -325,9 +325,11 @@ def test_class_folders_with_a_pile_of_unlabelled_images(tmp_path):
     write_images(pile, 3, 60)  # images at the top level count too
     both = load_dataset(f"folder:{root}", unlabeled=str(pile))
     assert len(both.x_unlabeled) == 10
-    write_images(tmp_path / "big", 2, 50, size=(16, 16))
+    write_images(tmp_path / "big", 2, 50, size=(16, 16))  # photos of another size join at the labelled size
+    assert load_dataset(f"folder:{root}", unlabeled=str(tmp_path / "big")).x_unlabeled.shape[1:] == (1, 8, 8)
+    np.savez(tmp_path / "big.npz", x=np.zeros((2, 1, 16, 16), dtype=np.uint8))  # arrays are not resized
     with pytest.raises(DataError, match="inputs of shape"):
-        load_dataset(f"folder:{root}", unlabeled=str(tmp_path / "big"))
+        load_dataset(f"folder:{root}", unlabeled=str(tmp_path / "big.npz"))
 
 
 def test_unlabeled_folder_from_the_command_line(tmp_path, capsys):

@@ -44,6 +44,10 @@ class DataConfig:
     label_column: str = ""  # csv: the label column ('' = the first of label, target, class, y)
     drop_columns: list[str] = field(default_factory=list)  # csv: columns that are not features (ids, text)
     standardize: bool = True  # csv: each feature to mean 0, std 1 over the file's rows (kept for predict)
+    # folder: the side images are brought to (shorter side scaled, centre cropped); 0: their own size
+    # when they all have one, else the median shorter side
+    image_size: int = 0
+    skip_unreadable: bool = False  # folder: leave out (and count) files that cannot be decoded instead of stopping
 
 
 @dataclass

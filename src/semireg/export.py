@@ -28,6 +28,7 @@ from . import rundir
 from .augment import AugmentConfig, eval_transform
 from .config import kind_entry, resolve
 from .data.arrays import as_images
+from .data.folders import fit_image
 from .data.tabular import read_features
 from .errors import ConfigError, DataError, RunDirError, mismatch
 from .evaluation import predict_logits
@@ -145,7 +146,7 @@ def _build(cfg, shapes: dict[str, Any], weights: dict[str, torch.Tensor], where:
 
 def read_inputs(path: Path, in_shape: tuple[int, ...], feature_stats: dict[str, Any] | None = None) -> torch.Tensor:
     """Inputs from one file, as the model takes them: (N, *in_shape).
-    An image file is converted to the run's channels and resized to its size; an .npz holds
+    An image file is converted to the run's channels and brought to its size as the training folders were (shorter side scaled, centre cropped); an .npz holds
     one array (or 'x'): uint8 pixels or floats already scaled like the training data; a .csv
     holds rows with the training CSV's feature columns (by name; others are ignored), scaled with
     the training file's statistics when the run standardised them."""
@@ -177,10 +178,7 @@ def read_inputs(path: Path, in_shape: tuple[int, ...], feature_stats: dict[str, 
         c, h, w = in_shape
         try:
             with Image.open(path) as img:
-                img = img.convert("L" if c == 1 else "RGB")
-                if img.size != (w, h):
-                    img = img.resize((w, h), Image.BILINEAR)
-                arr = np.asarray(img, dtype=np.uint8)
+                arr = fit_image(img, (h, w), "L" if c == 1 else "RGB")  # the training folders' policy
         except (UnidentifiedImageError, OSError) as exc:
             raise DataError(f"{path}: cannot read image ({exc})") from None
         x = torch.from_numpy(arr.copy()).float().div_(255.0)

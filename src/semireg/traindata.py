@@ -86,6 +86,8 @@ def data_from_config(cfg: RunConfig) -> tuple[TrainData, Split]:
         drop_columns=tuple(d.drop_columns),
         standardize=d.standardize,
         unlabeled=d.unlabeled,
+        image_size=d.image_size,
+        skip_unreadable=d.skip_unreadable,
     )
     split = make_split(
         ds.y_train.numpy(),

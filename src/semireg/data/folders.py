@@ -3,8 +3,15 @@
 Class folders: `<root>/<class>/<image>` or `<root>/{train,test}/<class>/<image>` (PNG/JPEG); images
 under `<root>/unlabeled/` (or `unlabelled/`, at any depth below it) have no class and join the
 unlabelled set, and `data.unlabeled` names a further folder (or .npz) of such images. Images
-are decoded once with Pillow and cached as `.npz` in the cache directory, keyed by the source's
-path, size and modification time, so later runs load arrays instead of decoding again.
+are decoded once with Pillow (on every core, with a progress bar) and cached as `.npz` in the cache
+directory, keyed by the source's path, size and modification time and the size policy, so later
+runs load arrays instead of decoding again.
+
+Photos as people keep them: EXIF orientation is applied; greyscale, palette and RGBA images are
+converted (RGB as soon as one image has colour; transparency onto white); images of several sizes
+are brought to one by the policy of `fit_image` (the shorter side scaled to the target, the centre
+cropped), the target being `data.image_size` or, when it is 0, the median shorter side (said in one
+line). `semireg predict` applies the same policy to a file of any size.
 """
 
 from __future__ import annotations
@@ -12,18 +19,58 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import statistics
 import tarfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
+from tqdm.auto import tqdm
 
 from ..errors import DataError
 from .arrays import ArrayDataset, as_images, as_labels, notice
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 UNLABELED_DIRS = {"unlabeled", "unlabelled"}
+GREY_MODES = {"L", "LA", "1", "I;16", "I", "F"}
+POLICY = "shorter-side-then-centre-crop/1"  # in the cache key: a changed policy never reads old arrays
+EXIF_TRANSPOSED = {5, 6, 7, 8}  # orientations that swap width and height
+
+
+def fit_image(img: Image.Image, target: tuple[int, int] | None, mode: str) -> np.ndarray:
+    """(H, W) or (H, W, 3) uint8 pixels: EXIF orientation applied, converted to `mode` ("L" or "RGB";
+    transparency composited onto white), then, with a target (H, W), scaled so that it covers H x W
+    (the shorter side fits) and the centre cropped: no distortion, the borders of the longer side go."""
+    img = ImageOps.exif_transpose(img)
+    if img.mode == "P":
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA"):
+        background = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, img.convert("RGBA"))
+    img = img.convert(mode)
+    if target is not None and img.size != (target[1], target[0]):
+        h, w = target
+        scale = max(h / img.height, w / img.width)
+        size = (max(w, round(img.width * scale)), max(h, round(img.height * scale)))
+        img = img.resize(size, Image.BICUBIC, reducing_gap=3.0)
+        left, top = (size[0] - w) // 2, (size[1] - h) // 2
+        img = img.crop((left, top, left + w, top + h))
+    return np.asarray(img, dtype=np.uint8)
+
+
+def header(data: bytes, name: str) -> tuple[tuple[int, int], bool] | None:
+    """((height, width) as displayed, whether it has colour) from the file's header, without decoding
+    its pixels; None for a file that is not an image."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            w, h = img.size
+            if img.getexif().get(0x0112, 1) in EXIF_TRANSPOSED:
+                w, h = h, w
+            return (h, w), img.mode not in GREY_MODES
+    except (UnidentifiedImageError, OSError, ValueError):
+        return None
 
 
 def load_npz(path: Path) -> ArrayDataset:
@@ -75,11 +122,10 @@ def _iter_images(source: Path):
         raise DataError(f"{source}: cannot read archive ({exc})") from None
 
 
-def _decode(data: bytes, name: str) -> np.ndarray:
+def decode(data: bytes, name: str, target: tuple[int, int] | None, mode: str) -> np.ndarray:
     try:
         with Image.open(io.BytesIO(data)) as img:
-            img = img.convert("L") if img.mode in ("L", "1", "I;16", "I") else img.convert("RGB")
-            return np.asarray(img, dtype=np.uint8)
+            return fit_image(img, target, mode)
     except UnidentifiedImageError:  # its message names an in-memory buffer, not the file
         raise DataError(f"{name}: cannot decode image (not a known image format, or cut short)") from None
     except (OSError, ValueError) as exc:
@@ -96,33 +142,71 @@ def _split_of(parts: tuple[str, ...], all_unlabeled: bool) -> tuple[str, str] | 
     return split, parts[-2]
 
 
-def _stack(source: Path, images: list[np.ndarray]) -> np.ndarray:
-    shapes = {img.shape for img in images}
-    if len(shapes) != 1:
-        raise DataError(f"{source}: images of different sizes {sorted(shapes)[:3]}; resize them to one size first")
+def _stack(images: list[np.ndarray]) -> np.ndarray:
     x = np.stack(images)
     return np.ascontiguousarray(x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2))  # (N, C, H, W)
 
 
-def decode_folder(source: Path, all_unlabeled: bool = False) -> dict[str, np.ndarray]:
-    """Decode every image once; return uint8 arrays (N, C, H, W) and labels per split
-    (`x_unlabeled` for the images without a class; every image is one with `all_unlabeled`)."""
-    records: dict[str, list[tuple[str, np.ndarray]]] = {}
+def choose_target(source: Path, sizes: list[tuple[int, int]], image_size: int) -> tuple[int, int] | None:
+    """The size every image is brought to: data.image_size (square) when set; the images' own when
+    they all have one; else the median shorter side (square), said in one line."""
+    if image_size > 0:
+        return image_size, image_size
+    if len(set(sizes)) <= 1:
+        return None
+    side = int(statistics.median(min(s) for s in sizes))
+    shortest, longest = min(min(s) for s in sizes), max(max(s) for s in sizes)
+    notice(
+        f"{source.name}: images of {len(set(sizes))} sizes ({shortest} to {longest} px a side); each is scaled so "
+        f"its shorter side is {side} px and cropped to the centre {side}x{side} (the median shorter side; "
+        "data.image_size=N to choose)"
+    )
+    return side, side
+
+
+def decode_folder(
+    source: Path,
+    all_unlabeled: bool = False,
+    image_size: int = 0,
+    skip_unreadable: bool = False,
+    target: tuple[int, int] | None = None,
+    mode: str | None = None,
+) -> dict[str, np.ndarray]:
+    """Decode every image once (on every core); return uint8 arrays (N, C, H, W) and labels per split
+    (`x_unlabeled` for the images without a class; every image is one with `all_unlabeled`). `target`
+    (H, W) and `mode` ("L", "RGB") impose a size and channels (an unlabelled folder joining a labelled
+    one); else they come from `image_size` or the data (choose_target). An unreadable file is an error naming it, or with `skip_unreadable`
+    left out and counted."""
+    files = []  # (split, class, name, bytes, header)
     for parts, data in _iter_images(source):
         where = _split_of(parts, all_unlabeled)
         if where is not None:
-            records.setdefault(where[0], []).append((where[1], _decode(data, f"{source}/{'/'.join(parts)}")))
-    if all_unlabeled and not records:
+            name = f"{source}/{'/'.join(parts)}"
+            files.append((where[0], where[1], name, data, header(data, name)))
+    bad = [f[2] for f in files if f[4] is None]
+    if bad and not skip_unreadable:
+        decode(next(f[3] for f in files if f[4] is None), bad[0], None, "L")  # raises the file's own error
+    if bad:
+        notice(f"{source.name}: skipped {len(bad)} unreadable file(s) (first: {bad[0]})")
+        files = [f for f in files if f[4] is not None]
+    if all_unlabeled and not files:
         raise DataError(f"{source}: no images (PNG/JPEG)")
-    if not all_unlabeled and not records.get("train"):
+    if not all_unlabeled and not any(f[0] == "train" for f in files):
         raise DataError(f"{source}: no images in class folders (<root>/<class>/<image> or <root>/train/<class>/...)")
-    classes = sorted({c for split, recs in records.items() if split != "unlabeled" for c, _ in recs})
+    if target is None:
+        target = choose_target(source, [f[4][0] for f in files], image_size)
+    mode = mode or ("RGB" if any(f[4][1] for f in files) else "L")
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # Pillow decodes without the GIL
+        jobs = pool.map(lambda f: decode(f[3], f[2], target, mode), files)
+        pixels = list(tqdm(jobs, total=len(files), desc=f"decoding {source.name}", disable=len(files) < 2000))
+    classes = sorted({f[1] for f in files if f[0] != "unlabeled"})
     index = {c: i for i, c in enumerate(classes)}
     out: dict[str, np.ndarray] = {"classes": np.array(classes)}
-    for split, recs in records.items():
-        out[f"x_{split}"] = _stack(source, [img for _, img in recs])
+    for split in dict.fromkeys(f[0] for f in files):
+        chosen = [i for i, f in enumerate(files) if f[0] == split]
+        out[f"x_{split}"] = _stack([pixels[i] for i in chosen])
         if split != "unlabeled":
-            out[f"y_{split}"] = np.array([index[c] for c, _ in recs], dtype=np.int64)
+            out[f"y_{split}"] = np.array([index[files[i][1]] for i in chosen], dtype=np.int64)
     return out
 
 
@@ -131,12 +215,24 @@ def cache_dir() -> Path:
     return Path(base) / "semireg"
 
 
-def decoded(source: Path, all_unlabeled: bool = False, cache: Path | None = None) -> dict[str, np.ndarray]:
-    """decode_folder's arrays, from the cache when the source has not changed since."""
+def decoded(
+    source: Path,
+    all_unlabeled: bool = False,
+    cache: Path | None = None,
+    image_size: int = 0,
+    skip_unreadable: bool = False,
+    target: tuple[int, int] | None = None,
+    mode: str | None = None,
+) -> dict[str, np.ndarray]:
+    """decode_folder's arrays, from the cache when the source and the size policy have not changed since."""
     if not source.exists():
         raise DataError(f"{source}: no such file or directory")
     st = source.stat()
-    key = hashlib.sha1(f"{source.resolve()}|{st.st_size}|{st.st_mtime_ns}|{all_unlabeled}".encode()).hexdigest()[:16]
+    # a directory's own mtime changes when a file is added or removed in it, not in its subfolders
+    newest = max((p.stat().st_mtime_ns for p in source.rglob("*")), default=0) if source.is_dir() else 0
+    policy = f"{POLICY}|{image_size}|{skip_unreadable}|{target}|{mode}"
+    raw = f"{source.resolve()}|{st.st_size}|{st.st_mtime_ns}|{newest}|{all_unlabeled}|{policy}"
+    key = hashlib.sha1(raw.encode()).hexdigest()[:16]
     cached = (cache or cache_dir()) / "folders" / f"{source.name}-{key}.npz"
     if cached.exists():
         try:
@@ -144,7 +240,7 @@ def decoded(source: Path, all_unlabeled: bool = False, cache: Path | None = None
                 return {k: f[k] for k in f.files}
         except (OSError, ValueError, EOFError):
             pass  # a damaged cache is rebuilt, not trusted
-    arrays = decode_folder(source, all_unlabeled)
+    arrays = decode_folder(source, all_unlabeled, image_size, skip_unreadable, target, mode)
     cached.parent.mkdir(parents=True, exist_ok=True)
     tmp = cached.with_suffix(".tmp.npz")
     np.savez(tmp, **arrays)
@@ -156,8 +252,10 @@ def to_float(pixels: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(pixels).float().div_(255.0)
 
 
-def load_folder(source: Path, cache: Path | None = None) -> ArrayDataset:
-    arrays = decoded(source, cache=cache)
+def load_folder(
+    source: Path, cache: Path | None = None, image_size: int = 0, skip_unreadable: bool = False
+) -> ArrayDataset:
+    arrays = decoded(source, cache=cache, image_size=image_size, skip_unreadable=skip_unreadable)
     classes = [str(c) for c in arrays["classes"]]
     has_test = "x_test" in arrays
     return ArrayDataset(
@@ -172,9 +270,11 @@ def load_folder(source: Path, cache: Path | None = None) -> ArrayDataset:
     )
 
 
-def load_unlabeled(source: Path, cache: Path | None = None) -> torch.Tensor:
-    """Inputs without labels: every image in a folder (or .tar.gz), whatever its subfolders, or the
-    array `x` (or the only array) of an .npz."""
+def load_unlabeled(
+    source: Path, cache: Path | None = None, like: tuple[int, ...] | None = None, skip_unreadable: bool = False
+) -> torch.Tensor:
+    """Inputs without labels: every image in a folder (or .tar.gz), whatever its subfolders, brought
+    to the shape `like` (C, H, W) of the labelled images, or the array `x` (or the only array) of an .npz."""
     if source.suffix.lower() == ".npz":
         try:
             with np.load(source, allow_pickle=False) as f:
@@ -186,4 +286,7 @@ def load_unlabeled(source: Path, cache: Path | None = None) -> torch.Tensor:
             raise
         except Exception as exc:  # zip/format errors of every kind: one clear message
             raise DataError(f"{source}: not a readable .npz file ({type(exc).__name__}: {exc})") from None
-    return to_float(decoded(source, all_unlabeled=True, cache=cache)["x_unlabeled"])
+    target = tuple(like[1:]) if like is not None and len(like) == 3 else None
+    mode = ("L" if like[0] == 1 else "RGB") if target is not None else None
+    arrays = decoded(source, True, cache, skip_unreadable=skip_unreadable, target=target, mode=mode)
+    return to_float(arrays["x_unlabeled"])

@@ -44,12 +44,17 @@ def load_dataset(
     drop_columns: tuple[str, ...] = (),
     standardize: bool = True,
     unlabeled: str = "",
+    image_size: int = 0,
+    skip_unreadable: bool = False,
 ) -> ArrayDataset:
-    """The named data set; `unlabeled` adds a folder (or .npz) of unlabelled inputs to it."""
+    """The named data set; `unlabeled` adds a folder (or .npz) of unlabelled inputs to it (images
+    brought to the labelled images' size and channels)."""
     roots = resolve_data_dir(data_dir)
-    ds = _load(name, roots, download, label_column, tuple(drop_columns), standardize)
+    images = (image_size, skip_unreadable)
+    ds = _load(name, roots, download, label_column, tuple(drop_columns), standardize, images)
     if unlabeled:
-        extra = load_unlabeled(locate(unlabeled, roots))
+        like = tuple(ds.x_train.shape[1:])
+        extra = load_unlabeled(locate(unlabeled, roots), like=like, skip_unreadable=skip_unreadable)
         if extra.shape[1:] != ds.x_train.shape[1:]:
             raise DataError(
                 f"data.unlabeled {unlabeled}: inputs of shape {tuple(extra.shape[1:])}, "
@@ -60,7 +65,13 @@ def load_dataset(
 
 
 def _load(
-    name: str, roots: list[Path], download: bool, label_column: str, drop_columns: tuple[str, ...], standardize: bool
+    name: str,
+    roots: list[Path],
+    download: bool,
+    label_column: str,
+    drop_columns: tuple[str, ...],
+    standardize: bool,
+    images: tuple[int, bool] = (0, False),
 ) -> ArrayDataset:
     if name == "mnist":
         return load_mnist(roots, download_to=roots[0] if download else None)
@@ -73,7 +84,7 @@ def _load(
         path = locate(location, roots)
         if kind == "csv":
             return load_csv(path, label_column, drop_columns, standardize)
-        return load_npz(path) if kind == "npz" else load_folder(path)
+        return load_npz(path) if kind == "npz" else load_folder(path, image_size=images[0], skip_unreadable=images[1])
     raise ConfigError(
         f"data.dataset: unknown data set '{name}' (mnist, digits, cifar10, cifar10-jpeg, npz:PATH, folder:PATH, csv:PATH)"
     )
