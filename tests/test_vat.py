@@ -198,3 +198,30 @@ def test_the_balance_term_enters_the_loss_with_its_weight():
     expected = marginal_kl_to_uniform(model(batch.x_u))
     assert with_balance["balance"].item() == pytest.approx(expected.item(), rel=1e-5)
     assert with_balance["loss"].item() == pytest.approx(without["loss"].item() + 2.0 * expected.item(), rel=1e-5)
+
+
+def test_the_radius_on_vectors_follows_the_data_scale_and_is_recorded(tmp_path):
+    """eps left unset: on vectors VECTOR_EPS_SHARE of the rows' RMS distance from their mean (so the
+    same data in other units gets the same perturbation relative to it), written into config.json;
+    on images the image radius; a radius the user sets is kept."""
+    import json
+
+    import numpy as np
+
+    import semireg
+    from semireg.methods.vat import IMAGE_EPS, VECTOR_EPS_SHARE
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 5)).astype("float32")
+    y = np.where(np.arange(60) < 12, np.arange(60) % 3, -1)
+    radius = float(np.sqrt(x.astype("float64").var(axis=0).sum()))
+    kw = {"method": "vat", "steps": 2, "batch_size": 4, "num_classes": 3, "model.hidden": [8]}
+    small = semireg.fit("mlp", (x, y), run_dir=tmp_path / "a", **kw)
+    assert small.config.method["eps"] == pytest.approx(VECTOR_EPS_SHARE * radius, rel=1e-3)
+    assert json.loads((tmp_path / "a" / "config.json").read_text())["method"]["eps"] == small.config.method["eps"]
+    big = semireg.fit("mlp", (10 * x, y), **kw)
+    assert big.config.method["eps"] == pytest.approx(10 * small.config.method["eps"], rel=1e-3)
+    assert semireg.fit("mlp", (x, y), eps=0.7, **kw).config.method["eps"] == 0.7
+    images = np.random.default_rng(1).random((60, 1, 6, 6)).astype("float32")
+    kw["model.hidden"] = [4]
+    assert semireg.fit("cnn_small", (images, y), **kw).config.method["eps"] == IMAGE_EPS

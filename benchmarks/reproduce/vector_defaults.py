@@ -5,6 +5,7 @@ is the first time the defaults meet it).
     python benchmarks/reproduce/vector_defaults.py          # digits and wine, 3 splits -> vector-defaults.json
     python benchmarks/reproduce/vector_defaults.py --methods labelspreading selftraining --shapes vat-paper
     python benchmarks/reproduce/vector_defaults.py --methods vat --eps-shares 0.05 0.1 0.15 0.3
+    python benchmarks/reproduce/vector_defaults.py --methods pimodel --set method.weight=1 method.balance=1
 
 Each split is vectors.py's split of the same seed; its labelled rows train, and the validation score is
 the accuracy on the unlabelled training rows' true labels (the test rows are not read). A candidate is a
@@ -45,6 +46,7 @@ def main() -> None:
     ap.add_argument(
         "--eps-shares", type=float, nargs="+", default=[None], help="VAT's eps as a share of the RMS radius"
     )
+    ap.add_argument("--set", nargs="*", default=[], help="key=value options of every candidate (part of its key)")
     args = ap.parse_args()
     results = json.loads(OUT.read_text()) if OUT.exists() else {}
     grid = itertools.product(args.tasks, args.methods, args.shapes, args.steps, args.eps_shares)
@@ -52,6 +54,7 @@ def main() -> None:
         loader, n_labels = TASKS[task]
         x, y = loader(return_X_y=True)
         extra = {"method.eps": share * x.shape[1] ** 0.5} if share is not None and method == "vat" else {}
+        extra.update({k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)})
         scores, seconds = [], []
         for seed in range(args.splits):
             x_tr, y_semi, _, _ = split(x, y, n_labels, seed)
@@ -63,7 +66,8 @@ def main() -> None:
             seconds.append(time.perf_counter() - start)
             unlabelled = y_semi == -1
             scores.append(100.0 * float((model.predict(x_tr[unlabelled]) == y_true[unlabelled]).mean()))
-        key = f"{task}/{method}/{shape}/{steps}" + (f"/eps{share:g}" if extra else "")
+        key = f"{task}/{method}/{shape}/{steps}" + (f"/eps{share:g}" if share is not None and method == "vat" else "")
+        key += "".join(f"/{item}" for item in args.set)
         results[key] = {"validation_accuracy": scores, "seconds": [round(s, 2) for s in seconds]}
         print(
             f"{key}: {statistics.fmean(scores):.1f} (worst {min(scores):.1f}) in {statistics.fmean(seconds):.1f} s",
