@@ -7,6 +7,7 @@ import tarfile
 
 import numpy as np
 import pytest
+import torch
 
 from semireg.data import load_dataset
 from semireg.data.cifar10 import CLASSES, load_cifar10_python, safe_unpickle
@@ -53,7 +54,8 @@ def test_reads_the_canonical_format(tmp_path, protocol):
     assert ds.x_train.shape == (100, 3, 32, 32) and ds.x_test.shape == (20, 3, 32, 32)
     first = batches["data_batch_1"]
     # Row-major (N, 3072) = 1024 red, 1024 green, 1024 blue values.
-    assert np.allclose(ds.x_train[0].numpy() * 255, first[b"data"][0].reshape(3, 32, 32))
+    assert ds.x_train.dtype == torch.uint8  # pixels as stored: floats are made per batch
+    assert np.array_equal(ds.x_train[0].numpy(), first[b"data"][0].reshape(3, 32, 32))
     assert ds.y_train[:20].tolist() == first[b"labels"]
     assert ds.class_names == CLASSES
 

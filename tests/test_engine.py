@@ -88,21 +88,33 @@ def test_resume_reaches_the_same_weights(tmp_path, ema):
         assert torch.equal(a, b)
 
 
+class TurnsNaN(nn.Module):
+    """A linear model whose training forwards give NaN from the `at`-th on (None: never)."""
+
+    def __init__(self, at: int | None) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.net, self.at, self.calls = nn.Linear(10, 3), at, 0  # blobs: 10 features, 3 classes
+
+    def forward(self, x):
+        out = self.net(x.flatten(1))
+        self.calls += self.training
+        return out * float("nan") if self.training and self.at is not None and self.calls >= self.at else out
+
+
 def test_nan_loss_stops_with_a_clear_message_and_keeps_last_checkpoint(tmp_path):
     data = small_data()
-    data.x_l = data.x_l.clone()
     run = tmp_path / "run"
-    train(cfg_for(steps=10), run, data=data)
+    train(cfg_for(steps=10), run, data=data, model=TurnsNaN(None))
     good = (run / "checkpoint.pt").read_bytes()
-    data.x_l[3] = float("nan")
     cfg = cfg_for(steps=40, checkpoint_every=5)
     with pytest.raises(DivergedError, match="non-finite"):
-        train(cfg, run, data=data, resume=True)
+        train(cfg, run, data=data, resume=True, model=TurnsNaN(at=4))  # NaN within the first resumed steps
     state = torch.load(run / "checkpoint.pt", weights_only=True)
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
     assert state["step"] >= 10
-    # The NaN sample is drawn within the first epoch (3 steps), before the next checkpoint (step 15):
-    # the last good checkpoint is the one kept, byte for byte.
+    # The loss turns NaN at step 11 or 12, before the next checkpoint (step 15): the last good
+    # checkpoint is the one kept, byte for byte.
     assert (run / "checkpoint.pt").read_bytes() == good
 
 
@@ -247,3 +259,25 @@ def test_evaluation_mode_switches_dropout_off_and_restores_the_flag_even_on_erro
     with pytest.raises(RuntimeError), evaluation_mode(model):
         raise RuntimeError("inside")
     assert all(m.training == start_training for m in model.modules())
+
+
+def test_uint8_images_train_to_the_same_weights_as_their_floats():
+    """Images are held as uint8 (a quarter of float32's bytes) and made floats per batch: the same
+    arithmetic as floats made up front, so the weights are bit-identical."""
+    g = torch.Generator().manual_seed(0)
+    pixels = torch.randint(0, 256, (60, 3, 8, 8), generator=g, dtype=torch.uint8)
+    y = torch.arange(60) % 3
+    held = TrainData(
+        x_l=pixels[:12], y_l=y[:12], x_u=pixels[12:48], num_classes=3, eval_sets={"test": (pixels[48:], y[48:])}
+    )
+    assert held.x_l.dtype == torch.uint8 and held.as_float().x_l.dtype == torch.float32
+    assert torch.equal(held.as_float().x_l, pixels[:12].float() / 255)
+    cfg = lambda: from_kwargs(
+        {"method.name": "fixmatch", "model.name": "cnn_small", "model.hidden": [4], "steps": 6, "batch_size": 4},
+        base={"train": {"progress": False, "precision": "32-true", "deterministic": True}, "augment": {"pad": 1}},
+    )
+    a = train(cfg(), data=held)
+    b = train(cfg(), data=held.as_float())
+    for (key, wa), wb in zip(a.model.state_dict().items(), b.model.state_dict().values()):
+        assert torch.equal(wa, wb), key
+    assert a.metrics["test"] == b.metrics["test"]

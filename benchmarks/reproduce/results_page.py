@@ -57,11 +57,21 @@ VECTOR_ROWS = [
     ("LabelSpreading kNN-7", "labelspreading_knn7"),
     ("LabelSpreading kNN-10", "labelspreading_knn10"),
     ("SelfTraining(LogisticRegression)", "selftraining_logreg"),
-    ("SemiSupervisedClassifier() (method=\"auto\")", "semireg_default"),
+    ('SemiSupervisedClassifier() (method="auto")', "semireg_default"),
     ("semireg label spreading (torch, kNN-10)", "semireg_labelspreading"),
     ("semireg self-training (torch logistic regression)", "semireg_selftraining"),
 ]
-VECTOR_METHODS = ["supervised", "fixmatch", "flexmatch", "freematch", "meanteacher", "pimodel", "pseudolabel", "uda", "vat"]
+VECTOR_METHODS = [
+    "supervised",
+    "fixmatch",
+    "flexmatch",
+    "freematch",
+    "meanteacher",
+    "pimodel",
+    "pseudolabel",
+    "uda",
+    "vat",
+]
 
 # (title, description, [(row label, figures.json key)])
 PROTOCOLS = [

@@ -82,7 +82,8 @@ def main() -> None:
         "ratio_sklearn_over_semireg": best["scikit-learn"] / best["semireg"],
         "threads": torch.get_num_threads(),
         "machine": header(),
-        "command": "python benchmarks/speed/label_spreading.py" + (f" --rows {args.rows}" if args.rows != 100_000 else ""),
+        "command": "python benchmarks/speed/label_spreading.py"
+        + (f" --rows {args.rows}" if args.rows != 100_000 else ""),
     }
     OUT.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result, indent=1))

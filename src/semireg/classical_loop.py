@@ -16,7 +16,6 @@ from . import runs
 from .classical import get_classical
 from .config import RunConfig, method_options
 from .data import Split
-from .errors import ConfigError
 from .evaluation import classification_metrics, predict_logits
 from .traindata import TrainData, data_from_config
 
@@ -36,8 +35,7 @@ def train_classical(
         torch.set_num_threads(cfg.train.threads)
     if data is None:
         data, split = data_from_config(cfg)
-    if data.x_l.dtype == torch.uint8:
-        raise ConfigError(f"{spec.name}: inputs must be numbers (got uint8 images)")
+    data = data.as_float()  # pixels in [0, 1], as the neural methods see them
     meta = {"data": data.summary(), "fingerprint": data.fingerprint(), "total_steps": 0, "evaluated_weights": "model"}
     if resume and run_dir is not None:  # a fit is not continued, but never silently redone on other data
         runs.check_same_data(run_dir, meta["fingerprint"], "resume")

@@ -27,7 +27,7 @@ from .augment import Augmenter, eval_transform
 from .classical_loop import train_classical
 from .config import RunConfig, kind_of, method_options
 from .data import IndexSampler, Split
-from .data.arrays import as_images, notice
+from .data.arrays import as_images, notice, pixels_to_float
 from .errors import ConfigError, RunDirError, mismatch
 from .evaluation import classification_metrics, evaluation_mode, plot_curves, predict_logits, summary
 from .finished import initial_weights, load_teacher, model_from_config
@@ -167,7 +167,8 @@ def fill_data_defaults(cfg: RunConfig, data: TrainData) -> str | None:
 @torch.no_grad()
 def recompute_bn(model: nn.Module, x: torch.Tensor, batch_size: int, view=None) -> None:
     """BatchNorm running statistics recomputed from scratch over `x` (what swa_utils.update_bn does)."""
-    batches = (view(x[i : i + batch_size]) if view else x[i : i + batch_size] for i in range(0, len(x), batch_size))
+    parts = (pixels_to_float(x[i : i + batch_size]) for i in range(0, len(x), batch_size))
+    batches = (view(b) if view else b for b in parts)
     update_bn(batches, model)
 
 
@@ -389,9 +390,9 @@ def step_loop(
     for step in range(run.start, run.total):
         idx = ranks.shard(parts.lab_sampler.next())  # (B / world,)
         idx_u = ranks.shard(parts.unl_sampler.next()) if x_u is not None else None  # (Bu / world,)
-        x_u_raw = x_u[idx_u] if x_u is not None else None
+        x_u_raw = pixels_to_float(x_u[idx_u]) if x_u is not None else None  # (Bu / world, ...) float
         batch = Batch(
-            x_l=to_format(aug.weak(x_l[idx])),
+            x_l=to_format(aug.weak(pixels_to_float(x_l[idx]))),
             y_l=y_l[idx],
             x_u=to_format(aug.weak(x_u_raw)) if x_u_raw is not None else None,
             strong=aug.strong,
@@ -548,7 +549,7 @@ def adapt_model(model: nn.Module, data: TrainData, device: torch.device, view=No
     """A forward on two samples, so that a shape mismatch is one clear error, not a deep traceback.
     A model whose output holds its logits (a dict with "logits", a tuple, an object with `.logits`)
     comes back wrapped so that it returns only them; any other model comes back as it is."""
-    probe = data.x_l[:2].to(device)
+    probe = pixels_to_float(data.x_l[:2].to(device))
     probe = view(probe) if view is not None else probe
     try:
         with evaluation_mode(model), torch.no_grad():

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .data.arrays import as_images, as_labels
+from .data.arrays import as_images, as_labels, pixels_to_float
 from .rundir import read_jsonl
 
 
@@ -37,7 +37,8 @@ def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 1000, tr
     device = next((p.device for p in model.parameters()), x.device)
     view = transform or (lambda t: t)
     with evaluation_mode(model):
-        out = [model(view(x[i : i + batch_size].to(device))).float() for i in range(0, len(x), batch_size)]
+        batches = (pixels_to_float(x[i : i + batch_size].to(device)) for i in range(0, len(x), batch_size))
+        out = [model(view(b)).float() for b in batches]
     return torch.cat(out)
 
 

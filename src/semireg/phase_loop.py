@@ -95,6 +95,7 @@ def train_system(
     `data` is a TrainData: phases draw (x, y) batches of `train.batch_size` from its labelled set.
     """
     run_dir = None if run_dir is None else Path(run_dir)
+    data = data.as_float()  # the systems' probes and pictures use whole arrays: MNIST-sized, as floats
     t = cfg.train
     system.check()
     if system.needs_labels and data.y_l is None:

@@ -3,6 +3,7 @@ run directory is touched."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,12 +13,14 @@ import torch
 
 from .config import RunConfig
 from .data import Split, load_dataset, make_split, official_test_subset
+from .data.arrays import pixels_to_float
 from .errors import ConfigError
 
 
 @dataclass
 class TrainData:
-    """Everything the loop draws from, as tensors. x: (N, C, H, W) or (N, D) float32."""
+    """Everything the loop draws from, as tensors. x: (N, C, H, W) images, uint8 pixels (floats made
+    per batch where they are used: `pixels_to_float`) or float32; or (N, D) float32 vectors."""
 
     x_l: torch.Tensor
     y_l: torch.Tensor  # (N,); None only for a label-free system trained without labels (fit_system)
@@ -44,6 +47,15 @@ class TrainData:
             "unlabeled": 0 if self.x_u is None else len(self.x_u),
             **{f"eval_{k}": len(v[1]) for k, v in self.eval_sets.items()},
         }
+
+    def as_float(self) -> TrainData:
+        """The same data with images as float32 in [0, 1] (for consumers that use whole arrays: the
+        multi-network systems' probes, the classical fits); float data comes back as it is."""
+        if self.x_l.dtype != torch.uint8:
+            return self
+        x_u = pixels_to_float(self.x_u) if self.x_u is not None else None
+        evals = {k: (pixels_to_float(x), y) for k, (x, y) in self.eval_sets.items()}
+        return dataclasses.replace(self, x_l=pixels_to_float(self.x_l), x_u=x_u, eval_sets=evals)
 
     def fingerprint(self) -> dict[str, str]:
         """A hash of each part of the data a run trains and is judged on: the inputs' bytes after every

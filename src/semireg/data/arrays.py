@@ -108,6 +108,12 @@ def looks_channels_last(shape: Sequence[int]) -> bool:
     return len(shape) == 4 and shape[3] in CHANNEL_COUNTS and shape[1] not in CHANNEL_COUNTS
 
 
+def pixels_to_float(x: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels (as data sets of images are held in memory, a quarter of float32's bytes) ->
+    float32 in [0, 1], per batch where they are used; any other tensor as it is."""
+    return x.float().div_(255.0) if x.dtype == torch.uint8 else x
+
+
 def as_images(x: Any, what: str = "x") -> torch.Tensor:
     """Float32 tensor from an array shaped (N, C, H, W), (N, H, W, C), (N, H, W) or (N, D).
 

@@ -111,7 +111,7 @@ def load_cifar10_python(source: Path) -> ArrayDataset:
     )
     x_train = np.concatenate([p[0] for p in parts])
     y_train = np.concatenate([p[1] for p in parts])
-    to_x = lambda a: torch.from_numpy(np.ascontiguousarray(a)).float().div_(255.0)
+    to_x = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # (N, 3, 32, 32) uint8: floats per batch
     return ArrayDataset(
         to_x(x_train),
         torch.from_numpy(y_train),

@@ -37,13 +37,16 @@ UNLABELED_DIRS = {"unlabeled", "unlabelled"}
 GREY_MODES = {"L", "LA", "1", "I;16", "I", "F"}
 POLICY = "shorter-side-then-centre-crop/1"  # in the cache key: a changed policy never reads old arrays
 EXIF_TRANSPOSED = {5, 6, 7, 8}  # orientations that swap width and height
+BIG_IMAGE_PIXELS = 96 * 96  # median image area from which decoding uses every core
+DECODE_CHUNK = 64  # images per task: one task per image costs more than a thumbnail's decode
 
 
 def fit_image(img: Image.Image, target: tuple[int, int] | None, mode: str) -> np.ndarray:
     """(H, W) or (H, W, 3) uint8 pixels: EXIF orientation applied, converted to `mode` ("L" or "RGB";
     transparency composited onto white), then, with a target (H, W), scaled so that it covers H x W
     (the shorter side fits) and the centre cropped: no distortion, the borders of the longer side go."""
-    img = ImageOps.exif_transpose(img)
+    if img.getexif().get(0x0112, 1) != 1:  # exif_transpose copies even an upright image: only when needed
+        img = ImageOps.exif_transpose(img)
     if img.mode == "P":
         img = img.convert("RGBA")
     if img.mode in ("RGBA", "LA"):
@@ -196,9 +199,18 @@ def decode_folder(
     if target is None:
         target = choose_target(source, [f[4][0] for f in files], image_size)
     mode = mode or ("RGB" if any(f[4][1] for f in files) else "L")
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # Pillow decodes without the GIL
-        jobs = pool.map(lambda f: decode(f[3], f[2], target, mode), files)
-        pixels = list(tqdm(jobs, total=len(files), desc=f"decoding {source.name}", disable=len(files) < 2000))
+    # Pillow decodes without the GIL, so threads pay where decoding dominates (photos); for thumbnails
+    # (CIFAR's 32 px) the Python around each image does, and one thread is fastest (benchmarks/speed/decode.py)
+    big = statistics.median(h * w for (h, w), _ in (f[4] for f in files)) >= BIG_IMAGE_PIXELS
+    chunks = [files[i : i + DECODE_CHUNK] for i in range(0, len(files), DECODE_CHUNK)]
+    work = lambda chunk: [decode(f[3], f[2], target, mode) for f in chunk]  # noqa: E731
+    bar = tqdm(total=len(files), desc=f"decoding {source.name}", disable=len(files) < 2000)
+    with ThreadPoolExecutor(max_workers=(os.cpu_count() or 1) if big else 1) as pool:
+        pixels = []
+        for done in pool.map(work, chunks):
+            pixels.extend(done)
+            bar.update(len(done))
+    bar.close()
     classes = sorted({f[1] for f in files if f[0] != "unlabeled"})
     index = {c: i for i, c in enumerate(classes)}
     out: dict[str, np.ndarray] = {"classes": np.array(classes)}
@@ -248,8 +260,9 @@ def decoded(
     return arrays
 
 
-def to_float(pixels: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(pixels).float().div_(255.0)
+def pixels(arr: np.ndarray) -> torch.Tensor:
+    """uint8 (N, C, H, W) as it is: images stay a quarter of their float32 bytes until a batch is used."""
+    return torch.from_numpy(np.ascontiguousarray(arr))
 
 
 def load_folder(
@@ -259,14 +272,14 @@ def load_folder(
     classes = [str(c) for c in arrays["classes"]]
     has_test = "x_test" in arrays
     return ArrayDataset(
-        to_float(arrays["x_train"]),
+        pixels(arrays["x_train"]),
         torch.from_numpy(arrays["y_train"]),
-        to_float(arrays["x_test"]) if has_test else None,
+        pixels(arrays["x_test"]) if has_test else None,
         torch.from_numpy(arrays["y_test"]) if has_test else None,
         num_classes=len(classes),
         name=source.name.split(".")[0],
         class_names=classes,
-        x_unlabeled=to_float(arrays["x_unlabeled"]) if "x_unlabeled" in arrays else None,
+        x_unlabeled=pixels(arrays["x_unlabeled"]) if "x_unlabeled" in arrays else None,
     )
 
 
@@ -289,4 +302,4 @@ def load_unlabeled(
     target = tuple(like[1:]) if like is not None and len(like) == 3 else None
     mode = ("L" if like[0] == 1 else "RGB") if target is not None else None
     arrays = decoded(source, True, cache, skip_unreadable=skip_unreadable, target=target, mode=mode)
-    return to_float(arrays["x_unlabeled"])
+    return pixels(arrays["x_unlabeled"])

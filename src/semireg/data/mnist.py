@@ -72,7 +72,7 @@ def load_mnist(roots: list[Path], download_to: Path | None = None) -> ArrayDatas
                 f"{path}: md5 {md5(data)} does not match the published {expected} (corrupt or truncated file)"
             )
         arrays[key] = parse_idx(data, str(path))
-    to_x = lambda a: torch.from_numpy(a.copy()).float().div_(255.0).unsqueeze(1)  # (N, 1, 28, 28)
+    to_x = lambda a: torch.from_numpy(a.copy()).unsqueeze(1)  # (N, 1, 28, 28) uint8: floats per batch
     to_y = lambda a: torch.from_numpy(a.astype("int64"))
     return ArrayDataset(
         to_x(arrays["train_images"]),

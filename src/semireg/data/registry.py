@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from ..errors import ConfigError, DataError
-from .arrays import ArrayDataset
+from .arrays import ArrayDataset, pixels_to_float
 from .cifar10 import load_cifar10
 from .digits import load_digits
 from .folders import cache_dir, load_folder, load_npz, load_unlabeled
@@ -59,6 +59,10 @@ def load_dataset(
             raise DataError(
                 f"data.unlabeled {unlabeled}: inputs of shape {tuple(extra.shape[1:])}, "
                 f"the labelled ones {tuple(ds.x_train.shape[1:])}"
+            )
+        if len({t.dtype for t in (ds.x_train, ds.x_unlabeled, extra) if t is not None}) > 1:  # pixels and floats
+            ds.x_train, ds.x_test, ds.x_unlabeled, extra = (
+                pixels_to_float(t) if t is not None else None for t in (ds.x_train, ds.x_test, ds.x_unlabeled, extra)
             )
         ds.x_unlabeled = extra if ds.x_unlabeled is None else torch.cat([ds.x_unlabeled, extra])
     return ds

@@ -29,6 +29,7 @@ from PIL import Image
 from ..augment import AugmentConfig, Augmenter
 from ..config import KINDS, kind_of
 from ..data import Split
+from ..data.arrays import pixels_to_float
 from ..errors import RunDirError
 from ..evaluation import plot_confusion, plot_curves, read_jsonl
 from .compare import DEFAULT_METRICS, group_runs, plot_comparison, plot_eval_curves
@@ -104,7 +105,7 @@ def image_grid(x: torch.Tensor, cols: int, scale: int) -> bytes:
     rows = max(1, -(-n // cols))
     pad = 1
     canvas = np.ones((rows * (h + pad) + pad, cols * (w + pad) + pad, 3), dtype=np.float32)
-    imgs = x.detach().float().clamp(0, 1).cpu().numpy().transpose(0, 2, 3, 1)  # (N, H, W, C)
+    imgs = pixels_to_float(x.detach()).float().clamp(0, 1).cpu().numpy().transpose(0, 2, 3, 1)  # (N, H, W, C)
     if c == 1:
         imgs = np.repeat(imgs, 3, axis=3)
     for i, img in enumerate(imgs[:, :, :, :3]):
@@ -298,7 +299,7 @@ def _samples_section(data, config: dict[str, Any]) -> str:
         )
     aug = AugmentConfig(**config.get("augment", {}))
     augmenter = Augmenter(aug, seed=0)  # its own generator: nothing the run drew changes
-    x = data.x_l[:8]
+    x = pixels_to_float(data.x_l[:8])
     views = [x, augmenter.weak(x), augmenter.strong(augmenter.weak(x)), augmenter.strong(augmenter.weak(x))]
     out.append(
         _img(

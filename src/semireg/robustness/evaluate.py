@@ -27,6 +27,7 @@ from torch import nn
 from .. import rundir
 from ..augment import eval_transform
 from ..config import resolve
+from ..data.arrays import pixels_to_float
 from ..data.folders import cache_dir
 from ..errors import ConfigError, DataError
 from ..evaluation import predict_logits, pyplot
@@ -150,7 +151,7 @@ def run_robustness(
     device = next(model.parameters()).device
     view = eval_transform(cfg.augment)
     index = _subset(len(x_test), n_images)
-    x, y = x_test[torch.from_numpy(index)], y_test[torch.from_numpy(index)]
+    x, y = pixels_to_float(x_test[torch.from_numpy(index)]), y_test[torch.from_numpy(index)]
     start = time.perf_counter()
     clean = _accuracy(model, x, y, r.batch_size, view)
     acc: dict[str, dict[str, float]] = {}
