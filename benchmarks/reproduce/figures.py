@@ -383,6 +383,24 @@ FIGURES: dict[str, dict] = {
     "speed.bf16-over-fp32.vat_step": speedup("vat_step"),
     "speed.bf16-over-fp32.fixmatch_step_wrn28_2": speedup("fixmatch_step"),
     "speed.bf16-over-fp32.consistency_student_step": speedup("consistency_student_step"),
+    "speed.decode.photos": {
+        "json": "benchmarks/results/decode-speed.json",
+        "path": ["photos-400x300-to-128px", "ratio_semireg_over_plain"],
+        "unit": "x",
+        "command": "SEMIREG_DATA=../shared/data python benchmarks/speed/decode.py   # nothing else running",
+    },
+    "speed.decode.cifar10-jpeg": {
+        "json": "benchmarks/results/decode-speed.json",
+        "path": ["cifar10-jpeg.tar.gz", "ratio_semireg_over_plain"],
+        "unit": "x",
+        "command": "SEMIREG_DATA=../shared/data python benchmarks/speed/decode.py   # nothing else running",
+    },
+    "speed.label-spreading-100k": {
+        "json": "benchmarks/results/label-spreading-speed.json",
+        "path": ["ratio_sklearn_over_semireg"],
+        "unit": "x",
+        "command": "python benchmarks/speed/label_spreading.py   # 100,000 x 64, nothing else running",
+    },
     **{
         f"select.{ds}.{field}": select_figure(ds, field)
         for ds in ("digits", "cancer", "mnist-100")
@@ -643,6 +661,8 @@ MACHINES = [
     ("mnist-disentangle", *EPYC_FP32),
     ("select.", *AVX512_BF16),
     ("speed.", AVX512_BF16[0], "bf16-mixed against 32-true"),
+    ("speed.decode.", AMX[0], "uint8 pixels (no arithmetic)"),
+    ("speed.label-spreading", AMX[0], "float32 (semireg), float64 (scikit-learn)"),
     ("vectors/", AMX[0], "bf16-mixed (semireg; scikit-learn in float64)"),
 ]
 
