@@ -2,9 +2,11 @@
 orientation, an unreadable file; trained on, predicted on (a new file of another size), resumed."""
 
 import io
+import json
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from semireg.cli import main
@@ -117,5 +119,10 @@ def test_photos_train_predict_a_new_size_and_resume(tmp_path, capsys, monkeypatc
     capsys.readouterr()
     assert main(["predict", str(run), str(new)]) == 0
     assert len(capsys.readouterr().out.strip().splitlines()) == 1
-    # the photos decode again (from the cache) to the very tensors the run recorded: its fingerprint matches
+    # An interrupted run goes on: its config asks for 20 steps, its checkpoint holds 10. The photos decode
+    # again (from the cache) to the very tensors the run recorded, so its fingerprint matches.
+    saved = json.loads((run / "config.json").read_text())
+    saved["train"]["steps"] = 20
+    (run / "config.json").write_text(json.dumps(saved))
     assert main(["train", "--resume", str(run)]) == 0
+    assert torch.load(run / "checkpoint.pt", weights_only=True)["step"] == 20
