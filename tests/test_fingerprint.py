@@ -109,3 +109,23 @@ def test_select_by_default_keeps_one_directory_per_data_set(tmp_path, monkeypatc
     assert a.out != b.out
     assert a.out.parent.resolve() == b.out.parent.resolve() == (tmp_path / "runs" / "select").resolve()
     assert (a.out / "selection.json").exists() and (b.out / "selection.json").exists()
+
+
+def test_resume_through_the_python_api_on_other_data_is_refused(tmp_path):
+    """The run lifecycle itself compares the fingerprint (not only the command line's data rebuild)."""
+    from semireg.config import from_kwargs
+    from semireg.engine import train
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(40, 4, generator=g), torch.arange(40) % 2
+    data = TrainData(x_l=x[:10], y_l=y[:10], x_u=x[10:], num_classes=2)
+    cfg = lambda: from_kwargs(  # noqa: E731
+        {"method.name": "supervised", "model.hidden": [4], "steps": 4, "batch_size": 4, "progress": False}
+    )
+    train(cfg(), tmp_path / "run", data=data)
+    before = (tmp_path / "run" / "checkpoint.pt").read_bytes()
+    other = TrainData(x_l=x[:10] * 2, y_l=y[:10], x_u=x[10:], num_classes=2)
+    with pytest.raises(RunDirError, match=r"resume .*the data differs .*\(labeled rows changed\)"):
+        train(cfg(), tmp_path / "run", data=other, resume=True)
+    assert (tmp_path / "run" / "checkpoint.pt").read_bytes() == before
+    train(cfg(), tmp_path / "run", data=data, resume=True)  # its own data: goes on
