@@ -92,6 +92,7 @@ def _every_method(fabric, root: str, teacher: str) -> None:
     for name in sorted(METHODS):
         cfg = cfg_for(name, teacher if METHODS[name].needs_teacher else "")
         train_rank(fabric, cfg, distributed_dir(root, name), plain_net(), image_data(), None, False, False)
+    distributed.leave_process_group()
 
 
 def distributed_dir(root, name):

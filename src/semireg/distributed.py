@@ -92,6 +92,15 @@ def make_fabric(t) -> tuple[Any, bool]:
     ), True
 
 
+def leave_process_group() -> None:
+    """End of a spawned rank: wait for every rank, then tear the process group down. A rank that exits
+    with its gloo group alive can abort in its exit handlers ("terminate called without an active
+    exception", SIGABRT) while the other still talks to it."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+
+
 def rendezvous_port() -> int:
     """A free port for the spawned ranks' rendezvous, below the kernel's ephemeral range.
 

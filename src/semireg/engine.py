@@ -232,6 +232,7 @@ def _train_spawned_rank(fabric, result_path: Path, *args) -> None:
     result = train_rank(fabric, *args)
     if fabric.global_rank == 0:
         torch.save(result, result_path)
+    distributed.leave_process_group()
 
 
 def train_rank(
