@@ -15,7 +15,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from semireg import SemiSupervisedClassifier
 
 # Small and fast: each estimator check fits several times on a few dozen rows.
-QUICK = {"method": "uda", "steps": 40, "random_state": 0, "options": {"batch_size": 16, "model.hidden": [32, 32]}}
+QUICK = {"method": "uda", "steps": 80, "random_state": 0, "options": {"batch_size": 16, "model.hidden": [32, 32]}}
 
 # Checks that cannot apply, with the reason (scikit-learn's own mechanism: they run and must fail).
 EXPECTED_FAILED_CHECKS: dict[str, str] = {

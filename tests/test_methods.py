@@ -208,3 +208,20 @@ def test_every_step_returns_a_finite_loss_and_detached_logs(name):
         assert value.ndim == 0, key
         if key not in ("loss", spec.unsup_term):
             assert not value.requires_grad, f"{name}: logged term '{key}' keeps a graph"
+
+
+def test_the_pimodel_agreement_weight_follows_the_input_kind():
+    """weight left unset: the vector weight on rows of features (said, and written into the run's
+    config), the image weight on images; a weight the user sets is kept."""
+    import numpy as np
+
+    import semireg
+    from semireg.methods.pimodel import IMAGE_WEIGHT, VECTOR_WEIGHT
+
+    y = np.where(np.arange(40) < 9, np.arange(40) % 3, -1)
+    kw = {"method": "pimodel", "steps": 2, "batch_size": 4, "num_classes": 3, "model.hidden": [8]}
+    rows = np.random.default_rng(0).normal(size=(40, 5)).astype("float32")
+    assert semireg.fit("mlp", (rows, y), **kw).config.method["weight"] == VECTOR_WEIGHT != IMAGE_WEIGHT
+    assert semireg.fit("mlp", (rows, y), weight=3.0, **kw).config.method["weight"] == 3.0
+    images = np.random.default_rng(1).random((40, 1, 6, 6)).astype("float32")
+    assert semireg.fit("mlp", (images, y), **kw).config.method["weight"] == IMAGE_WEIGHT

@@ -70,3 +70,32 @@ def test_earlier_model_names_still_build_and_resolve():
         assert from_kwargs({"model.name": old}).model.name == new  # an old run directory's config resolves
         a, b = build_model(old, (1, 28, 28), 10), build_model(new, (1, 28, 28), 10)
         assert [p.shape for p in a.parameters()] == [p.shape for p in b.parameters()]
+
+
+def test_the_mlp_norm_follows_the_input_kind_and_its_options():
+    """Rows of features get LayerNorm (a row's output does not depend on the rest of its batch),
+    flattened images the paper's BatchNorm; `norm` chooses, `plain_norm` drops the learned scale
+    and shift, `logit_bn` normalises the logits too; an unknown norm is refused by name."""
+    import torch
+    from torch import nn
+
+    from semireg.errors import ConfigError
+
+    def layers(model, kind):
+        return [m for m in model.modules() if isinstance(m, kind)]
+
+    vectors, images = build_model("mlp", (5,), 3, hidden=[8, 8]), build_model("mlp", (1, 4, 4), 3, hidden=[8, 8])
+    assert len(layers(vectors, nn.LayerNorm)) == 2 and not layers(vectors, nn.BatchNorm1d)
+    assert len(layers(images, nn.BatchNorm1d)) == 2 and not layers(images, nn.LayerNorm)
+    assert len(layers(build_model("mlp", (5,), 3, hidden=[8], norm="batch"), nn.BatchNorm1d)) == 1
+    bare = build_model("mlp", (5,), 3, hidden=[8], norm="none")
+    assert not layers(bare, nn.LayerNorm) and not layers(bare, nn.BatchNorm1d)
+    authors = build_model("mlp", (1, 4, 4), 3, hidden=[8], plain_norm=True, logit_bn=True)
+    norms = layers(authors, nn.BatchNorm1d)
+    assert [m.num_features for m in norms] == [8, 3] and all(m.weight is None for m in norms)
+    # A row's logits under LayerNorm are the same alone as in any batch.
+    x = torch.randn(6, 5)
+    vectors.train()
+    assert torch.allclose(vectors(x)[:1], vectors(x[:1]), atol=1e-6)
+    with pytest.raises(ConfigError, match="model.norm: 'group'"):
+        build_model("mlp", (5,), 3, norm="group")

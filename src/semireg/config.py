@@ -57,10 +57,20 @@ class ModelConfig:
     hidden: list[int] = field(default_factory=list)  # mlp only; [] = the model's default
     drop_path: float = 0.0  # stochastic depth for models with residual blocks: the last block's drop rate
     # (earlier blocks linearly less, Huang et al. 2016; Noisy Student's student noise)
+    norm: str = ""  # mlp only: batch | layer | none after each hidden Linear; "": batch on images, layer on vectors
+    logit_bn: bool = False  # mlp only: BatchNorm on the logits too (the VAT authors' semi-supervised MNIST MLP)
+    plain_norm: bool = False  # mlp only: norm layers without a learned scale and shift (the VAT authors' MLP)
 
     def builder_options(self) -> dict[str, Any]:
         """The options a registered model builder is given (see models.build_model)."""
-        return {"dropout": self.dropout, "hidden": self.hidden, "drop_path": self.drop_path}
+        return {
+            "dropout": self.dropout,
+            "hidden": self.hidden,
+            "drop_path": self.drop_path,
+            "norm": self.norm,
+            "logit_bn": self.logit_bn,
+            "plain_norm": self.plain_norm,
+        }
 
 
 @dataclass
