@@ -501,7 +501,7 @@ def time_to_target(run: Path, metric: str, target: float) -> float:
 
 
 VECTORS = (
-    "python benchmarks/reproduce/vectors.py --methods labelspreading selftraining   "
+    "python benchmarks/reproduce/vectors.py --methods all   "
     "# 5 random splits per task, defaults (2 threads, precision auto), nothing else running"
 )
 VECTOR_CANDIDATES = (
@@ -514,7 +514,7 @@ VECTOR_CANDIDATES = (
     "semireg_labelspreading",
     "semireg_selftraining",
 )
-VECTOR_SWEEP = "python benchmarks/reproduce/vectors.py --methods all --only <semireg_METHOD ...>   # 5 splits per task"
+VECTOR_SWEEP = VECTORS
 # every semireg method at its defaults (SemiSupervisedClassifier(method=M)), for the "no method far under
 # labels only" check; the classical ones are in VECTOR_CANDIDATES
 VECTOR_METHODS = (
