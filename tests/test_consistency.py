@@ -215,3 +215,22 @@ def test_bn_recompute_gives_the_clean_training_images_statistics():
     with torch.no_grad():
         loss = torch.nn.functional.cross_entropy(recomputed.model.eval()(x_test), y_test)
     assert recomputed.metrics["test"]["loss"] == pytest.approx(float(loss), rel=1e-5)
+
+
+def test_bn_recompute_on_all_takes_the_unlabelled_images_too():
+    """`train.bn_recompute_on = "all"`: the statistics of the labelled and the unlabelled training images
+    together (the VAT authors' re-estimation), not of the labelled ones alone; an unknown value is refused."""
+    import dataclasses
+
+    data = image_data()
+    x_u = torch.rand(40, 3, 32, 32, generator=torch.Generator().manual_seed(5))  # brighter, unlike x_l
+    data = dataclasses.replace(data, x_u=x_u)
+    res = train(cfg(steps=4, bn_recompute=True, bn_recompute_on="all", method={"name": "fixmatch"}), data=data)
+    conv, bn = res.model[0], res.model[1]
+    with torch.no_grad():
+        every = conv(torch.cat([data.x_l, x_u])).mean(dim=(0, 2, 3))
+        labelled = conv(data.x_l).mean(dim=(0, 2, 3))
+    assert torch.allclose(bn.running_mean, every, atol=1e-4)
+    assert not torch.allclose(bn.running_mean, labelled, atol=1e-3)
+    with pytest.raises(ConfigError, match="bn_recompute_on"):
+        cfg(bn_recompute_on="unlabeled")

@@ -121,6 +121,9 @@ class TrainConfig:
     # through the evaluation view (what SWA does for its average). For a model trained on strongly augmented
     # images only (a noisy student), whose running statistics are those of the augmented images, not the clean.
     bn_recompute: bool = False
+    # ... on which training inputs: "labeled", or "all" (labelled and unlabelled, as the VAT authors'
+    # semi-supervised MNIST script re-estimates its BatchNorm statistics on every training image)
+    bn_recompute_on: str = "labeled"
     # Validation-driven control (needs data.n_val > 0); patience counts evaluations (eval_every).
     monitor: str = "val_loss"  # val_loss | val_accuracy
     plateau_patience: int = (
@@ -491,6 +494,7 @@ def validate(cfg: RunConfig) -> None:
         "train.schedule": (t.schedule, {"constant", "cosine", "linear", "step"}),
         "data.protocol": (d.protocol, {"standard", "holdout"}),
         "train.monitor": (t.monitor, {"val_loss", "val_accuracy"}),
+        "train.bn_recompute_on": (t.bn_recompute_on, {"labeled", "all"}),
         "logger": (cfg.logger, {"jsonl", "tensorboard"}),
     }
     for key, (value, allowed) in choices.items():

@@ -488,7 +488,8 @@ def _wrap_up(
         final_kind += f"@best(step {parts.plateau.best_step})"
         last_eval = None
     if t.bn_recompute and parts.swa is None:  # (the SWA average gets its statistics below)
-        recompute_bn(eval_model, data.x_l.to(device), max(t.batch_size, 256), view)
+        rows = data.x_l if t.bn_recompute_on == "labeled" or data.x_u is None else torch.cat([data.x_l, data.x_u])
+        recompute_bn(eval_model, rows.to(device), max(t.batch_size, 256), view)
         final_kind += "+bn"
         last_eval = None
     if parts.swa is not None:
