@@ -24,6 +24,7 @@ import sys
 import time
 from pathlib import Path
 
+from sklearn.datasets import load_digits
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -33,6 +34,15 @@ from vectors import TASKS, split
 from semireg import SemiSupervisedClassifier, list_classical
 
 OUT = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "vector-defaults.json"
+
+
+def load_digits_parity(return_X_y: bool = True):
+    """Digits as a two-class task (odd or even): a development task with two classes, as breast cancer has."""
+    x, y = load_digits(return_X_y=True)
+    return x, y % 2
+
+
+DEV_TASKS = {**TASKS, "digits-parity": (load_digits_parity, 30)}
 SHAPES = {"vat-paper": [], "256x2": [256, 256], "128x2": [128, 128]}
 # Every neural candidate's key names its norm layer; without a --set of it, the vector default's.
 # (Entries before LayerNorm became the vector default were measured with BatchNorm: model.norm="batch".)
@@ -54,7 +64,7 @@ def main() -> None:
     results = json.loads(OUT.read_text()) if OUT.exists() else {}
     grid = itertools.product(args.tasks, args.methods, args.shapes, args.steps, args.eps_shares)
     for task, method, shape, steps, share in grid:
-        loader, n_labels = TASKS[task]
+        loader, n_labels = DEV_TASKS[task]
         x, y = loader(return_X_y=True)
         extra = {"method.eps": share * x.shape[1] ** 0.5} if share is not None and method == "vat" else {}
         extra.update({k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)})
