@@ -19,11 +19,13 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import statistics
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 from sklearn.datasets import load_digits
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -32,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # vectors.py: the same
 from vectors import TASKS, split
 
 from semireg import SemiSupervisedClassifier, list_classical
+from semireg.data.idx import parse_idx, read_bytes
 
 OUT = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "vector-defaults.json"
 
@@ -42,7 +45,16 @@ def load_digits_parity(return_X_y: bool = True):
     return x, y % 2
 
 
-DEV_TASKS = {**TASKS, "digits-parity": (load_digits_parity, 30)}
+def load_mnist_pixels(return_X_y: bool = True):
+    """The first 3,000 MNIST training images as 784 raw pixel features: a development task of many strongly
+    correlated features (neighbouring pixels), as breast cancer's size measurements are. Reads SEMIREG_DATA."""
+    root = Path(os.environ.get("SEMIREG_DATA", Path(__file__).resolve().parents[3] / "shared" / "data")) / "mnist"
+    x = parse_idx(read_bytes(root / "train-images-idx3-ubyte.gz"))[:3000].reshape(3000, -1).astype(np.float32)
+    y = parse_idx(read_bytes(root / "train-labels-idx1-ubyte.gz"))[:3000].astype(np.int64)
+    return x / 255.0, y
+
+
+DEV_TASKS = {**TASKS, "digits-parity": (load_digits_parity, 30), "mnist-pixels": (load_mnist_pixels, 50)}
 SHAPES = {"vat-paper": [], "256x2": [256, 256], "128x2": [128, 128]}
 # Every neural candidate's key names its norm layer; without a --set of it, the vector default's.
 # (Entries before LayerNorm became the vector default were measured with BatchNorm: model.norm="batch".)
