@@ -225,3 +225,20 @@ def test_the_radius_on_vectors_follows_the_data_scale_and_is_recorded(tmp_path):
     images = np.random.default_rng(1).random((60, 1, 6, 6)).astype("float32")
     kw["model.hidden"] = [4]
     assert semireg.fit("cnn_small", (images, y), **kw).config.method["eps"] == IMAGE_EPS
+
+
+@pytest.mark.parametrize("on", ["unlabeled", "labeled", "both"])
+def test_the_vat_term_vanishes_at_zero_radius_under_batchnorm(on):
+    """The clean target and the perturbed passes see the same batch: at a radius of ~0 the VAT term is ~0
+    under BatchNorm for every choice of batch (taking the labelled rows' logits from their own pass, under
+    other batch statistics, made it large when `on = "both"`)."""
+    from semireg.methods import METHODS
+    from semireg.methods.registry import Batch
+    from semireg.methods.vat import VATOptions
+    from semireg.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("mlp", (6,), 3, hidden=[16, 16], norm="batch").train()
+    batch = Batch(x_l=torch.randn(8, 6) + 2.0, y_l=torch.arange(8) % 3, x_u=torch.randn(24, 6))
+    terms = METHODS["vat"].step(model, batch, VATOptions(eps=1e-6, xi=1e-6, on=on))
+    assert terms["vat"].item() < 1e-6, terms["vat"].item()

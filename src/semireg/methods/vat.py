@@ -205,13 +205,12 @@ def vat_step(model: nn.Module, batch: Batch, opts: VATOptions) -> dict[str, torc
         x_vat, logits_vat = batch.x_l, logits_l
     else:
         assert batch.x_u is not None, "VAT on unlabelled images needs an unlabelled batch"
-        # The clean prediction is a constant target: no graph unless entropy minimisation needs one.
+        x_vat = torch.cat([batch.x_l, batch.x_u]) if opts.on == "both" else batch.x_u  # (Bv, ...)
+        # The clean prediction is a constant target: no graph unless entropy minimisation needs one. It is
+        # taken over the very batch the perturbed passes see: under BatchNorm the labelled batch's own logits
+        # (other batch statistics) would differ from it at zero perturbation.
         with torch.set_grad_enabled(opts.entmin > 0 or opts.balance > 0):
-            logits_u = model(batch.x_u)  # (Bu, K)
-        if opts.on == "both":
-            x_vat, logits_vat = torch.cat([batch.x_l, batch.x_u]), torch.cat([logits_l, logits_u])
-        else:
-            x_vat, logits_vat = batch.x_u, logits_u
+            logits_vat = model(x_vat)  # (Bv, K)
     xi = opts.xi if opts.xi is not None else DEFAULT_XI[opts.probe]
     eps = opts.eps if opts.eps is not None else IMAGE_EPS  # the engine fills it in from the data first
     lds = vat_loss(
