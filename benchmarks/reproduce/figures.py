@@ -514,7 +514,6 @@ VECTOR_CANDIDATES = (
     "semireg_labelspreading",
     "semireg_selftraining",
 )
-VECTOR_SWEEP = VECTORS
 # every semireg method at its defaults (SemiSupervisedClassifier(method=M)), for the "no method far under
 # labels only" check; the classical ones are in VECTOR_CANDIDATES
 VECTOR_METHODS = (
@@ -547,7 +546,7 @@ FIGURES.update(
             "json": "benchmarks/results/vectors.json",
             "path": [task, f"semireg_{method}", "accuracy"],
             "unit": "%",
-            "command": VECTOR_SWEEP,
+            "command": VECTORS,
         }
         for task in ("digits", "wine", "cancer")
         for method in VECTOR_METHODS

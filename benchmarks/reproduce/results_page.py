@@ -15,6 +15,9 @@ import json
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # figures.py: the entries' names
+from figures import VECTOR_METHODS
+
 ROOT = Path(__file__).resolve().parents[2]
 FIGURES = ROOT / "benchmarks" / "results" / "figures.json"
 PAGE = ROOT / "docs" / "results.md"
@@ -60,17 +63,6 @@ VECTOR_ROWS = [
     ('SemiSupervisedClassifier() (method="auto")', "semireg_default"),
     ("semireg label spreading (torch, kNN-10)", "semireg_labelspreading"),
     ("semireg self-training (torch logistic regression)", "semireg_selftraining"),
-]
-VECTOR_METHODS = [
-    "supervised",
-    "fixmatch",
-    "flexmatch",
-    "freematch",
-    "meanteacher",
-    "pimodel",
-    "pseudolabel",
-    "uda",
-    "vat",
 ]
 
 # (title, description, [(row label, figures.json key)])

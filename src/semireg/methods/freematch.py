@@ -10,7 +10,6 @@ strong-view predictions towards classes the model under-predicts.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -19,7 +18,7 @@ from torch import nn
 
 from .common import DistAlign, mask_rate, ramp_up, weak_targets
 from .fixmatch import labeled_and_strong_logits, pseudo_label_loss, weak_logits
-from .registry import Batch, DataStats, accuracy, register_method
+from .registry import Batch, DataStats, accuracy, by_input_kind, register_method
 from .supervised import cross_entropy
 
 IMAGE_EMA = 0.999  # the paper's momentum
@@ -95,12 +94,7 @@ def fairness_loss(
 
 def freematch_data_defaults(opts: FreeMatchOptions, stats: DataStats) -> tuple[FreeMatchOptions, str | None]:
     """The running estimates' momentum by input kind when none is given."""
-    if opts.ema is not None:
-        return opts, None
-    if not stats.is_vector:
-        return dataclasses.replace(opts, ema=IMAGE_EMA), None
-    note = f"method.ema = {VECTOR_EMA:g} (vectors; {IMAGE_EMA:g} on images; set it to choose another)"
-    return dataclasses.replace(opts, ema=VECTOR_EMA), note
+    return by_input_kind(opts, "ema", IMAGE_EMA, VECTOR_EMA, stats)
 
 
 @register_method(

@@ -9,7 +9,6 @@ augmentation and the model's dropout: with neither, both views agree and the ter
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -18,7 +17,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from .common import joint_logits, marginal_kl_to_uniform, mse_of_probs, ramp_up
-from .registry import Batch, DataStats, accuracy, register_method
+from .registry import Batch, DataStats, accuracy, by_input_kind, register_method
 from .supervised import cross_entropy
 
 IMAGE_WEIGHT = 10.0  # USB's lambda_u for the Pi-model
@@ -65,12 +64,7 @@ def agreement_terms(
 
 def pimodel_data_defaults(opts: PiModelOptions, stats: DataStats) -> tuple[PiModelOptions, str | None]:
     """The agreement weight by input kind when none is given."""
-    if opts.weight is not None:
-        return opts, None
-    if not stats.is_vector:
-        return dataclasses.replace(opts, weight=IMAGE_WEIGHT), None
-    note = f"method.weight = {VECTOR_WEIGHT:g} (vectors; {IMAGE_WEIGHT:g} on images; set it to choose another)"
-    return dataclasses.replace(opts, weight=VECTOR_WEIGHT), note
+    return by_input_kind(opts, "weight", IMAGE_WEIGHT, VECTOR_WEIGHT, stats)
 
 
 @register_method(

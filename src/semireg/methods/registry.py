@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -46,6 +47,17 @@ class DataStats:
 
 # (options, stats) -> (the options with their data-dependent defaults filled in, a one-line notice or None)
 DataDefaultsFn = Callable[[Any, DataStats], tuple[Any, str | None]]
+
+
+def by_input_kind(opts: Any, key: str, image: float, vector: float, stats: DataStats) -> tuple[Any, str | None]:
+    """A data default that only depends on the input kind: option `key`, left None, becomes `image` on
+    images and `vector` on rows of features (said in one line); a value the user set is kept."""
+    if getattr(opts, key) is not None:
+        return opts, None
+    if not stats.is_vector:
+        return dataclasses.replace(opts, **{key: image}), None
+    note = f"method.{key} = {vector:g} (vectors; {image:g} on images; set it to choose another)"
+    return dataclasses.replace(opts, **{key: vector}), note
 
 
 @dataclass(frozen=True)
