@@ -81,6 +81,24 @@ def test_every_method_trains_on_every_kind_of_input(name, kind, teachers):
     assert res.metrics["steps"] == 4 and 0.0 <= res.metrics["test"]["accuracy"] <= 1.0
 
 
+def test_swap_donors_come_from_rows_of_the_same_group():
+    x = torch.arange(12 * 5, dtype=torch.float32).view(12, 5)  # every value unique: its row is readable
+    groups = torch.tensor([0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3])  # row 11 is alone in its group
+    swapped = swap_noise(x, 1.0, torch.Generator().manual_seed(0), groups)
+    donor_row = (swapped // 5).long()  # (12, 5): value v sits in row v // 5
+    assert torch.equal(groups[donor_row], groups.view(-1, 1).expand(-1, 5))  # never another group's values
+    assert torch.equal(swapped[11], x[11])
+    assert (donor_row != torch.arange(12).view(-1, 1)).any()  # something moved
+    for j in range(5):  # a pairing: each row of a group gives each feature exactly once
+        assert torch.equal(donor_row[:, j].sort().values, torch.arange(12))
+    anywhere = swap_noise(x, 1.0, torch.Generator().manual_seed(0))
+    assert (groups[(anywhere // 5).long()] != groups.view(-1, 1)).any()  # without groups: any row
+    aug = Augmenter(AugmentConfig(swap=1.0, strong_noise=0.0, swap_donors="any"), seed=0)
+    assert (groups[(aug.strong(x, groups) // 5).long()] != groups.view(-1, 1)).any()  # "any" ignores them
+    with pytest.raises(ConfigError, match="swap_donors"):
+        Augmenter(AugmentConfig(swap_donors="same"))
+
+
 def test_vector_views_stay_in_each_features_own_values():
     x, _ = blobs(64)
     g = torch.Generator().manual_seed(0)

@@ -35,7 +35,7 @@ test_options.__test__ = False  # a helper, not a test
 def noisy(scale: float):
     # Stand-ins for the augmentations; they detach their input, as a real augmentation's output
     # carries no gradient to the image it came from.
-    return lambda x: x.detach() + scale * torch.randn_like(x)
+    return lambda x, predicted=None: x.detach() + scale * torch.randn_like(x)
 
 
 def make_batch(spec, opts, model, *, x_u_requires_grad=False, progress=1.0) -> tuple[Batch, nn.Module | None]:
@@ -225,3 +225,23 @@ def test_the_pimodel_agreement_weight_follows_the_input_kind():
     assert semireg.fit("mlp", (rows, y), weight=3.0, **kw).config.method["weight"] == 3.0
     images = np.random.default_rng(1).random((40, 1, 6, 6)).astype("float32")
     assert semireg.fit("mlp", (images, y), **kw).config.method["weight"] == IMAGE_WEIGHT
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_classes_handed_to_the_strong_view_are_the_weak_views_predictions(name):
+    """The vector strong view keeps swap donors within a predicted class: a method that passes classes
+    must pass its own weak-view argmax, one per unlabelled row (the FixMatch family does)."""
+    spec, model = get_method(name), tiny_model()
+    opts = _options_using_unlabelled(name)
+    batch, _ = make_batch(spec, opts, model)
+    handed = []
+    plain = batch.strong
+    batch.strong = lambda x, predicted=None: handed.append(predicted) or plain(x)
+    with torch.no_grad():
+        expected = model(batch.x_u).argmax(dim=1)  # (16,) train-mode pass, as the step's weak pass
+    spec.step(model, batch, opts)
+    given = [p for p in handed if p is not None]
+    if name in ("fixmatch", "uda", "flexmatch", "freematch"):
+        assert given, f"{name} gives the strong view no classes"
+    for predicted in given:
+        assert torch.equal(predicted, expected)

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # figures.py: the entries' names
-from figures import VECTOR_METHODS
+from figures import VECTOR_METHODS, VECTOR_TASKS
 
 ROOT = Path(__file__).resolve().parents[2]
 FIGURES = ROOT / "benchmarks" / "results" / "figures.json"
@@ -126,17 +126,17 @@ PROTOCOLS = [
     ),
     (
         "Vectors with few labels: the estimator's defaults against scikit-learn",
-        "Digits (50 labels), wine (12), breast cancer (30): 5 random splits each (30 % of the rows held out as the "
+        "Digits (50 labels), wine (12), breast cancer (30), iris (9; held out): 5 random splits each (30 % of the rows held out as the "
         "test set, every class labelled once at least), the same rows for every candidate, all behind a "
         "StandardScaler; test accuracy (%), and the fit time of `SemiSupervisedClassifier()` with no arguments.",
         [
             (f"{task}: {label}", f"vectors/{task}/{name}/accuracy")
-            for task in ("digits", "wine", "cancer")
+            for task in VECTOR_TASKS
             for label, name in VECTOR_ROWS
         ]
         + [
             (f"{task}: SemiSupervisedClassifier() fit seconds", f"vectors/{task}/semireg_default/seconds")
-            for task in ("digits", "wine", "cancer")
+            for task in VECTOR_TASKS
         ],
     ),
     (
@@ -146,7 +146,7 @@ PROTOCOLS = [
         "FreeMatch's momentum 0.99, a strong view swapping half of a row's features): test accuracy (%), labels only first.",
         [
             (f"{task}: {method}", f"vectors/{task}/semireg_{method}/accuracy")
-            for task in ("digits", "wine", "cancer")
+            for task in VECTOR_TASKS
             for method in VECTOR_METHODS
         ],
     ),

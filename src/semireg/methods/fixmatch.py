@@ -53,11 +53,14 @@ def pseudo_label_loss(
     return masked_mean(per_sample, mask)
 
 
-def labeled_and_strong_logits(model: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-    """One forward with a graph over [x_l; strong(x_u)] -> (logits_l (B, K), logits_strong (Bu, K))."""
+def labeled_and_strong_logits(
+    model: nn.Module, batch: Batch, probs_weak: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One forward with a graph over [x_l; strong(x_u)] -> (logits_l (B, K), logits_strong (Bu, K)).
+    probs_weak (Bu, K): the weak view's predictions, whose classes the strong view may use (vectors)."""
     if batch.strong is None or batch.x_u is None:
         raise ConfigError("this method needs unlabelled images and the engine's strong augmentation")
-    return joint_logits(model, batch.x_l, batch.strong(batch.x_u))
+    return joint_logits(model, batch.x_l, batch.strong(batch.x_u, probs_weak.argmax(dim=1)))
 
 
 @torch.no_grad()
@@ -79,7 +82,7 @@ def fixmatch_step(model: nn.Module, batch: Batch, opts: FixMatchOptions) -> dict
     probs_weak = weak_targets(
         weak_logits(model, batch.x_u), batch.state, dist_align=opts.dist_align, gather=batch.gather
     )  # (Bu, K)
-    logits_l, logits_s = labeled_and_strong_logits(model, batch)
+    logits_l, logits_s = labeled_and_strong_logits(model, batch, probs_weak)
     ce = cross_entropy(logits_l, batch.y_l)
     mask = (probs_weak.max(dim=1).values >= opts.threshold).float()  # (Bu,)
     unsup = pseudo_label_loss(logits_s, probs_weak, mask, hard_labels=opts.hard_labels, temperature=opts.temperature)

@@ -95,7 +95,7 @@ def flexmatch_step(model: nn.Module, batch: Batch, opts: FlexMatchOptions) -> di
     thresholds = class_thresholds(status.refresh(opts.threshold_warmup), opts.threshold, opts.mapping)  # (K,)
     mask = (confidence >= thresholds[labels]).float()
     status.remember(batch.gather(batch.idx_u), batch.gather(confidence), batch.gather(labels), opts.threshold)
-    logits_l, logits_s = labeled_and_strong_logits(model, batch)
+    logits_l, logits_s = labeled_and_strong_logits(model, batch, probs_weak)
     ce = cross_entropy(logits_l, batch.y_l)
     unsup = pseudo_label_loss(logits_s, probs_weak, mask, hard_labels=opts.hard_labels, temperature=opts.temperature)
     loss = ce + opts.weight * ramp_up(batch.progress, opts.warmup) * unsup

@@ -113,7 +113,7 @@ def freematch_step(model: nn.Module, batch: Batch, opts: FreeMatchOptions) -> di
         weak_logits(model, batch.x_u), batch.state, dist_align=opts.dist_align, gather=batch.gather
     )  # (Bu, K)
     mask = sat.update(probs_weak, batch.gather)
-    logits_l, logits_s = labeled_and_strong_logits(model, batch)
+    logits_l, logits_s = labeled_and_strong_logits(model, batch, probs_weak)
     ce = cross_entropy(logits_l, batch.y_l)
     unsup = pseudo_label_loss(logits_s, probs_weak, mask, hard_labels=opts.hard_labels, temperature=opts.temperature)
     fair = fairness_loss(logits_s, mask, sat.p_model, sat.label_hist)

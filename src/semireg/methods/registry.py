@@ -19,7 +19,8 @@ class Batch:
     y_l: torch.Tensor  # (B,) labels
     x_u: torch.Tensor | None = None  # (Bu, ...) unlabelled inputs, when the method uses them
     # Weak view -> strong view (RandAugment on top of the same crop); drawn from the run's generator.
-    strong: Callable[[torch.Tensor], torch.Tensor] | None = None
+    # Its optional second argument (Bu,): the classes predicted for the weak view (vectors' swap donors).
+    strong: Callable[..., torch.Tensor] | None = None
     teacher: nn.Module | None = None  # a frozen teacher in eval mode, for methods that distil from one
     # Weak view of raw images (a second, independent draw for Pi-model and Mean Teacher).
     weak: Callable[[torch.Tensor], torch.Tensor] | None = None

@@ -67,7 +67,7 @@ def uda_step(model: nn.Module, batch: Batch, opts: UDAOptions) -> dict[str, torc
     probs_weak = weak_targets(
         weak_logits(model, batch.x_u), batch.state, dist_align=opts.dist_align, gather=batch.gather
     )  # (Bu, K)
-    logits_l, logits_s = labeled_and_strong_logits(model, batch)
+    logits_l, logits_s = labeled_and_strong_logits(model, batch, probs_weak)
     ce = tsa_cross_entropy(logits_l, batch.y_l, tsa_threshold(opts.tsa, batch.progress, logits_l.shape[1]))
     mask = (probs_weak.max(dim=1).values >= opts.threshold).float()
     unsup = masked_mean(soft_cross_entropy(logits_s, sharpen(probs_weak, opts.temperature)), mask)
