@@ -143,7 +143,7 @@ PROTOCOLS = [
         "Vectors: every neural method at its defaults",
         "`SemiSupervisedClassifier(method=M)` on the same splits (the MLP with LayerNorm, 500 steps, each "
         "method's own defaults on vectors: VAT's radius from the data's scale, the Pi-model's weight 0.1, "
-        "FreeMatch's momentum 0.99, a strong view swapping half of a row's features): test accuracy (%), labels only first.",
+        "FreeMatch's momentum 0.99, a strong view swapping half of a row's features with rows predicted as its class): test accuracy (%), labels only first.",
         [
             (f"{task}: {method}", f"vectors/{task}/semireg_{method}/accuracy")
             for task in VECTOR_TASKS
