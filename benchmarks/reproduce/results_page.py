@@ -14,6 +14,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # figures.py: the entries' names
 from figures import VECTOR_METHODS, VECTOR_TASKS
@@ -65,7 +66,18 @@ VECTOR_ROWS = [
     ("semireg self-training (torch logistic regression)", "semireg_selftraining"),
 ]
 
-# (title, description, [(row label, figures.json key)])
+
+class Grid(NamedTuple):
+    """Figures laid out as rows x columns; a row is (label, figures.json key with a {column} field)."""
+
+    rows: list[tuple[str, str]]
+    columns: tuple[str, ...]
+
+    def keys(self) -> list[str]:
+        return [template.format(column=c) for _, template in self.rows for c in self.columns]
+
+
+# (title, description, [(row label, figures.json key)] or a Grid of them)
 PROTOCOLS = [
     (
         "MNIST, 100 labels (`mnist-100-<method>`)",
@@ -129,26 +141,18 @@ PROTOCOLS = [
         "Digits (50 labels), wine (12), breast cancer (30), iris (9; held out): 5 random splits each (30 % of the rows held out as the "
         "test set, every class labelled once at least), the same rows for every candidate, all behind a "
         "StandardScaler; test accuracy (%), and the fit time of `SemiSupervisedClassifier()` with no arguments.",
-        [
-            (f"{task}: {label}", f"vectors/{task}/{name}/accuracy")
-            for task in VECTOR_TASKS
-            for label, name in VECTOR_ROWS
-        ]
-        + [
-            (f"{task}: SemiSupervisedClassifier() fit seconds", f"vectors/{task}/semireg_default/seconds")
-            for task in VECTOR_TASKS
-        ],
+        Grid(
+            [(label, f"vectors/{{column}}/{name}/accuracy") for label, name in VECTOR_ROWS]
+            + [("SemiSupervisedClassifier() fit seconds", "vectors/{column}/semireg_default/seconds")],
+            VECTOR_TASKS,
+        ),
     ),
     (
         "Vectors: every neural method at its defaults",
         "`SemiSupervisedClassifier(method=M)` on the same splits (the MLP with LayerNorm, 500 steps, each "
         "method's own defaults on vectors: VAT's radius from the data's scale, the Pi-model's weight 0.1, "
         "FreeMatch's momentum 0.99, a strong view swapping half of a row's features with rows predicted as its class): test accuracy (%), labels only first.",
-        [
-            (f"{task}: {method}", f"vectors/{task}/semireg_{method}/accuracy")
-            for task in VECTOR_TASKS
-            for method in VECTOR_METHODS
-        ],
+        Grid([(method, f"vectors/{{column}}/semireg_{method}/accuracy") for method in VECTOR_METHODS], VECTOR_TASKS),
     ),
     (
         "`semireg select` on data sets",
@@ -233,8 +237,22 @@ def table(rows: list[tuple[str, str]], figures: dict) -> list[str]:
     return out
 
 
+def grid_table(grid: Grid, figures: dict) -> list[str]:
+    """One cell per figure, "mean ± std (worst w)"; the figures' n, machine and command said once below."""
+    out = ["| | " + " | ".join(grid.columns) + " |", "|---" * (len(grid.columns) + 1) + "|"]
+    for label, template in grid.rows:
+        cells = [cell(figures.get(template.format(column=c))) for c in grid.columns]
+        out.append("| " + " | ".join([label, *(f"{v} (worst {w})" if w else v for v, w, *_ in cells)]) + " |")
+    shared = sorted({tuple(cell(figures[k])[2:]) for k in grid.keys() if k in figures})
+    return out + ["", *(f"n = {n} each; {machine}; {command}" for n, machine, command in shared)]
+
+
+def shown_keys(rows: list[tuple[str, str]] | Grid) -> list[str]:
+    return rows.keys() if isinstance(rows, Grid) else [key for _, key in rows]
+
+
 def others(figures: dict) -> list[str]:
-    shown = {key for _, _, rows in PROTOCOLS for _, key in rows}
+    shown = {key for _, _, rows in PROTOCOLS for key in shown_keys(rows)}
     rest = sorted(k for k in figures if k not in shown and not k.endswith("/worst_seed") and "/best/" not in k)
     out = ["| figure | mean ± std | worst | n | CPU, precision |", "|---|---|---|---|---|"]
     for key in rest:
@@ -254,7 +272,8 @@ def page(figures: dict) -> str:
         "",
     ]
     for title, description, rows in PROTOCOLS:
-        lines += [f"## {title}", "", description, "", *table(rows, figures), ""]
+        body = grid_table(rows, figures) if isinstance(rows, Grid) else table(rows, figures)
+        lines += [f"## {title}", "", description, "", *body, ""]
     lines += [
         "## Further figures",
         "",
