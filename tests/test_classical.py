@@ -11,7 +11,7 @@ from sklearn.linear_model import LogisticRegression
 import semireg
 from semireg.classical import CLASSICAL
 from semireg.classical.neighbours import nearest
-from semireg.classical.selftraining import logistic_regression
+from semireg.classical.selftraining import logistic_regression, most_confident_per_class
 from semireg.config import from_kwargs, method_options
 from semireg.errors import ConfigError
 from semireg.export import export_run, load_exported
@@ -87,6 +87,36 @@ def test_logistic_regression_minimises_scikit_learns_objective():
     theirs = LogisticRegression(C=0.5, max_iter=5000, tol=1e-10).fit(x.double().numpy(), y.numpy())
     np.testing.assert_allclose(ours.weight.numpy(), theirs.coef_, atol=1e-4)
     np.testing.assert_allclose(ours.bias.numpy(), theirs.intercept_, atol=1e-4)
+
+
+def test_curriculum_takes_the_most_confident_share_of_each_predicted_class():
+    confidence = torch.tensor([0.9, 0.5, 0.8, 0.6, 0.99, 0.7, 0.55, 0.4])
+    label = torch.tensor([0, 0, 0, 0, 1, 1, 1, 2])
+    chosen = most_confident_per_class(confidence, label, 0.5)
+    # class 0: the best 2 of 4; class 1: round(1.5) = 2 of 3; class 2: at least its one row
+    assert chosen.tolist() == [True, False, True, False, True, True, False, True]
+    assert most_confident_per_class(confidence, label, 1.0).all()
+
+
+def test_curriculum_relabels_every_unlabelled_row_by_the_model_of_the_round_before():
+    """With one round, curriculum self-training is one refit on the labelled rows and every unlabelled row,
+    labelled by the labels-only fit; the threshold selection with a threshold no row reaches is that fit."""
+    x, _, y_semi = blobs(n_per_class=30, d=4, seed=6)
+    x = x + torch.randn(x.shape, generator=torch.Generator().manual_seed(7)) * 4  # overlapping classes
+    labelled = y_semi >= 0
+    x_l, y_l, x_u = x[labelled].double(), y_semi[labelled], x[~labelled].double()
+    first = logistic_regression(x_l, y_l, 3, c=1.0, max_iter=200)
+    expected = logistic_regression(torch.cat([x_l, x_u]), torch.cat([y_l, first(x_u).argmax(1)]), 3, 1.0, 200)
+    model, _ = fitted("selftraining", x, y_semi, selection="curriculum", rounds=1)
+    torch.testing.assert_close(model.weight, expected.weight)
+    untouched, _ = fitted("selftraining", x, y_semi, selection="threshold", threshold=1.01)
+    torch.testing.assert_close(untouched.weight, first.weight)
+
+
+def test_an_unknown_self_training_selection_is_refused():
+    x, _, y_semi = blobs()
+    with pytest.raises(ConfigError, match="method.selection: 'best' is not one of threshold, curriculum"):
+        fitted("selftraining", x, y_semi, selection="best")
 
 
 @pytest.mark.parametrize("name", sorted(CLASSICAL))
