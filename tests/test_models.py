@@ -99,3 +99,27 @@ def test_the_mlp_norm_follows_the_input_kind_and_its_options():
     assert torch.allclose(vectors(x)[:1], vectors(x[:1]), atol=1e-6)
     with pytest.raises(ConfigError, match="model.norm: 'group'"):
         build_model("mlp", (5,), 3, norm="group")
+
+
+def test_the_mlp_hidden_noise_perturbs_training_passes_only():
+    """`noise` adds Gaussian noise of that spread to every hidden layer's output while training; in
+    evaluation the network is the same function as one built without it."""
+    import torch
+
+    torch.manual_seed(0)
+    noisy = build_model("mlp", (5,), 3, hidden=[16, 16], noise=0.5)
+    clean = build_model("mlp", (5,), 3, hidden=[16, 16])
+    with torch.no_grad():
+        for mine, theirs in zip(clean.parameters(), noisy.parameters(), strict=True):
+            mine.copy_(theirs)
+    x = torch.randn(64, 5)
+    noisy.train(), clean.train()
+    first, second = noisy(x), noisy(x)
+    assert not torch.allclose(first, second) and not torch.allclose(first, clean(x))
+    noisy.eval(), clean.eval()
+    assert torch.equal(noisy(x), clean(x))
+    # the spread is the option's: the first hidden layer's output moves by N(0, 0.5^2)
+    noisy.train()
+    head = noisy[:4]  # Flatten, Linear, LayerNorm, ReLU, then the noise
+    moved = noisy[:5](x) - head(x)
+    assert abs(moved.std().item() - 0.5) < 0.05

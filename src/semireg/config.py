@@ -60,6 +60,7 @@ class ModelConfig:
     norm: str = ""  # mlp only: batch | layer | none after each hidden Linear; "": batch on images, layer on vectors
     logit_bn: bool = False  # mlp only: BatchNorm on the logits too (the VAT authors' semi-supervised MNIST MLP)
     plain_norm: bool = False  # mlp only: norm layers without a learned scale and shift (the VAT authors' MLP)
+    noise: float = 0.0  # mlp only: std of Gaussian noise on every hidden layer's output while training
 
     def builder_options(self) -> dict[str, Any]:
         """The options a registered model builder is given (see models.build_model)."""
@@ -70,6 +71,7 @@ class ModelConfig:
             "norm": self.norm,
             "logit_bn": self.logit_bn,
             "plain_norm": self.plain_norm,
+            "noise": self.noise,
         }
 
 

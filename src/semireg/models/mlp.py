@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 
+import torch
 from torch import nn
 
 from ..errors import ConfigError
@@ -25,6 +26,20 @@ NORMS = {
 }
 
 
+class GaussianNoise(nn.Module):
+    """Adds N(0, std^2) to every activation in training mode; the identity in evaluation."""
+
+    def __init__(self, std: float) -> None:
+        super().__init__()
+        self.std = std
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.std * torch.randn_like(x) if self.training else x
+
+    def extra_repr(self) -> str:
+        return f"std={self.std}"
+
+
 @register_model("mlp")
 def mlp(
     in_shape: tuple[int, ...],
@@ -34,7 +49,10 @@ def mlp(
     norm: str = "",
     logit_bn: bool = False,
     plain_norm: bool = False,
+    noise: float = 0.0,
 ) -> nn.Module:
+    """`noise`: the standard deviation of Gaussian noise added to every hidden layer's output while
+    training, as the VAT authors' permutation-invariant MNIST network has (0.5; Salimans et al. 2016)."""
     if norm and norm not in NORMS:
         raise ConfigError(f"model.norm: '{norm}' is not one of {', '.join(NORMS)}")
     norm = norm or ("layer" if len(in_shape) == 1 else "batch")
@@ -43,6 +61,8 @@ def mlp(
     layers: list[nn.Module] = [nn.Flatten()]
     for n_in, n_out in zip(sizes[:-1], sizes[1:]):
         layers += [nn.Linear(n_in, n_out), NORMS[norm](n_out, affine), nn.ReLU()]
+        if noise:
+            layers.append(GaussianNoise(noise))
         if dropout:
             layers.append(nn.Dropout(dropout))
     layers.append(nn.Linear(sizes[-1], num_classes))
