@@ -145,6 +145,12 @@ MNIST100_VAT = (
     "--runs-root runs/issue18/vat-cnn_small   # defaults: 2 threads, precision auto; one run at a time"
 )
 
+PI_MNIST_RUNS = "runs/pi-mnist/mnist-100-pi/{variant}/seed*"
+PI_MNIST = (
+    "semireg train mnist-100-pi --seeds 0,1,2,3,4 train.progress=false --runs-root runs/pi-mnist"
+    "   # defaults: 2 threads, precision auto; one run at a time on an idle machine"
+)
+
 
 def mnist100_figure(runs: str, command: str, worst: bool = False, metric: str = "test.accuracy") -> dict:
     """An accuracy (%) of MNIST-100 runs over their seeds; `worst`: the figure is the worst seed."""
@@ -427,6 +433,8 @@ FIGURES: dict[str, dict] = {
     **disentangle_figures("mnist-disentangle.adv10.", "runs/issue17", DISENTANGLE_ADV10),
     "mnist-100/vat/test_accuracy": mnist100_figure(MNIST100_VAT_RUNS, MNIST100_VAT),
     "mnist-100/vat/worst_seed": mnist100_figure(MNIST100_VAT_RUNS, MNIST100_VAT, worst=True),
+    "mnist-100-pi/vat/test_accuracy": mnist100_figure(PI_MNIST_RUNS.format(variant="vat"), PI_MNIST),
+    "mnist-100-pi/labels-only/test_accuracy": mnist100_figure(PI_MNIST_RUNS.format(variant="labels-only"), PI_MNIST),
     "mnist-100-vat.before.test_accuracy": mnist100_figure(
         "runs/issue18/base/mnist-100-vat/vat/seed*",
         "semireg train mnist-100-vat --variant vat --seeds 1 train.progress=false --runs-root runs/issue18/base"
