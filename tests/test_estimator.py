@@ -137,6 +137,22 @@ def test_auto_scores_every_candidate_and_the_ensemble_on_folds_and_says_its_choi
     np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-12)
 
 
+def test_auto_keeps_the_ensemble_and_warns_when_its_budget_cannot_hold_the_search():
+    """On a machine too slow (or busy) for the search within `budget`, the default still fits: the ensemble the
+    search would have had to beat, said in `choice_` and in a warning, where `select` refuses with its reason."""
+    from semireg.estimator import AUTO_ENSEMBLE
+
+    x, y, y_semi = blobs(seed=3)
+    x = StandardScaler().fit_transform(x)
+    clf = SemiSupervisedClassifier(budget="1s", steps=40, random_state=0, options=QUICK["options"])
+    with pytest.warns(UserWarning, match=r"no search: --budget leaves -?\d+ s after the probe"):
+        clf.fit(x, y_semi)
+    assert clf.method_ == "+".join(AUTO_ENSEMBLE) and clf.selection_["accuracy"] == {}
+    assert clf.choice_.startswith(f"auto: {clf.method_} (no search: ")
+    assert [c["method"]["name"] for _, c in clf.members_] == list(AUTO_ENSEMBLE)
+    assert clf.score(x, y) > 0.9
+
+
 def test_a_plus_joined_method_is_the_mean_of_its_members_probabilities_and_pickles():
     x, y, y_semi = blobs(seed=4)
     x = StandardScaler().fit_transform(x)

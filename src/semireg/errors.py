@@ -9,6 +9,10 @@ class ConfigError(SemiregError):
     """An unknown recipe or key, a value of the wrong type, an impossible combination."""
 
 
+class BudgetError(ConfigError):
+    """A time budget too short for the work asked of it on this machine."""
+
+
 class DataError(SemiregError, ValueError):
     """A missing, corrupt or inconsistent data file or array."""
 

@@ -33,6 +33,7 @@ from .augment import eval_transform
 from .config import kind_of, resolve
 from .data.arrays import as_images, notice
 from .data.partial import UNLABELED, as_label_array, check_one_label_kind, unlabeled_mask
+from .errors import BudgetError
 from .evaluation import predict_logits
 from .finished import module_with_weights
 from .selection import parse_budget, verdict
@@ -134,6 +135,8 @@ class SemiSupervisedClassifier(ClassifierMixin, BaseEstimator):
         with self.notices():
             self.method_ = self.method if self.method != "auto" else self.choose(x_l, y_l, pool, seed)
             self.members_ = [self.fit_member(name, x_l, y_l, pool, seed) for name in self.method_.split("+")]
+        if self.method == "auto" and not self.selection_["accuracy"]:
+            warnings.warn(self.choice_, UserWarning, stacklevel=2)
         self.in_shape_ = tuple(x.shape[1:])
         return self
 
@@ -163,21 +166,28 @@ class SemiSupervisedClassifier(ClassifierMixin, BaseEstimator):
         if not isinstance(self.model, str):
             raise ValueError("method='auto' searches registered models only: pass model='mlp' (or another name)")
         start = time.perf_counter()
-        sel = select_methods(
-            (x_l, y_l),
-            pool,
-            model=self.model,
-            methods=list(AUTO_CANDIDATES),
-            budget=AUTO_SEARCH_SHARE * parse_budget(self.budget),
-            folds=AUTO_FOLDS,
-            out=None,  # in memory: nothing written
-            num_classes=len(self.classes_),
-            seed=seed,
-            progress=False,
-            steps=self.steps,
-            **(self.options or {}),
-        )
         ensemble = "+".join(AUTO_ENSEMBLE)
+        try:
+            sel = select_methods(
+                (x_l, y_l),
+                pool,
+                model=self.model,
+                methods=list(AUTO_CANDIDATES),
+                budget=AUTO_SEARCH_SHARE * parse_budget(self.budget),
+                folds=AUTO_FOLDS,
+                out=None,  # in memory: nothing written
+                num_classes=len(self.classes_),
+                seed=seed,
+                progress=False,
+                steps=self.steps,
+                **(self.options or {}),
+            )
+        except BudgetError as exc:
+            # The default must fit on a slow or busy machine too: the search is what the budget cannot hold,
+            # so the reference it would have had to beat is kept (`fit` warns: notices may be silenced).
+            self.selection_ = {"accuracy": {}, "steps": 0, "verdict": f"no search: {exc}"}
+            self.choice_ = f"auto: {ensemble} (no search: {exc}) in {time.perf_counter() - start:.0f} s"
+            return ensemble
         sel.accuracy[ensemble] = [
             float((sum(sel.val_probs[m][i] for m in AUTO_ENSEMBLE).argmax(1) == labels).mean())
             for i, labels in enumerate(sel.val_labels)

@@ -40,7 +40,7 @@ from . import rundir, runs
 from .classical import CLASSICAL
 from .config import CLASSICAL_TRAIN_KEYS, RunConfig, merge, resolve
 from .engine import Result, fill_data_defaults, train
-from .errors import ConfigError, RunDirError
+from .errors import BudgetError, ConfigError, RunDirError
 from .methods import METHODS
 from .report.compare import config_key
 from .report.html import build_comparison
@@ -172,7 +172,7 @@ def steps_that_fit(costs: dict[str, Cost], seconds: float, folds: int, max_steps
     steps = int((PLAN_SHARE * seconds - fixed) / per_step) if per_step > 0 else max_steps
     if steps < MIN_STEPS:
         need = fixed + MIN_STEPS * per_step
-        raise ConfigError(
+        raise BudgetError(
             f"--budget leaves {seconds:.0f} s after the probe; {len(costs)} candidates x {folds} folds "
             f"need {need:.0f} s for {MIN_STEPS} steps each: raise --budget, or pass fewer --methods or --folds"
         )
