@@ -145,7 +145,7 @@ def test_auto_keeps_the_ensemble_and_warns_when_its_budget_cannot_hold_the_searc
     x, y, y_semi = blobs(seed=3)
     x = StandardScaler().fit_transform(x)
     clf = SemiSupervisedClassifier(budget="1s", steps=40, random_state=0, options=QUICK["options"])
-    with pytest.warns(UserWarning, match=r"no search: --budget leaves -?\d+ s after the probe"):
+    with pytest.warns(UserWarning, match=r"no search: the budget leaves -?\d+ s after the probe"):
         clf.fit(x, y_semi)
     assert clf.method_ == "+".join(AUTO_ENSEMBLE) and clf.selection_["accuracy"] == {}
     assert clf.choice_.startswith(f"auto: {clf.method_} (no search: ")

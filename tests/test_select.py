@@ -41,7 +41,7 @@ def test_budget_parsing_and_the_steps_that_fit():
     # 3 folds: 6 s fixed, 0.12 s per step -> (0.9 * 30 - 6) / 0.12 = 175 steps (a tenth kept in reserve)
     assert steps_that_fit(costs, 30.0, 3, max_steps=1000) == 175
     assert steps_that_fit(costs, 30.0, 3, max_steps=50) == 50
-    with pytest.raises(ConfigError, match="raise --budget"):
+    with pytest.raises(ConfigError, match="raise the budget"):
         steps_that_fit(costs, 9.0, 3, max_steps=1000)
 
 

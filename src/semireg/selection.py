@@ -173,8 +173,9 @@ def steps_that_fit(costs: dict[str, Cost], seconds: float, folds: int, max_steps
     if steps < MIN_STEPS:
         need = fixed + MIN_STEPS * per_step
         raise BudgetError(
-            f"--budget leaves {seconds:.0f} s after the probe; {len(costs)} candidates x {folds} folds "
-            f"need {need:.0f} s for {MIN_STEPS} steps each: raise --budget, or pass fewer --methods or --folds"
+            f"the budget leaves {seconds:.0f} s after the probe; {len(costs)} candidates x {folds} folds "
+            f"need {need:.0f} s for {MIN_STEPS} steps each: raise the budget (`--budget`, or the estimator's "
+            f"`budget=`), or search fewer methods or folds"
         )
     return min(steps, max_steps)
 
