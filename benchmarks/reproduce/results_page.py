@@ -215,6 +215,8 @@ HEADLINE = [
     ("MNIST, 100 labels: labels only", "mnist-100/supervised/test_accuracy"),
     ("MNIST, 100 labels: best method (VAT + entropy min.)", "mnist-100/vat-entmin/test_accuracy"),
     ("MNIST, 100 labels: FixMatch", "mnist-100/fixmatch/test_accuracy"),
+    ("Permutation-invariant MNIST (MLP), 100 labels: labels only", "mnist-100-pi/labels-only/test_accuracy"),
+    ("Permutation-invariant MNIST (MLP), 100 labels: VAT + entropy min.", "mnist-100-pi/vat-entmin/test_accuracy"),
     ("CIFAR-10, 4,000 labels, CPU budget: labels only", "cifar10-4000-cpu/supervised/test_accuracy"),
     ("CIFAR-10, 4,000 labels, CPU budget: FreeMatch", "cifar10-4000-cpu/freematch/test_accuracy"),
     ("CIFAR-10-C: noisy student − teacher", "cifar10-consistency-cpu/student_minus_teacher_c15x5"),
