@@ -147,7 +147,7 @@ MNIST100_VAT = (
 
 PI_MNIST_RUNS = "runs/pi-mnist/mnist-100-pi/{variant}/seed*"
 PI_MNIST = (
-    "semireg train mnist-100-pi --seeds 0,1,2,3,4 train.progress=false --runs-root runs/pi-mnist"
+    "semireg train mnist-100-pi --variant {variant} --seeds 0,1,2,3,4 train.progress=false --runs-root runs/pi-mnist"
     "   # defaults: 2 threads, precision auto; one run at a time on an idle machine"
 )
 PI_MNIST_ENTMIN = (
@@ -437,8 +437,12 @@ FIGURES: dict[str, dict] = {
     **disentangle_figures("mnist-disentangle.adv10.", "runs/issue17", DISENTANGLE_ADV10),
     "mnist-100/vat/test_accuracy": mnist100_figure(MNIST100_VAT_RUNS, MNIST100_VAT),
     "mnist-100/vat/worst_seed": mnist100_figure(MNIST100_VAT_RUNS, MNIST100_VAT, worst=True),
-    "mnist-100-pi/vat/test_accuracy": mnist100_figure(PI_MNIST_RUNS.format(variant="vat"), PI_MNIST),
-    "mnist-100-pi/labels-only/test_accuracy": mnist100_figure(PI_MNIST_RUNS.format(variant="labels-only"), PI_MNIST),
+    "mnist-100-pi/vat/test_accuracy": mnist100_figure(
+        PI_MNIST_RUNS.format(variant="vat"), PI_MNIST.format(variant="vat")
+    ),
+    "mnist-100-pi/labels-only/test_accuracy": mnist100_figure(
+        PI_MNIST_RUNS.format(variant="labels-only"), PI_MNIST.format(variant="labels-only")
+    ),
     "mnist-100-pi/vat-entmin/test_accuracy": mnist100_figure(
         PI_MNIST_RUNS.format(variant="vat-entmin"), PI_MNIST_ENTMIN
     ),
