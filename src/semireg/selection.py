@@ -173,7 +173,7 @@ def steps_that_fit(costs: dict[str, Cost], seconds: float, folds: int, max_steps
     if steps < MIN_STEPS:
         need = fixed + MIN_STEPS * per_step
         raise BudgetError(
-            f"the budget leaves {seconds:.0f} s after the probe; {len(costs)} candidates x {folds} folds "
+            f"the budget leaves {max(seconds, 0.0):.0f} s after the probe; {len(costs)} candidates x {folds} folds "
             f"need {need:.0f} s for {MIN_STEPS} steps each: raise the budget (`--budget`, or the estimator's "
             f"`budget=`), or search fewer methods or folds"
         )
