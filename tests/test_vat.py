@@ -8,7 +8,17 @@ from torch import nn
 
 from semireg.methods import Batch, get_method
 from semireg.methods.common import marginal_kl_to_uniform
-from semireg.methods.vat import DEFAULT_XI, VATOptions, kl_from_logits, l2_normalize, vat_direction, vat_loss
+from semireg.methods.vat import (
+    DEFAULT_XI,
+    VATOptions,
+    kl_from_logits,
+    l2_normalize,
+    replayed_rng,
+    rng_snapshot,
+    vat_direction,
+    vat_loss,
+)
+from semireg.models.mlp import GaussianNoise
 
 
 def tiny_cnn(bn: type = nn.BatchNorm2d) -> nn.Module:
@@ -242,3 +252,37 @@ def test_the_vat_term_vanishes_at_zero_radius_under_batchnorm(on):
     batch = Batch(x_l=torch.randn(8, 6) + 2.0, y_l=torch.arange(8) % 3, x_u=torch.randn(24, 6))
     terms = METHODS["vat"].step(model, batch, VATOptions(eps=1e-6, xi=1e-6, on=on))
     assert terms["vat"].item() < 1e-6, terms["vat"].item()
+
+
+def noisy_mlp() -> nn.Module:
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), GaussianNoise(0.5), nn.Linear(16, 3))
+
+
+def test_replayed_rng_repeats_the_draws_and_leaves_the_stream_where_it_was():
+    model = noisy_mlp().train()
+    x = torch.rand(5, 1, 8, 8)
+    torch.manual_seed(1)
+    snap = rng_snapshot(x.device)
+    first = model(x)
+    with replayed_rng(snap, x.device):
+        replayed = model(x)
+    after = model(x)
+    torch.manual_seed(1)
+    model(x)
+    unreplayed_after = model(x)
+    assert torch.equal(first, replayed)
+    assert torch.equal(after, unreplayed_after)
+    assert not torch.equal(first, after)  # the noise is there: a new pass draws anew
+
+
+@pytest.mark.parametrize("same_noise", [False, True])
+def test_same_noise_probe_sees_the_clean_pass_network(same_noise):
+    # Passes of an unlabelled-VAT step: labelled, clean VAT batch, probe (at r = xi * d), adversarial.
+    model = noisy_mlp().train()
+    outputs = []
+    model[-1].register_forward_hook(lambda m, i, o: outputs.append(o.detach()))
+    batch = Batch(torch.rand(4, 1, 8, 8), torch.randint(0, 3, (4,)), torch.rand(6, 1, 8, 8))
+    get_method("vat").step(model, batch, VATOptions(eps=1.0, xi=1e-6, same_noise=same_noise))
+    clean, probe = outputs[1], outputs[2]
+    gap = (clean - probe).abs().max().item()
+    assert (gap < 1e-4) if same_noise else (gap > 1e-2)

@@ -6,6 +6,8 @@ target. Perturbed passes run with BatchNorm running statistics frozen. Under aut
 iteration runs in float32 by default (`probe = "fp32"`: xi * d underflows in fp16, and bf16's 8-bit
 mantissa resolves a probe of norm xi only coarsely); `probe = "autocast"` runs it in the autocast
 dtype, cheaper, at an xi that dtype resolves (docs/performance.md has the measurements).
+In a network with random layers (dropout, Gaussian noise) each pass draws anew, so the probe compares
+two different noisy networks unless `same_noise` replays the clean pass's random draws in it.
 """
 
 from __future__ import annotations
@@ -65,6 +67,29 @@ def frozen_running_stats(model: nn.Module) -> Iterator[None]:
                 buf.copy_(value)
 
 
+RngSnapshot = tuple[torch.Tensor, torch.Tensor | None]
+
+
+def rng_snapshot(device: torch.device) -> RngSnapshot:
+    """The generator states a forward pass on `device` draws from (the CPU's; the GPU's on CUDA)."""
+    return torch.get_rng_state(), (torch.cuda.get_rng_state(device) if device.type == "cuda" else None)
+
+
+@contextlib.contextmanager
+def replayed_rng(snapshot: RngSnapshot | None, device: torch.device) -> Iterator[None]:
+    """Inside, random draws repeat those made after `snapshot`; after, the streams go on as before.
+    None: nothing replayed."""
+    if snapshot is None:
+        yield
+        return
+    cpu_state, cuda_state = snapshot
+    with torch.random.fork_rng(devices=[device] if cuda_state is not None else []):
+        torch.set_rng_state(cpu_state)
+        if cuda_state is not None:
+            torch.cuda.set_rng_state(cuda_state, device)
+        yield
+
+
 def kl_from_logits(target_logits: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     """Per-sample KL(p || q), p = softmax(target_logits), q = softmax(logits). (B, K) -> (B,)"""
     log_p = F.log_softmax(target_logits.float(), dim=1)
@@ -87,15 +112,19 @@ def _power_iteration(
     xi: float,
     power_iters: int,
     fp32: bool = True,
+    replay: RngSnapshot | None = None,
 ) -> torch.Tensor:
     """d <- normalize(grad_r KL(target || model(x + r)) at r = xi * d), `power_iters` times, in
-    float32 (`fp32`) or in whatever autocast is active. The caller holds `frozen_running_stats(model)`.
+    float32 (`fp32`) or in whatever autocast is active, each pass replaying the random draws after
+    `replay` if given. The caller holds `frozen_running_stats(model)`.
     """
     keep = contextlib.nullcontext() if not fp32 else torch.autocast(device_type=x.device.type, enabled=False)
     with keep:
         for _ in range(power_iters):
             r = (xi * d).requires_grad_(True)
-            dist = kl_from_logits(target, model(x + r)).sum()
+            with replayed_rng(replay, x.device):
+                probe_logits = model(x + r)  # (B, K)
+            dist = kl_from_logits(target, probe_logits).sum()
             # Gradient w.r.t. the probe only; parameters see nothing.
             (grad,) = torch.autograd.grad(dist, r)
             d = l2_normalize(grad.detach())
@@ -131,13 +160,17 @@ def vat_loss(
     eps: float,
     power_iters: int,
     fp32_probe: bool = True,
+    replay: RngSnapshot | None = None,
 ) -> torch.Tensor:
-    """Local distributional smoothness: mean KL(p(x) || p(x + eps * d_adv)), p(x) constant."""
+    """Local distributional smoothness: mean KL(p(x) || p(x + eps * d_adv)), p(x) constant.
+    `replay`: the generator states before the pass that gave `logits`, replayed in the probe."""
     x32 = x.detach().float()
     d = l2_normalize(torch.randn_like(x32))
     # One freeze around every perturbed pass (power iteration and the adversarial pass).
     with frozen_running_stats(model):
-        d = _power_iteration(model, x32, logits.detach().float(), d, xi=xi, power_iters=power_iters, fp32=fp32_probe)
+        d = _power_iteration(
+            model, x32, logits.detach().float(), d, xi=xi, power_iters=power_iters, fp32=fp32_probe, replay=replay
+        )
         adv_logits = model(x + eps * d.to(x.dtype))  # (B, K)
     return kl_from_logits(logits.detach(), adv_logits).mean()
 
@@ -169,6 +202,10 @@ class VATOptions:
     on: str = "unlabeled"  # unlabeled | labeled | both: which batch the VAT term regularises
     warmup: float = 0.0  # fraction of training over which the VAT weight ramps up linearly (USB: 0.4)
     probe: str = "fp32"  # fp32 | autocast: the power iteration's precision under mixed precision
+    # The probe replays the clean pass's random draws (dropout, noise layers): it then measures one
+    # network's curvature at x, as a power iteration on the Hessian means, instead of the gap between
+    # two noisy passes (the authors' Theano code differentiates the clean pass itself).
+    same_noise: bool = False
 
 
 def vat_data_defaults(opts: VATOptions, stats: DataStats) -> tuple[VATOptions, str | None]:
@@ -199,6 +236,7 @@ def vat_step(model: nn.Module, batch: Batch, opts: VATOptions) -> dict[str, torc
         raise ConfigError(f"method.on: '{opts.on}' is not one of unlabeled, labeled, both")
     if opts.probe not in ("fp32", "autocast"):
         raise ConfigError(f"method.probe: '{opts.probe}' is not one of fp32, autocast")
+    replay = rng_snapshot(batch.x_l.device) if opts.same_noise and opts.on == "labeled" else None
     logits_l = model(batch.x_l)  # (B, K)
     ce = cross_entropy(logits_l, batch.y_l)
     if opts.on == "labeled":
@@ -209,12 +247,20 @@ def vat_step(model: nn.Module, batch: Batch, opts: VATOptions) -> dict[str, torc
         # The clean prediction is a constant target: no graph unless entropy minimisation needs one. It is
         # taken over the very batch the perturbed passes see: under BatchNorm the labelled batch's own logits
         # (other batch statistics) would differ from it at zero perturbation.
+        replay = rng_snapshot(x_vat.device) if opts.same_noise else None
         with torch.set_grad_enabled(opts.entmin > 0 or opts.balance > 0):
             logits_vat = model(x_vat)  # (Bv, K)
     xi = opts.xi if opts.xi is not None else DEFAULT_XI[opts.probe]
     eps = opts.eps if opts.eps is not None else IMAGE_EPS  # the engine fills it in from the data first
     lds = vat_loss(
-        model, x_vat, logits_vat, xi=xi, eps=eps, power_iters=opts.power_iters, fp32_probe=opts.probe == "fp32"
+        model,
+        x_vat,
+        logits_vat,
+        xi=xi,
+        eps=eps,
+        power_iters=opts.power_iters,
+        fp32_probe=opts.probe == "fp32",
+        replay=replay,
     )
     loss = ce + opts.weight * ramp_up(batch.progress, opts.warmup) * lds
     terms = {"ce": ce.detach(), "vat": lds, "train_acc": accuracy(logits_l, batch.y_l)}
