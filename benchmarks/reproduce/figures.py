@@ -436,6 +436,19 @@ FIGURES: dict[str, dict] = {
     "mnist-100-pi/vat/test_accuracy": mnist100_figure(
         PI_MNIST_RUNS.format(variant="vat"), PI_MNIST.format(variant="vat")
     ),
+    "mnist-100-pi/vat/wall_minutes": {
+        "runs": PI_MNIST_RUNS.format(variant="vat"),
+        "read": "wall",
+        "unit": "min",
+        "lower_is_better": True,
+        "command": PI_MNIST.format(variant="vat"),
+    },
+    # The `vat` variant before its probe replayed the clean pass's noise: 6,000 steps, fp32 probe.
+    "mnist-100-pi.vat-6k.test_accuracy": mnist100_figure(
+        "runs/pi-mnist-6k/mnist-100-pi/vat/seed*",
+        PI_MNIST.format(variant="vat").replace("runs/pi-mnist ", "runs/pi-mnist-6k ")
+        + " (at commit 55fa2bd, the variant before same_noise: 6,000 steps)",
+    ),
     "mnist-100-pi/labels-only/test_accuracy": mnist100_figure(
         PI_MNIST_RUNS.format(variant="labels-only"), PI_MNIST.format(variant="labels-only")
     ),
