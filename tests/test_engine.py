@@ -1,3 +1,4 @@
+import copy
 import json
 import math
 
@@ -10,7 +11,7 @@ from semireg.config import from_kwargs
 from semireg.engine import train
 from semireg.errors import ConfigError, DataError, DivergedError, RunDirError
 from semireg.evaluation import evaluation_mode
-from semireg.optim import EMA, lr_factor
+from semireg.optim import EMA, build_optimizer, lr_factor
 from semireg.traindata import TrainData
 
 
@@ -180,6 +181,29 @@ def test_schedules():
 def test_every_optimizer_trains(opt):
     res = train(cfg_for(optimizer=opt, lr=1.0 if opt == "adadelta" else 0.05, steps=40), data=small_data())
     assert res.metrics["test"]["accuracy"] > 0.6
+
+
+@pytest.mark.parametrize("opt", ["adam", "adamw"])
+def test_adam_runs_fused_on_cpu_and_moves_as_the_default_implementation(opt):
+    torch.manual_seed(0)
+    model = nn.Linear(8, 3)
+    reference = copy.deepcopy(model)
+    fused = build_optimizer(model.parameters(), cfg_for(optimizer=opt, lr=0.01, weight_decay=0.01))
+    assert fused.defaults["fused"]
+    plain = (torch.optim.Adam if opt == "adam" else torch.optim.AdamW)(
+        reference.parameters(), lr=0.01, weight_decay=0.01
+    )
+    x = torch.randn(16, 8)
+    for _ in range(5):
+        for m, o in ((model, fused), (reference, plain)):
+            o.zero_grad()
+            m(x).square().mean().backward()
+            o.step()
+    for a, b in zip(model.parameters(), reference.parameters()):
+        torch.testing.assert_close(a, b)
+    # Tensors no fused kernel takes keep torch's default implementation.
+    ints = build_optimizer([torch.zeros(2, dtype=torch.float64, device="meta")], cfg_for(optimizer=opt))
+    assert not ints.defaults["fused"]
 
 
 def test_semi_supervised_method_needs_unlabelled_images():

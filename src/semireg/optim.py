@@ -13,7 +13,6 @@ from torch import nn
 from .config import RunConfig
 from .errors import ConfigError
 
-
 # torch's fused Adam/AdamW kernels update every parameter in one pass. On a 2-core CPU, for the VAT MLP's
 # 1.9 M parameters, an update took 1.1 ms fused against 7.1 ms with torch's default implementation
 # (a quarter of the step's time outside the passes themselves).
