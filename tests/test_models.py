@@ -123,3 +123,16 @@ def test_the_mlp_hidden_noise_perturbs_training_passes_only():
     head = noisy[:4]  # Flatten, Linear, LayerNorm, ReLU, then the noise
     moved = noisy[:5](x) - head(x)
     assert abs(moved.std().item() - 0.5) < 0.05
+
+
+def test_the_mlp_input_noise_perturbs_the_input_of_training_passes_only():
+    import torch
+
+    torch.manual_seed(0)
+    model = build_model("mlp", (5,), 3, hidden=[16], input_noise=0.3)
+    x = torch.randn(2000, 5)
+    model.train()
+    moved = model[:2](x) - x  # Flatten, then the input noise
+    assert abs(moved.std().item() - 0.3) < 0.02
+    model.eval()
+    assert torch.equal(model[:2](x), x)

@@ -50,15 +50,19 @@ def mlp(
     logit_bn: bool = False,
     plain_norm: bool = False,
     noise: float = 0.0,
+    input_noise: float = 0.0,
 ) -> nn.Module:
     """`noise`: the standard deviation of Gaussian noise added to every hidden layer's output while
-    training, as the VAT authors' permutation-invariant MNIST network has (0.5; Salimans et al. 2016)."""
+    training, as the VAT authors' permutation-invariant MNIST network has (0.5; Salimans et al. 2016);
+    `input_noise`: the same on the (flattened) input (0.3 in Salimans et al.'s discriminator)."""
     if norm and norm not in NORMS:
         raise ConfigError(f"model.norm: '{norm}' is not one of {', '.join(NORMS)}")
     norm = norm or ("layer" if len(in_shape) == 1 else "batch")
     affine = not plain_norm
     sizes = [math.prod(in_shape)] + list(hidden or VAT_HIDDEN)
     layers: list[nn.Module] = [nn.Flatten()]
+    if input_noise:
+        layers.append(GaussianNoise(input_noise))
     for n_in, n_out in zip(sizes[:-1], sizes[1:]):
         layers += [nn.Linear(n_in, n_out), NORMS[norm](n_out, affine), nn.ReLU()]
         if noise:
