@@ -61,6 +61,7 @@ class ModelConfig:
     logit_bn: bool = False  # mlp only: BatchNorm on the logits too (the VAT authors' semi-supervised MNIST MLP)
     plain_norm: bool = False  # mlp only: norm layers without a learned scale and shift (the VAT authors' MLP)
     noise: float = 0.0  # mlp only: std of Gaussian noise on every hidden layer's output while training
+    input_noise: float = 0.0  # mlp only: std of Gaussian noise on the input while training
 
     def builder_options(self) -> dict[str, Any]:
         """The options a registered model builder is given (see models.build_model)."""
@@ -72,6 +73,7 @@ class ModelConfig:
             "logit_bn": self.logit_bn,
             "plain_norm": self.plain_norm,
             "noise": self.noise,
+            "input_noise": self.input_noise,
         }
 
 
