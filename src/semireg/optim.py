@@ -13,9 +13,9 @@ from torch import nn
 from .config import RunConfig
 from .errors import ConfigError
 
-# torch's fused Adam/AdamW kernels update every parameter in one pass. On a 2-core CPU, for the VAT MLP's
-# 1.9 M parameters, an update took 1.1 ms fused against 7.1 ms with torch's default implementation
-# (a quarter of the step's time outside the passes themselves).
+# torch's fused Adam/AdamW kernels update every parameter in one pass: for the VAT MLP's 1.9 M parameters
+# torch's default implementation took 3.0x the fused update's time (benchmarks/speed/adam_fused.py, 2-core
+# AMX CPU, one run; benchmarks/results/adam-fused.json).
 FUSED_DEVICES = ("cpu", "cuda")
 
 
