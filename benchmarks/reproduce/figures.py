@@ -192,6 +192,21 @@ MNIST100_VAT_ENTMIN_CNN001 = (
 )
 
 
+def pi_mnist_figures(variant: str, wall: bool = False) -> dict[str, dict]:
+    """A permutation-invariant MNIST variant's test accuracy over its seeds, and (`wall`) its minutes a run."""
+    runs, command = PI_MNIST_RUNS.format(variant=variant), PI_MNIST.format(variant=variant)
+    figures = {f"mnist-100-pi/{variant}/test_accuracy": mnist100_figure(runs, command)}
+    if wall:
+        figures[f"mnist-100-pi/{variant}/wall_minutes"] = {
+            "runs": runs,
+            "read": "wall",
+            "unit": "min",
+            "lower_is_better": True,
+            "command": command,
+        }
+    return figures
+
+
 def mnist100_table_figure(method: str, worst: bool = False) -> dict:
     recipe = MNIST100_TABLE[method]
     return mnist100_figure(f"runs/issue18/mnist/{recipe}/seed*", MNIST100.format(recipe=recipe), worst=worst)
@@ -433,35 +448,15 @@ FIGURES: dict[str, dict] = {
     **disentangle_figures("mnist-disentangle.adv10.", "runs/issue17", DISENTANGLE_ADV10),
     "mnist-100/vat/test_accuracy": mnist100_figure(MNIST100_VAT_RUNS, MNIST100_VAT),
     "mnist-100/vat/worst_seed": mnist100_figure(MNIST100_VAT_RUNS, MNIST100_VAT, worst=True),
-    "mnist-100-pi/vat/test_accuracy": mnist100_figure(
-        PI_MNIST_RUNS.format(variant="vat"), PI_MNIST.format(variant="vat")
-    ),
-    "mnist-100-pi/vat/wall_minutes": {
-        "runs": PI_MNIST_RUNS.format(variant="vat"),
-        "read": "wall",
-        "unit": "min",
-        "lower_is_better": True,
-        "command": PI_MNIST.format(variant="vat"),
-    },
+    **pi_mnist_figures("vat", wall=True),
     # The `vat` variant before its probe replayed the clean pass's noise: 6,000 steps, fp32 probe.
     "mnist-100-pi.vat-6k.test_accuracy": mnist100_figure(
         "runs/pi-mnist-6k/mnist-100-pi/vat/seed*",
         PI_MNIST.format(variant="vat").replace("runs/pi-mnist ", "runs/pi-mnist-6k ")
         + " (at commit 55fa2bd, the variant before same_noise: 6,000 steps)",
     ),
-    "mnist-100-pi/labels-only/test_accuracy": mnist100_figure(
-        PI_MNIST_RUNS.format(variant="labels-only"), PI_MNIST.format(variant="labels-only")
-    ),
-    "mnist-100-pi/vat-entmin/test_accuracy": mnist100_figure(
-        PI_MNIST_RUNS.format(variant="vat-entmin"), PI_MNIST.format(variant="vat-entmin")
-    ),
-    "mnist-100-pi/vat-entmin/wall_minutes": {
-        "runs": PI_MNIST_RUNS.format(variant="vat-entmin"),
-        "read": "wall",
-        "unit": "min",
-        "lower_is_better": True,
-        "command": PI_MNIST.format(variant="vat-entmin"),
-    },
+    **pi_mnist_figures("labels-only"),
+    **pi_mnist_figures("vat-entmin", wall=True),
     "mnist-100-vat.before.test_accuracy": mnist100_figure(
         "runs/issue18/base/mnist-100-vat/vat/seed*",
         "semireg train mnist-100-vat --variant vat --seeds 1 train.progress=false --runs-root runs/issue18/base"
