@@ -142,6 +142,27 @@ def test_a_bad_system_is_a_config_error():
         train_system(_cfg(steps=1), with_params, _toy_data())
 
 
+def test_a_phase_adam_runs_fused_where_the_parameters_allow_and_moves_as_the_default_one():
+    torch.manual_seed(0)
+    net = nn.Linear(6, 2)
+    reference = copy.deepcopy(net)
+    spec = OptimizerSpec("adam", lr=0.01, betas=(0.5, 0.999), weight_decay=0.01)
+    fused, plain = (
+        spec.build(list(net.parameters())),
+        torch.optim.Adam(reference.parameters(), lr=0.01, betas=(0.5, 0.999), weight_decay=0.01),
+    )
+    assert fused.defaults["fused"] and not plain.defaults["fused"]
+    x = torch.randn(12, 6)
+    for _ in range(4):
+        for m, o in ((net, fused), (reference, plain)):
+            o.zero_grad()
+            m(x).square().mean().backward()
+            o.step()
+    for a, b in zip(net.parameters(), reference.parameters()):
+        torch.testing.assert_close(a, b)
+    assert not spec.build([nn.Parameter(torch.zeros(2, device="meta"))]).defaults["fused"]
+
+
 # ----------------------------------------------------------------------------- every registered system
 
 

@@ -1,4 +1,5 @@
-"""What the hardware computes fast, and the speed settings `"auto"` resolves to.
+"""What the hardware computes fast, the speed settings `"auto"` resolves to, and which parameters
+torch's fused optimizer kernels take.
 
 `train.precision = "auto"` is bf16-mixed where the device computes bf16 natively and fp32
 elsewhere: a CUDA GPU that supports bf16, or a CPU with AMX (amx_bf16) or AVX-512 BF16
@@ -96,3 +97,14 @@ def describe(precision: Choice, channels_last: Choice) -> str:
         return f"{name} {c.value} ({how})"
 
     return f"semireg: {part('precision', precision)}, {part('channels_last', channels_last)}"
+
+
+# torch's fused Adam/AdamW kernels update every parameter in one pass: for the VAT MLP's 1.9 M parameters
+# torch's default implementation took 3.0x the fused update's time (benchmarks/speed/adam_fused.py, 2-core
+# AMX CPU, one run; benchmarks/results/adam-fused.json).
+FUSED_DEVICES = ("cpu", "cuda")
+
+
+def fusable(params: list[torch.Tensor]) -> bool:
+    """Whether torch's fused Adam kernels take these parameters (float, on a device they support)."""
+    return bool(params) and all(p.is_floating_point() and p.device.type in FUSED_DEVICES for p in params)

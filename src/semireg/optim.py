@@ -12,16 +12,7 @@ from torch import nn
 
 from .config import RunConfig
 from .errors import ConfigError
-
-# torch's fused Adam/AdamW kernels update every parameter in one pass: for the VAT MLP's 1.9 M parameters
-# torch's default implementation took 3.0x the fused update's time (benchmarks/speed/adam_fused.py, 2-core
-# AMX CPU, one run; benchmarks/results/adam-fused.json).
-FUSED_DEVICES = ("cpu", "cuda")
-
-
-def fusable(params: list[torch.Tensor]) -> bool:
-    """Whether torch's fused Adam kernels take these parameters (float, on a device they support)."""
-    return bool(params) and all(p.is_floating_point() and p.device.type in FUSED_DEVICES for p in params)
+from .hardware import fusable
 
 
 def build_optimizer(params, cfg: RunConfig) -> torch.optim.Optimizer:

@@ -28,6 +28,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _NormBase
 
 from .errors import ConfigError
+from .hardware import fusable
 
 # ----------------------------------------------------------------------------- loss terms
 
@@ -101,7 +102,8 @@ class OptimizerSpec:
 
     def build(self, params: list[nn.Parameter]) -> torch.optim.Optimizer:
         if self.name == "adam":
-            return torch.optim.Adam(params, lr=self.lr, betas=self.betas, weight_decay=self.weight_decay)
+            fused = fusable(params) or None  # as the single-network loop's Adam (hardware.fusable)
+            return torch.optim.Adam(params, lr=self.lr, betas=self.betas, weight_decay=self.weight_decay, fused=fused)
         if self.name == "sgd":
             return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
         if self.name == "rmsprop":
