@@ -275,14 +275,17 @@ def test_replayed_rng_repeats_the_draws_and_leaves_the_stream_where_it_was():
     assert not torch.equal(first, after)  # the noise is there: a new pass draws anew
 
 
+@pytest.mark.parametrize("on", ["unlabeled", "labeled", "both"])
 @pytest.mark.parametrize("same_noise", [False, True])
-def test_same_noise_probe_sees_the_clean_pass_network(same_noise):
-    # Passes of an unlabelled-VAT step: labelled, clean VAT batch, probe (at r = xi * d), adversarial.
+def test_same_noise_probe_sees_the_clean_pass_network(same_noise, on):
+    # Passes of a VAT step: labelled, clean VAT batch (none on "labeled": the labelled pass is it),
+    # probe (at r = xi * d), adversarial.
     model = noisy_mlp().train()
     outputs = []
     model[-1].register_forward_hook(lambda m, i, o: outputs.append(o.detach()))
     batch = Batch(torch.rand(4, 1, 8, 8), torch.randint(0, 3, (4,)), torch.rand(6, 1, 8, 8))
-    get_method("vat").step(model, batch, VATOptions(eps=1.0, xi=1e-6, same_noise=same_noise))
-    clean, probe = outputs[1], outputs[2]
+    get_method("vat").step(model, batch, VATOptions(eps=1.0, xi=1e-6, same_noise=same_noise, on=on))
+    first = 0 if on == "labeled" else 1
+    clean, probe = outputs[first], outputs[first + 1]
     gap = (clean - probe).abs().max().item()
     assert (gap < 1e-4) if same_noise else (gap > 1e-2)

@@ -90,6 +90,12 @@ def replayed_rng(snapshot: RngSnapshot | None, device: torch.device) -> Iterator
         yield
 
 
+def replayable_pass(model: nn.Module, x: torch.Tensor, keep: bool) -> tuple[torch.Tensor, RngSnapshot | None]:
+    """model(x), with the generator states it drew from when `keep` (for a probe to replay them)."""
+    snapshot = rng_snapshot(x.device) if keep else None
+    return model(x), snapshot
+
+
 def kl_from_logits(target_logits: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     """Per-sample KL(p || q), p = softmax(target_logits), q = softmax(logits). (B, K) -> (B,)"""
     log_p = F.log_softmax(target_logits.float(), dim=1)
@@ -236,20 +242,18 @@ def vat_step(model: nn.Module, batch: Batch, opts: VATOptions) -> dict[str, torc
         raise ConfigError(f"method.on: '{opts.on}' is not one of unlabeled, labeled, both")
     if opts.probe not in ("fp32", "autocast"):
         raise ConfigError(f"method.probe: '{opts.probe}' is not one of fp32, autocast")
-    replay = rng_snapshot(batch.x_l.device) if opts.same_noise and opts.on == "labeled" else None
-    logits_l = model(batch.x_l)  # (B, K)
+    logits_l, replay_l = replayable_pass(model, batch.x_l, opts.same_noise and opts.on == "labeled")  # (B, K)
     ce = cross_entropy(logits_l, batch.y_l)
     if opts.on == "labeled":
-        x_vat, logits_vat = batch.x_l, logits_l
+        x_vat, logits_vat, replay = batch.x_l, logits_l, replay_l
     else:
         assert batch.x_u is not None, "VAT on unlabelled images needs an unlabelled batch"
         x_vat = torch.cat([batch.x_l, batch.x_u]) if opts.on == "both" else batch.x_u  # (Bv, ...)
         # The clean prediction is a constant target: no graph unless entropy minimisation needs one. It is
         # taken over the very batch the perturbed passes see: under BatchNorm the labelled batch's own logits
         # (other batch statistics) would differ from it at zero perturbation.
-        replay = rng_snapshot(x_vat.device) if opts.same_noise else None
         with torch.set_grad_enabled(opts.entmin > 0 or opts.balance > 0):
-            logits_vat = model(x_vat)  # (Bv, K)
+            logits_vat, replay = replayable_pass(model, x_vat, opts.same_noise)  # (Bv, K)
     xi = opts.xi if opts.xi is not None else DEFAULT_XI[opts.probe]
     eps = opts.eps if opts.eps is not None else IMAGE_EPS  # the engine fills it in from the data first
     lds = vat_loss(
