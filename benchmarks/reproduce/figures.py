@@ -457,6 +457,12 @@ FIGURES: dict[str, dict] = {
     ),
     **pi_mnist_figures("labels-only"),
     **pi_mnist_figures("vat-entmin", wall=True),
+    # The `vat-entmin` variant before: 15,000 steps, fp32 probe, the last weights evaluated (no EMA).
+    "mnist-100-pi.vat-entmin-15k.test_accuracy": mnist100_figure(
+        "runs/pi-mnist-15k/mnist-100-pi/vat-entmin/seed*",
+        PI_MNIST.format(variant="vat-entmin").replace("runs/pi-mnist ", "runs/pi-mnist-15k ")
+        + " (at commit cc10771, the variant before: 15,000 steps, fp32 probe, no EMA)",
+    ),
     "mnist-100-vat.before.test_accuracy": mnist100_figure(
         "runs/issue18/base/mnist-100-vat/vat/seed*",
         "semireg train mnist-100-vat --variant vat --seeds 1 train.progress=false --runs-root runs/issue18/base"
