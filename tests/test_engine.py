@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from stepping import assert_steps_alike
 from torch import nn
 
 import semireg
@@ -193,14 +194,7 @@ def test_adam_runs_fused_on_cpu_and_moves_as_the_default_implementation(opt):
     plain = (torch.optim.Adam if opt == "adam" else torch.optim.AdamW)(
         reference.parameters(), lr=0.01, weight_decay=0.01
     )
-    x = torch.randn(16, 8)
-    for _ in range(5):
-        for m, o in ((model, fused), (reference, plain)):
-            o.zero_grad()
-            m(x).square().mean().backward()
-            o.step()
-    for a, b in zip(model.parameters(), reference.parameters()):
-        torch.testing.assert_close(a, b)
+    assert_steps_alike([(model, fused), (reference, plain)], torch.randn(16, 8), steps=5)
     # Tensors no fused kernel takes keep torch's default implementation.
     elsewhere = build_optimizer([torch.zeros(2, device="meta")], cfg_for(optimizer=opt))
     assert not elsewhere.defaults["fused"]

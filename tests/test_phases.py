@@ -8,6 +8,7 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
+from stepping import assert_steps_alike
 from torch import nn
 
 import semireg
@@ -152,14 +153,7 @@ def test_a_phase_adam_runs_fused_where_the_parameters_allow_and_moves_as_the_def
         torch.optim.Adam(reference.parameters(), lr=0.01, betas=(0.5, 0.999), weight_decay=0.01),
     )
     assert fused.defaults["fused"] and not plain.defaults["fused"]
-    x = torch.randn(12, 6)
-    for _ in range(4):
-        for m, o in ((net, fused), (reference, plain)):
-            o.zero_grad()
-            m(x).square().mean().backward()
-            o.step()
-    for a, b in zip(net.parameters(), reference.parameters()):
-        torch.testing.assert_close(a, b)
+    assert_steps_alike([(net, fused), (reference, plain)], torch.randn(12, 6), steps=4)
     assert not spec.build([nn.Parameter(torch.zeros(2, device="meta"))]).defaults["fused"]
 
 
