@@ -136,3 +136,23 @@ def test_the_mlp_input_noise_perturbs_the_input_of_training_passes_only():
     assert abs(moved.std().item() - 0.3) < 0.02
     model.eval()
     assert torch.equal(model[:2](x), x)
+
+
+def test_the_mlp_noise_keeps_the_activation_dtype_and_its_spread_under_bf16_and_float32_draws_as_before():
+    """The noise is drawn in float32 and cast (torch's fast CPU normal is float32's): under bf16 the output
+    stays bf16, moves by N(0, std^2) and keeps the input's gradient; in float32 it is exactly what
+    x + std * randn_like(x) gives from the same generator state."""
+    from semireg.models.mlp import GaussianNoise
+
+    layer = GaussianNoise(0.5).train()
+    x = torch.randn(400, 300, dtype=torch.bfloat16, requires_grad=True)
+    out = layer(x)
+    assert out.dtype == torch.bfloat16
+    assert abs((out.float() - x.float()).std().item() - 0.5) < 0.01
+    out.float().sum().backward()
+    assert torch.equal(x.grad, torch.ones_like(x))
+    x32 = torch.randn(64, 40)
+    torch.manual_seed(3)
+    drawn = layer(x32)
+    torch.manual_seed(3)
+    assert torch.equal(drawn, x32 + 0.5 * torch.randn_like(x32))
