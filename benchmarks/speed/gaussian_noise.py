@@ -4,7 +4,9 @@ float32 then cast, alone on the MLP's hidden activations and as part of a whole 
 step under bf16 autocast (the `mnist-100-pi` recipe's `vat-entmin` batch sizes, 100 + 250), timed in one
 process in alternating rounds; prints medians and ratios.
 
-    python benchmarks/speed/gaussian_noise.py [--threads 2] [--rounds 40] [--out FILE]
+    python benchmarks/speed/gaussian_noise.py [--threads 2] [--rounds 40] [--out FILE] [--profile]
+
+`--profile`: also the share of the step's CPU time in `aten::normal_` (torch's profiler, 30 steps).
 """
 
 from __future__ import annotations
@@ -61,11 +63,24 @@ def with_forward(forward, fn):
     return run
 
 
+def normal_share(step, steps: int = 30) -> float:
+    """The fraction of `steps` calls' self CPU time spent in aten::normal_."""
+    from torch.profiler import profile
+
+    with profile() as prof:
+        for _ in range(steps):
+            step()
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    return sum(e.self_cpu_time_total for e in events if e.key == "aten::normal_") / total
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=40)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--profile", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     layer = GaussianNoise(STD).train()
@@ -89,7 +104,11 @@ def main() -> None:
             f"  {name:22s} own dtype {seconds['own_dtype'] * 1e3:7.2f} ms   float32+cast "
             f"{seconds['float32_cast'] * 1e3:7.2f} ms   {ratio:5.2f}x"
         )
-    write(args.out, {**header(), "std": STD, "seconds": results})
+    shares = {}
+    if args.profile:
+        shares = {"own_dtype": normal_share(with_forward(draw_in_own_dtype, step)), "float32_cast": normal_share(step)}
+        print("  share of the step in aten::normal_: " + ", ".join(f"{k} {v:.0%}" for k, v in shares.items()))
+    write(args.out, {**header(), "std": STD, "seconds": results, "normal_share": shares})
 
 
 if __name__ == "__main__":

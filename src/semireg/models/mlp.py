@@ -37,8 +37,8 @@ class GaussianNoise(nn.Module):
         if not self.training:
             return x
         # Drawn in float32 and cast: torch's CPU normal_ is vectorised for float32 only; drawn in x's dtype
-        # under bf16 autocast the noise took 1.46x as long and the VAT + entropy-minimisation step on the
-        # VAT paper's MLP 1.08x (benchmarks/speed/gaussian_noise.py, 2-core AMX CPU). In float32 the
+        # under bf16 autocast the noise took 1.47x as long and the VAT + entropy-minimisation step on the
+        # VAT paper's MLP 1.06-1.08x (benchmarks/speed/gaussian_noise.py, 2-core AMX CPU). In float32 the
         # values are the same as x + std * randn_like(x).
         noise = torch.empty(x.shape, device=x.device).normal_(0.0, self.std)  # (B, ...) float32
         return noise.to(x.dtype).add_(x)
