@@ -133,6 +133,21 @@ def test_ema_gets_no_gradient_and_follows_the_model():
     assert torch.allclose(ema.module.weight, 0.5 * before + 0.5 * model.weight)
 
 
+def test_ema_copies_the_running_statistics_not_the_constant_buffers():
+    """BatchNorm's running statistics are the model's (copied at each update); a non-persistent buffer
+    (the MLP's noise bank: 160 MB on the VAT paper's MLP) is a constant the copy already holds."""
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    model.register_buffer("constant", torch.zeros(5), persistent=False)
+    ema = EMA(model, 0.5, warmup=False)
+    model(torch.randn(8, 3))  # moves the running statistics
+    with torch.no_grad():
+        model.constant.fill_(1.0)
+    ema.update(model)
+    assert torch.equal(ema.module[1].running_mean, model[1].running_mean)
+    assert int(ema.module[1].num_batches_tracked) == 1
+    assert torch.equal(ema.module.constant, torch.zeros(5))
+
+
 def drifting_weights(model: nn.Module, t: int) -> None:
     """Weights that move far from their start and keep moving: w_t = w_0 + t/100 + sin(t/30)."""
     with torch.no_grad():

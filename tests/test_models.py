@@ -156,3 +156,36 @@ def test_the_mlp_noise_keeps_the_activation_dtype_and_its_spread_under_bf16_and_
     drawn = layer(x32)
     torch.manual_seed(3)
     assert torch.equal(drawn, x32 + 0.5 * torch.randn_like(x32))
+
+
+def test_the_mlp_noise_bank_adds_fresh_windows_of_the_spread_and_keeps_the_bank():
+    """`noise_bank`: every training pass adds a window of values drawn once, at a drawn offset: the spread
+    is the option's, two passes differ, the dtype and the input's gradient are kept, the bank itself is
+    never written (a float32 window is a view of it), the same seed builds the same bank (a resumed run
+    rebuilds it) and no checkpoint holds it; a pass larger than the bank draws fresh values."""
+    from semireg.errors import ConfigError
+    from semireg.models.mlp import GaussianNoise
+
+    torch.manual_seed(0)
+    layer = GaussianNoise(0.5, bank=200_000).train()
+    saved = layer.bank.clone()
+    x = torch.full((400, 300), 2.0)
+    first, second = layer(x), layer(x)
+    assert abs(first.std().item() - 0.5) < 0.01 and abs(first.mean().item() - 2.0) < 0.01
+    assert not torch.equal(first, second)
+    assert torch.equal(layer.bank, saved)
+    assert layer.state_dict() == {}
+    torch.manual_seed(0)
+    assert torch.equal(GaussianNoise(0.5, bank=200_000).bank, saved)
+    xb = torch.randn(100, 300, dtype=torch.bfloat16, requires_grad=True)
+    out = layer(xb)
+    assert out.dtype == torch.bfloat16
+    out.float().sum().backward()
+    assert torch.equal(xb.grad, torch.ones_like(xb))
+    big = layer(torch.zeros(1000, 300))  # 300,000 values > the bank's 200,000: fresh draws
+    assert abs(big.std().item() - 0.5) < 0.01
+    assert torch.equal(layer.eval()(x), x)
+    model = build_model("mlp", (1, 28, 28), 10, hidden=[32, 16], noise=0.5, noise_bank=4096)
+    assert [m.bank_size for m in model.modules() if isinstance(m, GaussianNoise)] == [4096, 4096]
+    with pytest.raises(ConfigError, match="model.noise_bank"):
+        build_model("mlp", (5,), 3, noise=0.5, noise_bank=-1)

@@ -62,6 +62,7 @@ class ModelConfig:
     plain_norm: bool = False  # mlp only: norm layers without a learned scale and shift (the VAT authors' MLP)
     noise: float = 0.0  # mlp only: std of Gaussian noise on every hidden layer's output while training
     input_noise: float = 0.0  # mlp only: std of Gaussian noise on the input while training
+    noise_bank: int = 0  # mlp only: > 0, the noise layers add windows of that many values drawn once (faster on CPU)
 
     def builder_options(self) -> dict[str, Any]:
         """The options a registered model builder is given (see models.build_model)."""
@@ -74,6 +75,7 @@ class ModelConfig:
             "plain_norm": self.plain_norm,
             "noise": self.noise,
             "input_noise": self.input_noise,
+            "noise_bank": self.noise_bank,
         }
 
 

@@ -30,6 +30,7 @@ from torch import nn
 
 from .errors import ConfigError
 from .hardware import resolve_precision
+from .models import state_buffers
 
 
 class _NoPrecisionNotice(logging.Filter):
@@ -184,7 +185,7 @@ class Ranks:
         for module in modules:
             if module is None:
                 continue
-            buffers = [b for b in module.buffers() if b.is_floating_point()]
+            buffers = [b for b in state_buffers(module) if b.is_floating_point()]  # not constants: a noise bank
             if buffers:
                 flat = torch.cat([b.reshape(-1).float() for b in buffers])
                 flat = self.mean(flat)

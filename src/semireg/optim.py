@@ -13,6 +13,7 @@ from torch import nn
 from .config import RunConfig
 from .errors import ConfigError
 from .hardware import fusable
+from .models import state_buffers
 
 
 def build_optimizer(params, cfg: RunConfig) -> torch.optim.Optimizer:
@@ -45,7 +46,8 @@ def lr_factor(step: int, cfg: RunConfig, total: int) -> float:
 
 
 class EMA:
-    """An exponential moving average of a model's weights; buffers are copied. Never trained.
+    """An exponential moving average of a model's weights; buffers are copied (those a state_dict
+    holds: non-persistent ones are constants, and the MLP's noise bank is 160 MB). Never trained.
 
     With `warmup` the t-th update (t = 0, 1, ...) uses decay min(decay, (1 + t) / (10 + t)), the
     warm-up of TensorFlow's ExponentialMovingAverage(num_updates=...): a fixed 0.999 would keep
@@ -73,7 +75,7 @@ class EMA:
         params = [p.detach() for p in model.parameters()]
         torch._foreach_lerp_(ema_params, params, 1.0 - self.current_decay())
         self.updates += 1
-        for b_ema, b in zip(self.module.buffers(), model.buffers()):
+        for b_ema, b in zip(state_buffers(self.module), state_buffers(model), strict=True):
             b_ema.copy_(b)
 
 

@@ -3,6 +3,7 @@
 from . import cnn, mlp, resnet, wrn  # noqa: F401  (register the built-in models)
 from .outputs import LogitsOnly, describe_output, logits_of, unwrap
 from .registry import ALIASES, MODELS, build_model, canonical_name, register_model
+from .state import state_buffers
 
 __all__ = [
     "ALIASES",
@@ -13,5 +14,6 @@ __all__ = [
     "describe_output",
     "logits_of",
     "register_model",
+    "state_buffers",
     "unwrap",
 ]
