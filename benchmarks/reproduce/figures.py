@@ -463,6 +463,18 @@ FIGURES: dict[str, dict] = {
         PI_MNIST.format(variant="vat-entmin").replace("runs/pi-mnist ", "runs/pi-mnist-15k ")
         + " (at commit cc10771, the variant before: 15,000 steps, fp32 probe, no EMA)",
     ),
+    # The `vat-entmin` variant before: 20,000 steps, the noise drawn afresh at every pass (no bank).
+    **{
+        f"mnist-100-pi.vat-entmin-20k.{name}": {
+            **figure,
+            "runs": "runs/pi-mnist-20k/mnist-100-pi/vat-entmin/seed*",
+            "command": PI_MNIST.format(variant="vat-entmin").replace("runs/pi-mnist ", "runs/pi-mnist-20k ")
+            + " (at commit 6069fb0, the variant before: 20,000 steps, fresh noise at every pass)",
+        }
+        for name, figure in zip(
+            ("test_accuracy", "wall_minutes"), pi_mnist_figures("vat-entmin", wall=True).values(), strict=True
+        )
+    },
     "mnist-100-vat.before.test_accuracy": mnist100_figure(
         "runs/issue18/base/mnist-100-vat/vat/seed*",
         "semireg train mnist-100-vat --variant vat --seeds 1 train.progress=false --runs-root runs/issue18/base"

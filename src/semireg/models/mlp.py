@@ -32,8 +32,8 @@ class GaussianNoise(nn.Module):
     `bank` > 0: the noise is a window, at a uniformly drawn offset, of `bank` values drawn once from
     N(0, std^2) when the layer is built, instead of fresh values at every pass. torch's CPU generator
     is one serial Mersenne Twister: on the VAT paper's MLP the fresh draws were 16-18 % of a VAT +
-    entropy-minimisation step under bf16 on 2 cores, and the window made that step 1.16x faster
-    (benchmarks/speed/gaussian_noise.py). Each window is i.i.d. N(0, std^2) within itself; windows of
+    entropy-minimisation step under bf16 on 2 cores, and the window made that step 1.15-1.19x faster
+    (benchmarks/speed/noise_bank.py). Each window is i.i.d. N(0, std^2) within itself; windows of
     two passes share values only where they overlap, and then at shifted places (other rows, other
     units) unless their offsets are equal: a bank many times the largest activation keeps the passes
     practically independent. A pass larger than the bank draws fresh values.
